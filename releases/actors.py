@@ -1,0 +1,25 @@
+"""Who acts: a person, a person through an API token, or a worker process."""
+
+import socket
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser
+
+
+@dataclass(frozen=True)
+class Actor:
+    user: AbstractBaseUser | None
+    label: str
+
+    @classmethod
+    def person(cls, user: AbstractBaseUser, token_name: str | None = None) -> "Actor":
+        label = user.get_username() + (f" (token {token_name})" if token_name else "")
+        return cls(user=user, label=label)
+
+    @classmethod
+    def worker(cls) -> "Actor":
+        return cls(user=None, label=f"worker@{socket.gethostname()}")
+
+    @classmethod
+    def system(cls, what: str) -> "Actor":
+        return cls(user=None, label=what)

@@ -1,0 +1,159 @@
+"""What the API reads and writes."""
+
+import json
+
+from django.conf import settings
+from rest_framework import serializers
+
+from releases.models import (
+    Approval,
+    Artifact,
+    AuditEvent,
+    GateCheck,
+    Metric,
+    Model,
+    ModelVersion,
+    Release,
+    ReleasePolicy,
+    StageRun,
+)
+from releases.models.catalog import TaskKind, label_validator, slug_validator
+
+
+class JSONObjectField(serializers.Field):
+    """A JSON object, sent as a multipart form field (a string) or as JSON."""
+
+    def to_internal_value(self, data: object) -> dict:
+        if isinstance(data, str):
+            if len(data.encode()) > settings.SLIPWAY_MAX_METADATA_BYTES:
+                raise serializers.ValidationError(
+                    f"metadata is larger than {settings.SLIPWAY_MAX_METADATA_BYTES} bytes")
+            try:
+                data = json.loads(data) if data.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise serializers.ValidationError(f"not valid JSON: {exc.msg} at position {exc.pos}") from None
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("must be a JSON object")
+        return data
+
+    def to_representation(self, value: dict) -> dict:
+        return value
+
+
+class BuildSerializer(serializers.Serializer):
+    model = serializers.CharField(validators=[slug_validator], help_text="the model's name")
+    version = serializers.CharField(validators=[label_validator], help_text="a label unique per model")
+    git_commit = serializers.RegexField(r"^[0-9a-fA-F]{7,64}$", error_messages={"invalid": "expected a hex commit"})
+    ci_run_url = serializers.URLField(required=False, allow_blank=True, max_length=500)
+    metadata = JSONObjectField(required=False, default=dict)
+    task = serializers.ChoiceField(choices=TaskKind.choices, required=False, allow_blank=True,
+                                   help_text="creates the model on its first build")
+    artifact = serializers.FileField(help_text=".onnx, .safetensors (+ metadata.architecture) or .pt2")
+    eval_data = serializers.FileField(help_text=".npz: 'inputs' or 'input:<name>' arrays, and 'labels'")
+
+
+class PolicySerializer(serializers.ModelSerializer):
+    approver_group = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = ReleasePolicy
+        exclude = ["id", "model"]
+
+
+class ModelSerializer(serializers.ModelSerializer):
+    policy = PolicySerializer(read_only=True)
+    versions = serializers.IntegerField(source="version_count", read_only=True)
+
+    class Meta:
+        model = Model
+        fields = ["name", "task", "description", "created_at", "versions", "policy"]
+
+
+class ArtifactSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Artifact
+        fields = ["id", "kind", "sha256", "size_bytes", "file_format", "filename", "parent", "recipe", "error"]
+
+
+class VersionSerializer(serializers.ModelSerializer):
+    model = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    author = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    artifact = ArtifactSerializer(read_only=True)
+    release_ids = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "model", "label", "git_commit", "ci_run_url", "metadata", "author", "created_at",
+                  "artifact", "release_ids"]
+
+    def get_release_ids(self, obj: ModelVersion) -> list[int]:
+        return [r.pk for r in obj.releases.all()]
+
+
+class StageSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = StageRun
+        fields = ["name", "position", "queue", "status", "attempt", "worker_host", "device", "progress", "step",
+                  "error", "queued_at", "started_at", "finished_at", "duration_s"]
+
+
+class MetricSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Metric
+        fields = ["name", "value", "unit", "artifact"]
+
+
+class GateCheckSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = GateCheck
+        fields = ["gate", "name", "comparator", "threshold", "measured", "passed", "detail"]
+
+
+class ApprovalSerializer(serializers.ModelSerializer):
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Approval
+        fields = ["gate", "user", "decision", "comment", "created_at"]
+
+
+class ReleaseSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="version.model.name", read_only=True)
+    version = serializers.CharField(source="version.label", read_only=True)
+    stages = StageSerializer(many=True, read_only=True)
+    metrics = MetricSerializer(many=True, read_only=True)
+    gate_checks = GateCheckSerializer(many=True, read_only=True)
+    approvals = ApprovalSerializer(many=True, read_only=True)
+    candidates = ArtifactSerializer(source="artifacts", many=True, read_only=True)
+    chosen_artifact = serializers.PrimaryKeyRelatedField(read_only=True)
+
+    class Meta:
+        model = Release
+        fields = ["id", "model", "version", "status", "failure_reason", "created_at", "updated_at",
+                  "chosen_artifact", "choice_reasons", "stages", "metrics", "gate_checks", "approvals",
+                  "candidates"]
+
+
+class ReleaseSummarySerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="version.model.name", read_only=True)
+    version = serializers.CharField(source="version.label", read_only=True)
+
+    class Meta:
+        model = Release
+        fields = ["id", "model", "version", "status", "failure_reason", "created_at", "updated_at"]
+
+
+class DecisionSerializer(serializers.Serializer):
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEvent
+        fields = ["at", "actor_label", "action", "subject", "before", "after", "reason"]
+
+
+class BuildResponseSerializer(serializers.Serializer):
+    version = VersionSerializer()
+    release = ReleaseSummarySerializer()
+    created = serializers.BooleanField()

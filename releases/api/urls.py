@@ -1,0 +1,13 @@
+from django.urls import include, path
+from rest_framework.routers import DefaultRouter
+
+from releases.api import views
+
+router = DefaultRouter()
+router.register("models", views.ModelViewSet, basename="model")
+router.register("releases", views.ReleaseViewSet, basename="release")
+
+urlpatterns = [
+    path("builds/", views.BuildView.as_view(), name="build-create"),
+    path("", include(router.urls)),
+]

@@ -1,0 +1,121 @@
+"""REST API views: thin wrappers around releases' domain functions."""
+
+from django.db.models import Count
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from releases import approvals
+from releases.api import serializers as s
+from releases.builds import BuildRequest, create_build
+from releases.models import ApiToken, Model, ModelVersion, Release
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+    description="Retrying with the same key returns the build made the first time, never a duplicate.")
+
+
+def token_name(request: Request) -> str | None:
+    return request.auth.name if isinstance(request.auth, ApiToken) else None
+
+
+class BuildView(generics.GenericAPIView):
+    """CI posts a model build: its artifact, evaluation data and commit. Starts a release."""
+
+    parser_classes = [MultiPartParser]
+    serializer_class = s.BuildSerializer
+    scopes = {"post": "builds:write"}
+    roles = {"post": "post_build"}
+
+    @extend_schema(parameters=[IDEMPOTENCY_HEADER],
+                   responses={201: s.BuildResponseSerializer, 200: s.BuildResponseSerializer})
+    def post(self, request: Request) -> Response:
+        try:
+            key = request.headers.get("Idempotency-Key") or None
+            if key is not None and not (1 <= len(key) <= 128 and key.isprintable()):
+                raise ValidationError({"Idempotency-Key": ["must be 1-128 printable characters"]})
+            serializer = self.get_serializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            data = serializer.validated_data
+            version, created = create_build(
+                BuildRequest(model=data["model"], version=data["version"], git_commit=data["git_commit"].lower(),
+                             artifact=data["artifact"], eval_data=data["eval_data"],
+                             ci_run_url=data.get("ci_run_url", ""), metadata=data.get("metadata", {}),
+                             task=data.get("task", ""), idempotency_key=key),
+                request.user, token_name=token_name(request))
+        finally:
+            for handler in request.upload_handlers:
+                if hasattr(handler, "cleanup"):
+                    handler.cleanup()
+        release = version.releases.order_by("id").first()
+        body = s.BuildResponseSerializer({"version": version, "release": release, "created": created}).data
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class ModelViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = s.ModelSerializer
+    lookup_field = "name"
+    queryset = (Model.objects.select_related("policy__approver_group")
+                .annotate(version_count=Count("versions")).order_by("name"))
+
+    @extend_schema(responses=s.VersionSerializer(many=True))
+    @action(detail=True)
+    def versions(self, request: Request, name: str) -> Response:
+        model = get_object_or_404(Model, name=name)
+        rows = (ModelVersion.objects.filter(model=model).select_related("model", "author", "artifact")
+                .prefetch_related("releases"))
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(s.VersionSerializer(page, many=True).data)
+
+
+@extend_schema(parameters=[OpenApiParameter("model", str), OpenApiParameter("status", str)])
+class ReleaseViewSet(viewsets.ReadOnlyModelViewSet):
+    scopes = {"approve": "approve", "reject": "approve"}
+
+    def get_queryset(self):  # noqa: ANN201
+        rows = Release.objects.select_related("version__model")
+        if self.action != "list":
+            rows = rows.prefetch_related("stages", "metrics", "gate_checks", "approvals__user", "artifacts")
+        if model := self.request.query_params.get("model"):
+            rows = rows.filter(version__model__name=model)
+        if wanted := self.request.query_params.get("status"):
+            rows = rows.filter(status=wanted)
+        return rows
+
+    def get_serializer_class(self):  # noqa: ANN201
+        if self.action == "list":
+            return s.ReleaseSummarySerializer
+        if self.action in ("approve", "reject"):
+            return s.DecisionSerializer
+        return s.ReleaseSerializer
+
+    def _decide(self, request: Request, pk: str, decision: str) -> Response:
+        serializer = s.DecisionSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        release = get_object_or_404(Release, pk=pk)
+        approval = approvals.decide(release.pk, request.user, decision, serializer.validated_data["comment"],
+                                    token_name=token_name(request))
+        return Response(s.ApprovalSerializer(approval).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.DecisionSerializer, responses={201: s.ApprovalSerializer})
+    @action(detail=True, methods=["post"])
+    def approve(self, request: Request, pk: str) -> Response:
+        return self._decide(request, pk, "approve")
+
+    @extend_schema(request=s.DecisionSerializer, responses={201: s.ApprovalSerializer})
+    @action(detail=True, methods=["post"])
+    def reject(self, request: Request, pk: str) -> Response:
+        return self._decide(request, pk, "reject")
+
+    @extend_schema(responses=s.AuditEventSerializer(many=True))
+    @action(detail=True)
+    def audit(self, request: Request, pk: str) -> Response:
+        release = get_object_or_404(Release, pk=pk)
+        page = self.paginate_queryset(release.audit_events.all())
+        return self.get_paginated_response(s.AuditEventSerializer(page, many=True).data)

@@ -1,0 +1,70 @@
+"""Environments, which release serves in each at what share, and the record of traffic moves."""
+
+from django.conf import settings
+from django.db import models
+
+from releases.models.pipeline import Release
+
+
+class Environment(models.Model):
+    name = models.CharField(max_length=40, unique=True)
+    position = models.PositiveSmallIntegerField(default=0)
+    target = models.CharField(max_length=20, default="local", help_text="local or docker")
+    proxy_port = models.PositiveIntegerField(unique=True, help_text="the stable endpoint's port")
+    requires_approval = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["position"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Deployment(models.Model):
+    """One release running in one environment. Exactly one is active per environment."""
+
+    class Role(models.TextChoices):
+        ACTIVE = "active"
+        CANARY = "canary"
+        WARM = "warm"
+        STOPPED = "stopped"
+
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="deployments")
+    release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="deployments")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    traffic_percent = models.PositiveSmallIntegerField(default=0)
+    image = models.CharField(max_length=200, blank=True, help_text="image digest, docker target")
+    endpoint = models.CharField(max_length=200, blank=True, help_text="the instance's own address")
+    instance = models.JSONField(default=dict, blank=True, help_text="what the target needs to find it")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["environment", "-updated_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["environment"], condition=models.Q(role="active"),
+                                    name="one_active_release_per_environment"),
+            models.UniqueConstraint(fields=["environment"], condition=models.Q(role="canary"),
+                                    name="one_canary_per_environment"),
+            models.UniqueConstraint(fields=["environment", "release"], name="one_deployment_per_release"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.release} in {self.environment} ({self.role}, {self.traffic_percent}%)"
+
+
+class TrafficChange(models.Model):
+    """Append-only: the traffic split of an environment from this moment on."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="traffic_changes")
+    at = models.DateTimeField(db_index=True)
+    shares = models.JSONField(help_text="release id → percent")
+    action = models.CharField(max_length=20, help_text="deploy, canary, promote, rollback")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.environment} {self.action} at {self.at:%Y-%m-%d %H:%M:%S}: {self.shares}"

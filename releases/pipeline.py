@@ -1,0 +1,62 @@
+"""The pipeline plan: which stages a release runs, on which queue, and how it moves on.
+
+Stages run on Celery workers (workers/); the web only sends ids, by task name, after commit, so it
+never imports the ML code.
+"""
+
+from dataclasses import dataclass
+
+from celery import current_app
+from django.conf import settings
+from django.db import transaction
+
+from releases.actors import Actor
+from releases.models import Release, StageRun
+from releases.models.pipeline import StageStatus
+from releases.statemachine import transition_stage
+
+RUN_STAGE_TASK = "workers.tasks.run_stage"
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    accelerated: bool = False  # runs on the gpu queue when SLIPWAY_ACCELERATED_QUEUE says so
+    queue: str = "cpu"
+
+    def queue_name(self) -> str:
+        return settings.SLIPWAY_ACCELERATED_QUEUE if self.accelerated else self.queue
+
+
+STAGES: list[StageSpec] = [
+    StageSpec("validate"),
+    StageSpec("evaluate", accelerated=True),
+    StageSpec("gate"),
+]
+STAGE_BY_NAME = {spec.name: spec for spec in STAGES}
+
+
+def create_stages(release: Release) -> None:
+    StageRun.objects.bulk_create(
+        StageRun(release=release, name=spec.name, position=i, queue=spec.queue_name())
+        for i, spec in enumerate(STAGES)
+    )
+
+
+def enqueue(stage: StageRun, actor: Actor) -> None:
+    """Mark the stage queued and send it to its worker queue once the transaction commits."""
+    stage = transition_stage(stage.pk, "queue", actor=actor)
+    kwargs = {"release_id": stage.release_id, "stage": stage.name}
+    transaction.on_commit(lambda: current_app.send_task(RUN_STAGE_TASK, kwargs=kwargs, queue=stage.queue))
+
+
+def start(release: Release, actor: Actor) -> None:
+    enqueue(release.stages.order_by("position").first(), actor)
+
+
+def advance(release_id: int, actor: Actor) -> StageRun | None:
+    """After a stage succeeded: queue the next pending stage, if any. Returns it."""
+    nxt = StageRun.objects.filter(release_id=release_id, status=StageStatus.PENDING).order_by("position").first()
+    if nxt is not None:
+        enqueue(nxt, actor)
+    return nxt

@@ -1,0 +1,102 @@
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.test import APIClient
+
+from releases.models import ApiToken, Release
+from tests import services
+from tests.factories import digits_eval_npz, digits_model
+
+ALL_SCOPES = ["builds:write", "releases:read", "approve", "deploy", "rollback"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _services_up() -> None:
+    if "postgresql" in settings.DATABASES["default"]["ENGINE"]:
+        services.require("PostgreSQL", os.environ["DATABASE_URL"])
+    if settings.REDIS_URL:
+        services.require("Redis", settings.REDIS_URL)
+
+
+def make_user(username: str, *groups: str) -> User:
+    user = User.objects.create_user(username, password="pw-" + username)
+    user.groups.add(*(Group.objects.get(name=g) for g in groups))
+    return user
+
+
+@pytest.fixture
+def users(db) -> dict[str, User]:  # noqa: ARG001
+    return {
+        "ci": make_user("ci", "deployer"),
+        "alice": make_user("alice", "approver"),
+        "bob": make_user("bob", "approver"),
+        "victor": make_user("victor", "viewer"),
+    }
+
+
+def token_client(user: User, scopes: list[str] | None = None) -> APIClient:
+    _, raw = ApiToken.issue(user, "test", scopes or ALL_SCOPES)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return client
+
+
+def build_form(model: str = "digits", version: str = "1.0.0", **overrides: object) -> dict:
+    form = {
+        "model": model, "version": version, "git_commit": "0123456789abcdef0123456789abcdef01234567",
+        "ci_run_url": "https://ci.example.com/runs/1", "metadata": '{"dataset": "digits"}',
+        "task": "classification",
+        "artifact": SimpleUploadedFile("model.onnx", digits_model().onnx_bytes),
+        "eval_data": SimpleUploadedFile("eval.npz", digits_eval_npz()),
+    }
+    form.update(overrides)
+    return {k: v for k, v in form.items() if v is not None}
+
+
+def worker_database_url() -> str:
+    db = settings.DATABASES["default"]
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker) -> subprocess.Popen:  # noqa: ARG001
+    """A real `celery worker` process on the test database and the test Redis database."""
+    if "postgresql" not in settings.DATABASES["default"]["ENGINE"]:
+        pytest.skip("the worker tests run against PostgreSQL (set DATABASE_URL)")
+    import redis
+
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    log_path = Path(settings.DATA_DIR) / "worker.log"
+    env = os.environ | {"DATABASE_URL": worker_database_url(), "DJANGO_SETTINGS_MODULE": "slipway.settings"}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "slipway", "worker", "-Q", "cpu,gpu,deploy", "-c", "2",
+             "-n", "test-worker@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
+            env=env, stdout=log, stderr=subprocess.STDOUT)
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def wait_for_status(release_id: int, *statuses: str, timeout: float = 60) -> Release:
+    """Poll the database until the release reaches one of `statuses`; fail with its stages if not."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        release = Release.objects.get(pk=release_id)
+        if release.status in statuses:
+            return release
+        time.sleep(0.1)
+    stages = [(s.name, s.status, s.error) for s in release.stages.all()]
+    log = (Path(settings.DATA_DIR) / "worker.log").read_text()[-3000:]
+    raise AssertionError(f"release {release_id} is {release.status}, not {statuses}: {stages}\n{log}")

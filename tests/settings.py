@@ -1,0 +1,13 @@
+"""Test settings: the real services users run — PostgreSQL and Redis on 127.0.0.1 unless told otherwise."""
+
+import os
+import tempfile
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("SLIPWAY_DATA_DIR", tempfile.mkdtemp(prefix="slipway-test-"))
+
+from slipway.settings import *  # noqa: E402, F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast users; never in production
+WHITENOISE_USE_FINDERS = True  # no collectstatic before tests
