@@ -4,6 +4,7 @@ Stages run on Celery workers (workers/); the web only sends ids, by task name, a
 never imports the ML code.
 """
 
+import logging
 from dataclasses import dataclass
 
 from celery import current_app
@@ -16,6 +17,7 @@ from releases.models.pipeline import StageStatus
 from releases.statemachine import transition_stage
 
 RUN_STAGE_TASK = "workers.tasks.run_stage"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -43,11 +45,23 @@ def create_stages(release: Release) -> None:
     )
 
 
+def send(stage: StageRun) -> bool:
+    """Hand a queued stage to the broker. A broker that is down loses nothing: the stage stays queued in
+    the database and `requeue_stale` sends it again."""
+    try:
+        current_app.send_task(RUN_STAGE_TASK, kwargs={"release_id": stage.release_id, "stage": stage.name},
+                              queue=stage.queue)
+    except Exception:
+        log.exception("could not send stage %s of release %s to the broker; it stays queued",
+                      stage.name, stage.release_id)
+        return False
+    return True
+
+
 def enqueue(stage: StageRun, actor: Actor) -> None:
     """Mark the stage queued and send it to its worker queue once the transaction commits."""
     stage = transition_stage(stage.pk, "queue", actor=actor)
-    kwargs = {"release_id": stage.release_id, "stage": stage.name}
-    transaction.on_commit(lambda: current_app.send_task(RUN_STAGE_TASK, kwargs=kwargs, queue=stage.queue))
+    transaction.on_commit(lambda: send(stage))
 
 
 def start(release: Release, actor: Actor) -> None:

@@ -1,0 +1,83 @@
+"""A build posted over the API goes through a real Celery worker process to its approval gate."""
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from releases.models import AuditEvent, Metric
+from tests.conftest import build_form, token_client, wait_for_status
+from tests.factories import digits_model, npz_bytes
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+def post(client, **form) -> int:  # noqa: ANN001
+    response = client.post("/api/v1/builds/", build_form(**form), format="multipart")
+    assert response.status_code == 201, response.json()
+    return response.json()["release"]["id"]
+
+
+def test_a_build_reaches_the_gate_with_its_metrics_then_two_approvers_release_it(celery_worker, users):
+    ci = token_client(users["ci"])
+    release_id = post(ci)
+    release = wait_for_status(release_id, "awaiting_approval")
+
+    stages = {s.name: s for s in release.stages.all()}
+    assert [(n, s.status) for n, s in stages.items()] == [
+        ("validate", "succeeded"), ("evaluate", "succeeded"), ("gate", "waiting")]
+    assert all(s.worker_host and s.started_at and s.attempt == 1 for s in stages.values())
+    assert stages["evaluate"].device == "cpu" and stages["validate"].device == "cpu"
+    metrics = {m.name: m for m in Metric.objects.filter(release_id=release_id)}
+    assert metrics["accuracy"].value == pytest.approx(digits_model().expected_accuracy, abs=1e-9)
+    assert metrics["size_bytes"].value == len(digits_model().onnx_bytes)
+    assert 0 < metrics["latency_p50_ms"].value <= metrics["latency_p95_ms"].value
+    assert metrics["latency_p50_ms"].unit == "ms"
+
+    # The author may not approve; approvers decide through the API.
+    author = ci.post(f"/api/v1/releases/{release_id}/approve/", {"comment": "mine"}, format="json")
+    assert author.status_code == 403
+    assert author.json()["detail"] == "you are the author of this build; someone else must approve it"
+    alice = token_client(users["alice"], ["approve", "releases:read"])
+    assert alice.post(f"/api/v1/releases/{release_id}/approve/", {"comment": "looks good"},
+                      format="json").status_code == 201
+    release = wait_for_status(release_id, "approved", timeout=5)
+    detail = alice.get(f"/api/v1/releases/{release_id}/").json()
+    assert detail["status"] == "approved"
+    assert [(a["user"], a["decision"], a["comment"]) for a in detail["approvals"]] == [
+        ("alice", "approve", "looks good")]
+    assert [s["status"] for s in detail["stages"]] == ["succeeded", "succeeded", "succeeded"]
+
+    actions = list(AuditEvent.objects.filter(release_id=release_id).order_by("id").values_list("action", flat=True))
+    assert actions == [
+        "build.received", "stage.queue",
+        "release.start", "stage.start", "stage.succeed", "stage.queue",
+        "stage.start", "stage.succeed", "stage.queue",
+        "stage.start", "stage.wait", "release.await_approval",
+        "approval.approve", "stage.succeed", "release.approve",
+    ]
+
+
+def test_a_model_that_does_not_fit_its_data_fails_at_validate_with_the_reason(celery_worker, users):
+    ci = token_client(users["ci"])
+    wrong = npz_bytes(inputs=digits_model().eval_inputs[:, :10], labels=digits_model().eval_labels)
+    release_id = post(ci, eval_data=SimpleUploadedFile("eval.npz", wrong))
+    release = wait_for_status(release_id, "failed")
+    stages = {s.name: s for s in release.stages.all()}
+    assert stages["validate"].status == "failed"
+    assert "pixels" in stages["validate"].error and "64" in stages["validate"].error
+    assert release.failure_reason.startswith("validate: model: ")
+    assert (stages["evaluate"].status, stages["gate"].status) == ("skipped", "skipped")
+
+
+def test_the_automatic_gate_fails_a_release_below_the_policy(celery_worker, users):
+    ci = token_client(users["ci"])
+    first = post(ci, version="1")
+    wait_for_status(first, "awaiting_approval")
+    from releases.models import ReleasePolicy
+
+    ReleasePolicy.objects.filter(model__name="digits").update(min_accuracy=0.999)
+    release_id = post(ci, version="2")
+    release = wait_for_status(release_id, "failed")
+    check = release.gate_checks.get()
+    assert (check.name, check.comparator, check.threshold, check.passed) == ("accuracy", ">=", 0.999, False)
+    assert check.measured == pytest.approx(digits_model().expected_accuracy, abs=1e-9)
+    assert release.failure_reason == f"gate: automatic gate: {check.detail}"
