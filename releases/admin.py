@@ -112,3 +112,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
         token, raw = m.ApiToken.issue(obj.user, obj.name, obj.scopes, obj.expires_at)
         obj.pk = token.pk
         messages.warning(request, f"Token for {obj.user}: {raw} — copy it now; it is not shown again.")
+
+
+@admin.register(m.ServingSample)
+class ServingSampleAdmin(admin.ModelAdmin):
+    list_display = ["environment", "release", "at", "requests_per_s", "error_rate", "latency_p95_ms"]

@@ -2,7 +2,7 @@
 
 from releases.models.audit import AuditEvent
 from releases.models.catalog import Artifact, Model, ModelVersion, ReleasePolicy
-from releases.models.deploy import Deployment, Environment, TrafficChange
+from releases.models.deploy import Deployment, Environment, ServingSample, TrafficChange
 from releases.models.pipeline import Approval, GateCheck, Metric, Release, StageRun
 from releases.models.tokens import ApiToken
 
@@ -19,6 +19,7 @@ __all__ = [
     "ModelVersion",
     "Release",
     "ReleasePolicy",
+    "ServingSample",
     "StageRun",
     "TrafficChange",
 ]

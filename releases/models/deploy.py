@@ -68,3 +68,21 @@ class TrafficChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.environment} {self.action} at {self.at:%Y-%m-%d %H:%M:%S}: {self.shares}"
+
+
+class ServingSample(models.Model):
+    """Serving figures of one release in one environment over one scrape interval."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="samples")
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="serving_samples")
+    at = models.DateTimeField()
+    requests_per_s = models.FloatField()
+    error_rate = models.FloatField(help_text="errors / requests over the interval, 0..1")
+    latency_p95_ms = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["at"]
+        indexes = [models.Index(fields=["environment", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.environment} #{self.release_id} at {self.at:%H:%M:%S}: {self.requests_per_s:.1f} req/s"
