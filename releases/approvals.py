@@ -5,7 +5,7 @@ from django.db import transaction
 from releases import pipeline
 from releases.actors import Actor
 from releases.models import Approval, Release, StageRun
-from releases.models.pipeline import ReleaseStatus
+from releases.models.pipeline import ReleaseStatus, StageStatus
 from releases.roles import ADMIN, APPROVER, has_role
 from releases.statemachine import (
     TransitionError,
@@ -37,8 +37,21 @@ def why_not(user, release: Release) -> str | None:  # noqa: ANN001
     return None
 
 
-def required(release: Release) -> int:
-    return release.version.model.policy.required_approvals
+# The stage that waits for people, by gate, and how many approvals each gate's policy asks for.
+GATE_STAGES = {"release": "gate", "production": "production_gate"}
+
+
+def waiting_gate(release: Release) -> str | None:
+    """Which gate the release waits at, if any."""
+    if release.status != ReleaseStatus.AWAITING_APPROVAL:
+        return None
+    names = {s.name for s in release.stages.all() if s.status == StageStatus.WAITING}
+    return next((gate for gate, stage in GATE_STAGES.items() if stage in names), None)
+
+
+def required(release: Release, gate: str = "release") -> int:
+    policy = release.version.model.policy
+    return policy.required_approvals if gate == "release" else policy.production_approvals
 
 
 def decide(release_id: int, user, decision: str, comment: str, *, token_name: str | None = None) -> Approval:  # noqa: ANN001
@@ -46,36 +59,37 @@ def decide(release_id: int, user, decision: str, comment: str, *, token_name: st
     actor = Actor.person(user, token_name)
     with transaction.atomic():
         release = locked_release(release_id)
-        if release.status != ReleaseStatus.AWAITING_APPROVAL:
+        gate = waiting_gate(release)
+        if gate is None:
             raise TransitionError(f"release #{release_id} is {release.status}, not awaiting approval")
         reason = why_not(user, release)
         if reason:
             raise NotAllowed(reason)
-        if Approval.objects.filter(release=release, gate="release", user=user).exists():
-            raise TransitionError(f"{user.get_username()} has already decided on release #{release_id}")
-        approval = Approval.objects.create(release=release, gate="release", user=user, decision=decision,
+        if Approval.objects.filter(release=release, gate=gate, user=user).exists():
+            raise TransitionError(f"{user.get_username()} has already decided on release #{release_id} "
+                                  f"at the {gate} gate")
+        approval = Approval.objects.create(release=release, gate=gate, user=user, decision=decision,
                                            comment=comment)
-        record(actor, f"approval.{decision}", release=release, subject=str(release),
-               after={"decision": decision, "comment": comment})
-        gate = StageRun.objects.get(release=release, name="gate")
+        record(actor, f"approval.{decision}", release=release, subject=f"{gate} gate of {release}",
+               after={"gate": gate, "decision": decision, "comment": comment})
+        stage = StageRun.objects.get(release=release, name=GATE_STAGES[gate])
         if decision == Approval.Decision.REJECT:
             why = f"rejected by {user.get_username()}" + (f": {comment}" if comment else "")
-            transition_stage(gate.pk, "fail", actor=actor, reason=why)
+            transition_stage(stage.pk, "fail", actor=actor, reason=why)
             transition_release(release_id, "reject", actor=actor, reason=why, failure_reason=why)
-        elif approvals_count(release) >= required(release):
-            transition_stage(gate.pk, "succeed", actor=actor, step="approved")
+        elif approvals_count(release, gate) >= required(release, gate):
+            transition_stage(stage.pk, "succeed", actor=actor, step="approved")
             transition_release(release_id, "approve", actor=actor)
             pipeline.advance(release_id, actor)
         return approval
 
 
-def approvals_count(release: Release) -> int:
-    return Approval.objects.filter(release=release, gate="release", decision=Approval.Decision.APPROVE).count()
+def approvals_count(release: Release, gate: str = "release") -> int:
+    return Approval.objects.filter(release=release, gate=gate, decision=Approval.Decision.APPROVE).count()
 
 
 def waiting_on(release: Release) -> int:
-    """How many more approvals the release needs."""
-    if release.status != ReleaseStatus.AWAITING_APPROVAL:
-        return 0
-    return max(0, required(release) - approvals_count(release))
+    """How many more approvals the release needs at the gate it waits at."""
+    gate = waiting_gate(release)
+    return 0 if gate is None else max(0, required(release, gate) - approvals_count(release, gate))
 

@@ -13,8 +13,8 @@ from django.db import transaction
 
 from releases.actors import Actor
 from releases.models import Release, StageRun
-from releases.models.pipeline import StageStatus
-from releases.statemachine import transition_stage
+from releases.models.pipeline import ReleaseStatus, StageStatus
+from releases.statemachine import transition_release, transition_stage
 
 RUN_STAGE_TASK = "workers.tasks.run_stage"
 log = logging.getLogger(__name__)
@@ -69,8 +69,10 @@ def start(release: Release, actor: Actor) -> None:
 
 
 def advance(release_id: int, actor: Actor) -> StageRun | None:
-    """After a stage succeeded: queue the next pending stage, if any. Returns it."""
+    """After a stage succeeded: queue the next pending stage; with none left, a shipping release is released."""
     nxt = StageRun.objects.filter(release_id=release_id, status=StageStatus.PENDING).order_by("position").first()
     if nxt is not None:
         enqueue(nxt, actor)
+    elif Release.objects.filter(pk=release_id, status=ReleaseStatus.SHIPPING).exists():
+        transition_release(release_id, "release", actor=actor)
     return nxt

@@ -116,6 +116,12 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("SLIPWAY_MAX_FIELDS_BYTES", default=1024 *
 SLIPWAY_MAX_METADATA_BYTES = env.int("SLIPWAY_MAX_METADATA_BYTES", default=64 * 1024)
 ARTIFACT_DIR = Path(env.str("SLIPWAY_ARTIFACT_DIR", default=str(DATA_DIR / "artifacts"))).resolve()
 
+# Serving: HAProxy fronts each environment on its Environment.proxy_port; instances listen on loopback.
+SLIPWAY_PROXY_DIR = Path(env.str("SLIPWAY_PROXY_DIR", default=str(DATA_DIR / "proxy"))).resolve()
+SLIPWAY_PROXY_HOST = env.str("SLIPWAY_PROXY_HOST", default="127.0.0.1")
+SLIPWAY_SERVING_DIR = Path(env.str("SLIPWAY_SERVING_DIR", default=str(DATA_DIR / "serving"))).resolve()
+SLIPWAY_BASE_IMAGE = env.str("SLIPWAY_BASE_IMAGE", default="python:3.11-slim")
+
 # Celery: Redis when REDIS_URL is set, else kombu's filesystem transport in the data folder.
 REDIS_URL = env.str("REDIS_URL", default="")
 BROKER_DIR = DATA_DIR / "broker"

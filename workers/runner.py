@@ -16,6 +16,8 @@ from workers.stages import STAGE_FUNCTIONS
 
 log = logging.getLogger(__name__)
 DONE = {StageStatus.SUCCEEDED, StageStatus.SKIPPED, StageStatus.WAITING, StageStatus.FAILED}
+# A stage that starts moves its release on: a new release runs, an approved one ships.
+STARTS = {ReleaseStatus.PENDING: "start", ReleaseStatus.APPROVED: "ship"}
 
 
 def run_stage(release_id: int, name: str) -> None:
@@ -28,8 +30,8 @@ def run_stage(release_id: int, name: str) -> None:
 
     device = detect_device() if pipeline.STAGE_BY_NAME[name].accelerated else "cpu"
     with transaction.atomic():
-        if stage.release.status == ReleaseStatus.PENDING:
-            transition_release(release_id, "start", actor=actor)
+        if stage.release.status in STARTS:
+            transition_release(release_id, STARTS[stage.release.status], actor=actor)
         stage = transition_stage(stage.pk, "start", actor=actor, worker_host=socket.gethostname(), device=device)
     release = Release.objects.select_related("version__model__policy", "version__artifact",
                                              "version__eval_data", "chosen_artifact").get(pk=release_id)

@@ -13,6 +13,7 @@ class ReleaseStatus(models.TextChoices):
     APPROVED = "approved"
     SHIPPING = "shipping"
     RELEASED = "released"
+    ROLLED_BACK = "rolled_back"
     REJECTED = "rejected"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -27,6 +28,8 @@ class Release(models.Model):
     choice_reasons = models.JSONField(default=dict, blank=True,
                                       help_text="artifact id → why it was or was not chosen")
     failure_reason = models.TextField(blank=True)
+    image = models.CharField(max_length=200, blank=True, help_text="the container image's tag")
+    image_digest = models.CharField(max_length=100, blank=True, help_text="its content digest (sha256:…)")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
