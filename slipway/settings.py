@@ -121,6 +121,8 @@ SLIPWAY_PROXY_DIR = Path(env.str("SLIPWAY_PROXY_DIR", default=str(DATA_DIR / "pr
 SLIPWAY_PROXY_HOST = env.str("SLIPWAY_PROXY_HOST", default="127.0.0.1")
 SLIPWAY_SERVING_DIR = Path(env.str("SLIPWAY_SERVING_DIR", default=str(DATA_DIR / "serving"))).resolve()
 SLIPWAY_BASE_IMAGE = env.str("SLIPWAY_BASE_IMAGE", default="python:3.11-slim")
+SLIPWAY_CONTAINER_MEMORY = env.str("SLIPWAY_CONTAINER_MEMORY", default="1g")
+SLIPWAY_CONTAINER_CPUS = env.float("SLIPWAY_CONTAINER_CPUS", default=1.0)
 
 # Celery: Redis when REDIS_URL is set, else kombu's filesystem transport in the data folder.
 REDIS_URL = env.str("REDIS_URL", default="")

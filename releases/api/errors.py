@@ -11,12 +11,15 @@ from releases.approvals import NotAllowed
 from releases.builds import UnknownModel
 from releases.intake import BadUpload
 from releases.statemachine import TransitionError
+from workers.shipping.proxy import ProxyError, ProxyUnavailable
 
 DOMAIN_ERRORS = {
     TransitionError: (status.HTTP_409_CONFLICT, "conflict"),
     NotAllowed: (status.HTTP_403_FORBIDDEN, "not_allowed"),
     BadUpload: (status.HTTP_400_BAD_REQUEST, "bad_upload"),
     UnknownModel: (status.HTTP_400_BAD_REQUEST, "unknown_model"),
+    ProxyUnavailable: (status.HTTP_503_SERVICE_UNAVAILABLE, "proxy_unavailable"),
+    ProxyError: (status.HTTP_502_BAD_GATEWAY, "proxy_error"),
 }
 
 

@@ -9,6 +9,8 @@ from releases.models import (
     Approval,
     Artifact,
     AuditEvent,
+    Deployment,
+    Environment,
     GateCheck,
     Metric,
     Model,
@@ -16,6 +18,7 @@ from releases.models import (
     Release,
     ReleasePolicy,
     StageRun,
+    TrafficChange,
 )
 from releases.models.catalog import TaskKind, label_validator, slug_validator
 
@@ -157,3 +160,40 @@ class BuildResponseSerializer(serializers.Serializer):
     version = VersionSerializer()
     release = ReleaseSummarySerializer()
     created = serializers.BooleanField()
+
+
+class DeploymentSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="release.version.model.name", read_only=True)
+    version = serializers.CharField(source="release.version.label", read_only=True)
+
+    class Meta:
+        model = Deployment
+        fields = ["release", "model", "version", "role", "traffic_percent", "endpoint", "image", "updated_at"]
+
+
+class TrafficChangeSerializer(serializers.ModelSerializer):
+    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = TrafficChange
+        fields = ["id", "at", "action", "shares", "actor", "reason"]
+
+
+class EnvironmentSerializer(serializers.ModelSerializer):
+    deployments = DeploymentSerializer(source="running", many=True, read_only=True)
+
+    class Meta:
+        model = Environment
+        fields = ["name", "target", "proxy_port", "requires_approval", "deployments"]
+
+
+class RollbackSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, help_text="why; it goes into the audit trail")
+    expected_release = serializers.IntegerField(
+        required=False, help_text="the release you saw serving; a repeated call then changes nothing")
+
+
+class LiveAtSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    change = TrafficChangeSerializer(allow_null=True)
+    releases = ReleaseSummarySerializer(many=True)

@@ -1,12 +1,17 @@
 from django.urls import path
 
-from releases.pages import views
+from releases.pages import catalog, environment, home, release
 
 urlpatterns = [
-    path("", views.home, name="home"),
-    path("models/", views.model_list, name="models"),
-    path("models/<str:name>/", views.model_detail, name="model"),
-    path("releases/<int:release_id>/", views.release_detail, name="release"),
-    path("releases/<int:release_id>/live/", views.release_live, name="release-live"),
-    path("releases/<int:release_id>/decide/", views.release_decide, name="release-decide"),
+    path("", home.home, name="home"),
+    path("models/", catalog.model_list, name="models"),
+    path("models/<str:name>/", catalog.model_detail, name="model"),
+    path("releases/<int:release_id>/", release.release_detail, name="release"),
+    path("releases/<int:release_id>/live/", release.release_live, name="release-live"),
+    path("releases/<int:release_id>/decide/", release.release_decide, name="release-decide"),
+    path("releases/<int:release_id>/pick/", release.release_pick, name="release-pick"),
+    path("environments/", environment.environment_list, name="environments"),
+    path("environments/<str:name>/", environment.environment_detail, name="environment"),
+    path("environments/<str:name>/live/", environment.environment_live, name="environment-live"),
+    path("environments/<str:name>/rollback/", environment.rollback, name="rollback"),
 ]

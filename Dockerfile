@@ -1,0 +1,24 @@
+# Slipway's own image: web, workers and the HAProxy it drives. Build: docker build -t slipway .
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
+RUN apt-get update && apt-get install -y --no-install-recommends haproxy && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 10001 slipway && mkdir -p /data && chown slipway /data
+WORKDIR /app
+COPY pyproject.toml README.md ./
+# torch is installed first, as TORCH_SPEC says (the GPU worker builds with a CUDA-enabled torch).
+ARG TORCH_SPEC="torch==2.13.0"
+RUN python -m pip install --no-cache-dir "${TORCH_SPEC}"
+COPY slipway ./slipway
+COPY releases ./releases
+COPY workers ./workers
+COPY serving ./serving
+COPY templates ./templates
+COPY static ./static
+COPY deploy ./deploy
+COPY manage.py ./
+RUN python -m pip install --no-cache-dir . && SLIPWAY_DATA_DIR=/tmp/build SLIPWAY_SECRET_KEY=build \
+    python manage.py collectstatic --noinput && rm -rf /tmp/build
+USER slipway
+ENV SLIPWAY_DATA_DIR=/data PYTHONUNBUFFERED=1
+EXPOSE 8000
+CMD ["gunicorn", "slipway.wsgi", "-b", "0.0.0.0:8000", "-w", "4", "--threads", "4"]

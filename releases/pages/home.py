@@ -1,0 +1,24 @@
+"""The home page: what is live in each environment, what waits for me, recent releases and failures."""
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from releases.models import Environment
+from releases.models.pipeline import ReleaseStatus
+from releases.pages import queries
+
+RECENT = 15
+FAILURES = 5
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "releases/home.html", {
+        "environments": queries.live_deployments(Environment.objects.all()),
+        "waiting": queries.waiting_for(request.user),
+        "running": queries.RELEASE_ROWS.filter(status__in=[ReleaseStatus.PENDING, ReleaseStatus.RUNNING,
+                                                           ReleaseStatus.SHIPPING]).count(),
+        "recent": queries.RELEASE_ROWS[:RECENT],
+        "failures": queries.RELEASE_ROWS.filter(status=ReleaseStatus.FAILED)[:FAILURES],
+    })

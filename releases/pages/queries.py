@@ -1,0 +1,202 @@
+"""Read-only queries behind the pages. Each answers one section in a fixed number of queries,
+however many rows the database holds: long lists are cut or paginated, figures are picked in SQL."""
+
+from dataclasses import dataclass, field
+
+from django.contrib.auth.models import AbstractBaseUser, User
+from django.core.paginator import Page, Paginator
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.http import HttpRequest
+
+from releases.approvals import GATE_STAGES
+from releases.gates import TASK_METRIC
+from releases.models import (
+    Approval,
+    Artifact,
+    Deployment,
+    Environment,
+    Metric,
+    Model,
+    ModelVersion,
+    Release,
+    ServingSample,
+    StageRun,
+    TrafficChange,
+)
+from releases.models.pipeline import ReleaseStatus, StageStatus
+from releases.roles import ADMIN, APPROVER, groups_of, has_role
+
+# The figures of a release are those of its chosen candidate, or the unattached ones when none was chosen.
+RELEASE_LEVEL = Q(artifact_id=F("release__chosen_artifact_id")) | Q(artifact__isnull=True,
+                                                                    release__chosen_artifact__isnull=True)
+TREND_VERSIONS = 100  # versions drawn on a model's trend charts
+SERVING_SAMPLES = 600  # newest samples drawn on an environment's charts
+CHART_MARKS = 100  # traffic changes marked on them
+
+RELEASE_ROWS = Release.objects.select_related("version__model", "version__author")
+
+
+def paginate(request: HttpRequest, rows: QuerySet, per_page: int, param: str = "page") -> Page:
+    """One page of `rows` (two queries, count and page, whatever their number), with `prev_url` and
+    `next_url`: this page's query string with `param` moved, other parameters kept."""
+    page = Paginator(rows, per_page).get_page(request.GET.get(param))
+
+    def url(number: int) -> str:
+        query = request.GET.copy()
+        query[param] = str(number)
+        return "?" + query.urlencode()
+
+    page.prev_url = url(page.previous_page_number()) if page.has_previous() else None
+    page.next_url = url(page.next_page_number()) if page.has_next() else None
+    return page
+
+
+def release_label(release: Release) -> str:
+    return f"#{release.pk} {release.version.model.name} {release.version.label}"
+
+
+def task_metric(model: Model) -> tuple[str, bool]:
+    """The name of the model's task metric, and whether higher is better."""
+    return TASK_METRIC[model.task]
+
+
+def waiting_for(user: AbstractBaseUser, limit: int = 20) -> list[Release]:
+    """Releases waiting at an approval gate that this user may approve and has not decided on there
+    (the rules of releases.approvals.why_not, asked of the database). Each has `.gate`."""
+    waits = StageRun.objects.filter(release=OuterRef("pk"), status=StageStatus.WAITING)
+    mine = Approval.objects.filter(release=OuterRef("pk"), user=user)
+    decided_here = Q()
+    for gate, stage in GATE_STAGES.items():
+        decided_here |= Q(Exists(mine.filter(gate=gate)) & Exists(waits.filter(name=stage)))
+    rows = (RELEASE_ROWS.filter(status=ReleaseStatus.AWAITING_APPROVAL).exclude(version__author=user)
+            .exclude(decided_here).annotate(at_production=Exists(waits.filter(name=GATE_STAGES["production"])))
+            .order_by("created_at", "id"))
+    if not has_role(user, ADMIN):
+        groups = groups_of(user)
+        in_group = Q(version__model__policy__approver_group__name__in=groups)
+        if APPROVER in groups:
+            in_group |= Q(version__model__policy__approver_group__isnull=True)
+        rows = rows.filter(in_group)
+    return list(rows[:limit])
+
+
+def live_deployments(environments: QuerySet[Environment]) -> list[Environment]:
+    """Environments, each with `.serving`: its deployments that take traffic, largest share first."""
+    environments = list(environments)
+    serving: dict[int, list[Deployment]] = {env.pk: [] for env in environments}
+    for deployment in (Deployment.objects.filter(environment__in=environments, traffic_percent__gt=0)
+                       .select_related("release__version__model").order_by("-traffic_percent", "-id")):
+        serving[deployment.environment_id].append(deployment)
+    for env in environments:
+        env.serving = serving[env.pk]
+    return environments
+
+
+def model_trend(model: Model, limit: int = TREND_VERSIONS) -> list[dict]:
+    """The task metric, p95 latency and size of the newest versions, oldest first; a version with
+    several releases shows its latest one's figures."""
+    metric, _ = task_metric(model)
+    versions = list(ModelVersion.objects.filter(model=model).order_by("-created_at", "-id")
+                    .values_list("id", "label")[:limit])
+    figures: dict[int, dict[str, float]] = {}
+    rows = (Metric.objects.filter(RELEASE_LEVEL, release__version_id__in=[pk for pk, _ in versions],
+                                  name__in=[metric, "latency_p95_ms", "size_bytes"])
+            .order_by("release_id").values_list("release__version_id", "name", "value"))
+    for version_id, name, value in rows:
+        figures.setdefault(version_id, {})[name] = value
+    return [{"label": label, "task": figures.get(pk, {}).get(metric),
+             "p95": figures.get(pk, {}).get("latency_p95_ms"), "size": figures.get(pk, {}).get("size_bytes")}
+            for pk, label in reversed(versions)]
+
+
+@dataclass
+class Candidate:
+    """One row of a release's candidates table: an artifact with its measured figures."""
+
+    artifact: Artifact
+    figures: dict[str, float]
+    task_value: float | None
+    reason: str
+    chosen: bool
+    reference: bool  # the original the candidates are compared with
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.artifact.error)
+
+
+@dataclass
+class CandidateTable:
+    rows: list[Candidate]
+    metric: str
+    higher_is_better: bool
+    budget: float
+    original_value: float | None = None
+    release_metrics: list[Metric] = field(default_factory=list)  # the figures of what the release ships
+
+    @property
+    def budget_limit(self) -> float | None:
+        """The worst task metric a candidate may reach and still be chosen."""
+        if self.original_value is None:
+            return None
+        return self.original_value - self.budget if self.higher_is_better else self.original_value + self.budget
+
+
+def candidate_table(release: Release) -> CandidateTable:
+    """The original and every candidate derived from it, from the release's prefetched `metrics`
+    and `artifacts` and its selected `version__artifact` and `version__model__policy`."""
+    metric, higher = task_metric(release.version.model)
+    by_artifact: dict[int | None, dict[str, float]] = {}
+    for m in release.metrics.all():
+        by_artifact.setdefault(m.artifact_id, {})[m.name] = m.value
+    original = release.version.artifact
+    original_figures = by_artifact.get(original.pk) or by_artifact.get(None, {})
+    rows = [Candidate(original, original_figures, original_figures.get(metric),
+                      release.choice_reasons.get(str(original.pk), ""),
+                      chosen=release.chosen_artifact_id in (None, original.pk), reference=True)]
+    for a in release.artifacts.all():
+        if a.kind not in (Artifact.Kind.ORIGINAL, Artifact.Kind.EVAL_DATA):
+            figures = by_artifact.get(a.pk, {})
+            rows.append(Candidate(a, figures, figures.get(metric), release.choice_reasons.get(str(a.pk), ""),
+                                  chosen=a.pk == release.chosen_artifact_id, reference=False))
+    return CandidateTable(rows=rows, metric=metric, higher_is_better=higher,
+                          budget=release.version.model.policy.accuracy_budget,
+                          original_value=original_figures.get(metric),
+                          release_metrics=[m for m in release.metrics.all()
+                                           if m.artifact_id == release.chosen_artifact_id])
+
+
+def eligible_approvers(release: Release, group: str, gate: str, limit: int = 20) -> list[User]:
+    """Members of the approver group who may still decide at `gate`: not the author, not decided there yet."""
+    decided = Approval.objects.filter(release=release, gate=gate).values("user_id")
+    return list(User.objects.filter(groups__name=group, is_active=True).exclude(pk=release.version.author_id)
+                .exclude(pk__in=decided).order_by("username").distinct()[:limit])
+
+
+def serving_series(environment: Environment, limit: int = SERVING_SAMPLES) -> dict:
+    """The newest serving samples per release, and the traffic changes in their time span, as the
+    environment charts draw them (times in epoch milliseconds)."""
+    samples = list(ServingSample.objects.filter(environment=environment).order_by("-at", "-id")
+                   .values_list("at", "release_id", "requests_per_s", "error_rate", "latency_p95_ms")[:limit])
+    samples.reverse()
+    if not samples:
+        return {"series": [], "marks": []}
+    labels = {r.pk: release_label(r) for r in Release.objects.filter(pk__in={s[1] for s in samples})
+              .select_related("version__model")}
+    series: dict[int, list] = {}
+    for at, release_id, rps, errors, p95 in samples:
+        series.setdefault(release_id, []).append([_ms(at), rps, errors, p95])
+    marks = (TrafficChange.objects.filter(environment=environment, at__gte=samples[0][0])
+             .order_by("-at", "-id").values_list("at", "action")[:CHART_MARKS])
+    return {"series": [{"label": labels[pk], "points": points} for pk, points in series.items()],
+            "marks": [[_ms(at), action] for at, action in reversed(marks)]}
+
+
+def share_labels(changes: list[TrafficChange]) -> dict[str, str]:
+    """Release id (as TrafficChange.shares keys it) → label, for every release named in `changes`."""
+    ids = {int(pk) for change in changes for pk in change.shares}
+    return {str(r.pk): release_label(r) for r in Release.objects.filter(pk__in=ids).select_related("version__model")}
+
+
+def _ms(at) -> int:  # noqa: ANN001 - a datetime
+    return int(at.timestamp() * 1000)

@@ -1,0 +1,101 @@
+"""A release's page: stages live, candidates, gates, approvals and the audit trail; deciding at
+its gate and picking another candidate go through the domain functions."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from releases import approvals, candidates
+from releases.approvals import NotAllowed
+from releases.models import Approval, AuditEvent, Release
+from releases.pages import queries
+from releases.statemachine import TERMINAL, TransitionError
+
+RELEASE_DETAIL = (Release.objects.select_related("version__model__policy__approver_group", "version__author",
+                                                 "version__artifact")
+                  .prefetch_related("stages", "gate_checks", "metrics", "approvals__user", "artifacts"))
+AUDIT_PER_PAGE = 50
+POLL_SECONDS = 1
+
+
+def plane_chart(table: queries.CandidateTable) -> dict:
+    """The candidates on the task-metric-against-p95-latency plane, with the accuracy budget."""
+    points = [{"label": "original" if row.reference else row.artifact.kind, "x": row.figures["latency_p95_ms"],
+               "y": row.task_value, "chosen": row.chosen}
+              for row in table.rows
+              if not row.failed and "latency_p95_ms" in row.figures and row.task_value is not None]
+    return {"metric": table.metric, "higher_is_better": table.higher_is_better, "budget": table.budget_limit,
+            "points": points}
+
+
+def release_context(request: HttpRequest, release_id: int) -> dict:
+    release = get_object_or_404(RELEASE_DETAIL, pk=release_id)
+    gate = approvals.waiting_gate(release)
+    cannot_approve = approvals.why_not(request.user, release)
+    if any(a.user_id == request.user.pk and a.gate == gate for a in release.approvals.all()):
+        cannot_approve = f"you have already decided at its {gate} gate"
+    group = approvals.approver_group(release)
+    table = queries.candidate_table(release)
+    return {
+        "release": release,
+        "live": release.status not in TERMINAL and gate is None,
+        "poll_seconds": POLL_SECONDS,
+        "candidates": table,
+        "plane": plane_chart(table),
+        "gate": gate,
+        "cannot_approve": cannot_approve,
+        "may_pick": gate == "release" and approvals.why_not(request.user, release) is None,
+        "still_needed": approvals.waiting_on(release),
+        "approver_group": group,
+        "eligible": queries.eligible_approvers(release, group, gate) if gate else [],
+    }
+
+
+@login_required
+def release_detail(request: HttpRequest, release_id: int) -> HttpResponse:
+    context = release_context(request, release_id)
+    context["audit"] = queries.paginate(request, AuditEvent.objects.filter(release_id=release_id),
+                                        AUDIT_PER_PAGE, "audit")
+    return render(request, "releases/release_detail.html", context)
+
+
+@login_required
+def release_live(request: HttpRequest, release_id: int) -> HttpResponse:
+    """The parts of the release page that change while it runs, for htmx to swap in."""
+    return render(request, "releases/_release_live.html", release_context(request, release_id))
+
+
+@login_required
+@require_POST
+def release_decide(request: HttpRequest, release_id: int) -> HttpResponse:
+    decision = request.POST.get("decision")
+    if decision not in Approval.Decision.values:
+        messages.error(request, "Not recorded: choose approve or reject.")
+        return redirect("release", release_id=release_id)
+    try:
+        approvals.decide(release_id, request.user, decision, request.POST.get("comment", "")[:2000])
+    except (NotAllowed, TransitionError) as exc:
+        messages.error(request, f"Not recorded: {exc}.")
+    else:
+        messages.success(request, f"Your {'approval' if decision == 'approve' else 'rejection'} is recorded.")
+    return redirect("release", release_id=release_id)
+
+
+@login_required
+@require_POST
+def release_pick(request: HttpRequest, release_id: int) -> HttpResponse:
+    """Ship another candidate than the one chosen automatically (while the release awaits approval)."""
+    try:
+        artifact_id = int(request.POST.get("artifact", ""))
+    except ValueError:
+        messages.error(request, "Not changed: choose one of the candidates in the table.")
+        return redirect("release", release_id=release_id)
+    try:
+        release = candidates.pick(release_id, artifact_id, request.user)
+    except (NotAllowed, TransitionError, ValueError) as exc:
+        messages.error(request, f"Not changed: {exc}.")
+    else:
+        messages.success(request, f"Release #{release.pk} now ships candidate {release.chosen_artifact}.")
+    return redirect("release", release_id=release_id)
