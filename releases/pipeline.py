@@ -34,6 +34,10 @@ STAGES: list[StageSpec] = [
     StageSpec("validate"),
     StageSpec("evaluate", accelerated=True),
     StageSpec("gate"),
+    StageSpec("package", queue="deploy"),
+    StageSpec("deploy_staging", queue="deploy"),
+    StageSpec("production_gate"),
+    StageSpec("canary", queue="deploy"),
 ]
 STAGE_BY_NAME = {spec.name: spec for spec in STAGES}
 

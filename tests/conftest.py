@@ -87,6 +87,15 @@ def celery_worker(django_db_setup, django_db_blocker) -> subprocess.Popen:  # no
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+    stop_serving()
+
+
+def stop_serving() -> None:
+    """Stop the HAProxy and the model servers that this test session's worker started."""
+    from workers.shipping.proxy import ProxyConfig, stop
+
+    stop(ProxyConfig(state_dir=settings.SLIPWAY_PROXY_DIR))
+    subprocess.run(["pkill", "-f", f"serving --model {settings.ARTIFACT_DIR}"], check=False)
 
 
 def wait_for_status(release_id: int, *statuses: str, timeout: float = 60) -> Release:

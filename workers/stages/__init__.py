@@ -3,10 +3,14 @@
 from collections.abc import Callable
 
 from workers.context import StageContext
-from workers.stages import evaluate, gate, validate
+from workers.stages import deploy, evaluate, gate, package, production_gate, validate
 
 STAGE_FUNCTIONS: dict[str, Callable[[StageContext], str | None]] = {
     "validate": validate.run,
     "evaluate": evaluate.run,
     "gate": gate.run,
+    "package": package.run,
+    "deploy_staging": deploy.run_staging,
+    "production_gate": production_gate.run,
+    "canary": deploy.run_canary,
 }
