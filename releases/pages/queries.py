@@ -10,6 +10,7 @@ from django.http import HttpRequest
 
 from releases.approvals import GATE_STAGES
 from releases.gates import TASK_METRIC
+from releases.pages.display import figure
 from releases.models import (
     Approval,
     Artifact,
@@ -52,7 +53,7 @@ def paginate(request: HttpRequest, rows: QuerySet, per_page: int, param: str = "
 
 
 def release_label(release: Release) -> str:
-    return f"#{release.pk} {release.version.model.name} {release.version.label}"
+    return f"#{release.pk} {release.version}"
 
 
 def task_metric(model: Model) -> tuple[str, bool]:
@@ -132,7 +133,7 @@ class CandidateTable:
     higher_is_better: bool
     budget: float
     original_value: float | None = None
-    release_metrics: list[Metric] = field(default_factory=list)  # the figures of what the release ships
+    shipped: list[tuple[str, str]] = field(default_factory=list)  # (name, figure) of what the release ships
 
     @property
     def budget_limit(self) -> float | None:
@@ -162,8 +163,8 @@ def candidate_table(release: Release) -> CandidateTable:
     return CandidateTable(rows=rows, metric=metric, higher_is_better=higher,
                           budget=release.version.model.policy.accuracy_budget,
                           original_value=original_figures.get(metric),
-                          release_metrics=[m for m in release.metrics.all()
-                                           if m.artifact_id == release.chosen_artifact_id])
+                          shipped=[(m.name, figure(m.value, m.unit)) for m in release.metrics.all()
+                                   if m.artifact_id == release.chosen_artifact_id])
 
 
 def eligible_approvers(release: Release, group: str, gate: str, limit: int = 20) -> list[User]:

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
-from releases import store
+from releases import pipeline, store
 from releases.models import Artifact, AuditEvent, ModelVersion, Release
 from tests.conftest import build_form, token_client
 from tests.factories import digits_model, npz_bytes
@@ -55,8 +55,8 @@ def test_a_build_is_stored_with_its_release_stages_and_audit_event(ci, users):
     assert store.path_for(version.artifact.sha256).read_bytes() == onnx_bytes
     assert version.git_commit == "0123456789abcdef0123456789abcdef01234567"
     release = Release.objects.get()
-    assert [s.name for s in release.stages.all()] == ["validate", "evaluate", "gate"]
-    assert [s.status for s in release.stages.all()] == ["queued", "pending", "pending"]
+    assert [s.name for s in release.stages.all()] == [spec.name for spec in pipeline.STAGES]
+    assert [s.status for s in release.stages.all()] == ["queued"] + ["pending"] * (len(pipeline.STAGES) - 1)
     event = AuditEvent.objects.get(action="build.received")
     assert event.actor == users["ci"] and event.actor_label == "ci (token test)"
     assert event.after["sha256"] == version.artifact.sha256

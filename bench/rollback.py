@@ -1,0 +1,204 @@
+"""Rollback under load: how fast traffic goes back to the previous release, and what fails meanwhile.
+
+A steady load (100 requests/s over keep-alive connections, on loopback) runs against an
+environment's stable HAProxy endpoint while release B is deployed next to A (started, health
+checked), given 10% as a canary (with the canary analysis of that window), promoted to 100%,
+then rolled back to A. It prints the time from the rollback call until every request is served
+by A (by X-Release-Id), the failed requests of each phase, and the time to rebuild a release
+image for a new 100 MB model with the base and dependency images cached.
+The last line is one JSON object with the figures.
+
+    .venv/bin/python bench/rollback.py [--target docker] [--rate 100] [--model-mb 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import docker
+from docker.errors import DockerException
+
+from serving.integrity import file_sha256
+from tests.serving.onnx_models import linear_model
+from tests.workers.shipping.load import SteadyLoad
+from workers.shipping import canary, proxy
+from workers.shipping.ports import PortAllocator
+from workers.shipping.targets import Instance, InstanceSpec, Target
+
+ENVIRONMENT = "production"
+
+
+def docker_client():
+    client = docker.from_env()
+    client.ping()
+    return client
+
+
+def build_image(client, folder: Path, release_id: str, megabytes: int, seed: int):
+    from workers.shipping.base_image import LOCAL_BASE_IMAGE, build_local_base_image
+    from workers.shipping.image import ReleaseImageSpec, build_release_image
+
+    build_local_base_image(client)
+    model = linear_model(folder / f"{release_id}.onnx", padding_megabytes=megabytes, seed=seed)
+    spec = ReleaseImageSpec(release_id=release_id, model_name="bench", version=release_id, model_path=model,
+                            sha256=file_sha256(model), base_image=LOCAL_BASE_IMAGE)
+    return build_release_image(client, spec)
+
+
+def make_target(kind: str, folder: Path) -> Target:
+    if kind == "docker":
+        from workers.shipping.docker_target import DockerTarget
+
+        return DockerTarget(docker_client())
+    from workers.shipping.local_target import LocalTarget
+
+    return LocalTarget(log_dir=folder / "logs")
+
+
+def spec_for(kind: str, release_id: str, port: int, folder: Path, client) -> InstanceSpec:
+    if kind == "docker":
+        image = build_image(client, folder, release_id, megabytes=0, seed=ord(release_id))
+        return InstanceSpec(release_id, ENVIRONMENT, port, image=image.tag)
+    model = linear_model(folder / f"{release_id}.onnx")
+    return InstanceSpec(release_id, ENVIRONMENT, port, model_name="bench", version=release_id, model_path=model,
+                        sha256=file_sha256(model))
+
+
+class Phases:
+    """Named, back-to-back spans of time (perf_counter), to count failures per phase."""
+
+    def __init__(self) -> None:
+        self.spans: dict[str, tuple[float, float]] = {}
+        self._mark = time.perf_counter()
+
+    def start(self) -> None:
+        self._mark = time.perf_counter()
+
+    def end(self, name: str) -> None:
+        now = time.perf_counter()
+        self.spans[name] = (self._mark, now)
+        self._mark = now
+
+
+def rollback_seconds(load: SteadyLoad, started: float, call_seconds: float, release: str) -> float | None:
+    """From the rollback call until the first request after which every request was served by ``release``."""
+    after = sorted(load.sent_after(started), key=lambda outcome: outcome.sent)
+    first_all = None
+    for outcome in reversed(after):
+        if outcome.release != release:
+            break
+        first_all = outcome.sent
+    return None if first_all is None else round(max(call_seconds, first_all - started), 4)
+
+
+def run_traffic(kind: str, rate: float, clients: int, hold: float, folder: Path) -> dict:
+    ports = PortAllocator()
+    client = docker_client() if kind == "docker" else None
+    target = make_target(kind, folder)
+    config = proxy.ProxyConfig(state_dir=folder / "haproxy", environments={ENVIRONMENT: ports.allocate()})
+    proxy.ensure_running(config)
+    spec_a = spec_for(kind, "A", ports.allocate(), folder, client)
+    spec_b = spec_for(kind, "B", ports.allocate(), folder, client)
+    instances: list[Instance] = []
+    phases = Phases()
+    try:
+        a = target.launch(spec_a)
+        instances.append(a)
+        proxy.set_traffic(config, ENVIRONMENT, {a: 100})
+        with SteadyLoad(config.endpoint(ENVIRONMENT) + "/v1/predict", rate=rate, clients=clients) as load:
+            phases.start()
+            time.sleep(hold)
+            phases.end("steady")
+            b = target.launch(spec_b)
+            instances.append(b)
+            phases.end("deploy")
+            before = canary.scrape(a.url), canary.scrape(b.url)
+            proxy.set_traffic(config, ENVIRONMENT, {a: 90, b: 10})
+            time.sleep(hold)
+            after = canary.scrape(a.url), canary.scrape(b.url)
+            verdict = canary.analyse(canary.window(before[0], after[0]), canary.window(before[1], after[1]),
+                                     canary.Thresholds(min_requests=int(rate * hold * 0.05)))
+            phases.end("canary")
+            promote_call = time.perf_counter()
+            proxy.set_traffic(config, ENVIRONMENT, {b: 100})
+            promote_seconds = time.perf_counter() - promote_call
+            time.sleep(hold)
+            phases.end("promote")
+            rollback_call = time.perf_counter()
+            proxy.set_traffic(config, ENVIRONMENT, {a: 100})
+            call_seconds = time.perf_counter() - rollback_call
+            time.sleep(hold)
+            phases.end("rollback")
+    finally:
+        for instance in instances:
+            proxy.detach(config, ENVIRONMENT, instance)
+            target.stop(instance, timeout=10)
+        proxy.stop(config)
+        if client is not None:
+            for spec in (spec_a, spec_b):
+                client.images.remove(spec.image, force=True)
+    failed = {name: sum(1 for o in load.failures if start <= o.sent < end)
+              for name, (start, end) in phases.spans.items()}
+    return {
+        "target": kind,
+        "requests": len(load.outcomes),
+        "achieved_rate": round(len(load.outcomes) / (phases.spans["rollback"][1] - phases.spans["steady"][0]), 1),
+        "failed_requests": len(load.failures),
+        "failed_by_phase": failed,
+        "rollback_seconds": rollback_seconds(load, rollback_call, call_seconds, "A"),
+        "rollback_call_seconds": round(call_seconds, 4),
+        "promote_call_seconds": round(promote_seconds, 4),
+        "canary_verdict": {"passed": verdict.passed, "reason": verdict.reason},
+    }
+
+
+def rebuild_seconds(megabytes: int, folder: Path) -> dict:
+    """Build a release image for a new model of ``megabytes`` MB, base and dependencies cached."""
+    try:
+        client = docker_client()
+    except DockerException as error:
+        return {"image_rebuild_seconds": None, "image_rebuild_skipped": f"Docker Engine not reachable: {error}"}
+    warm = build_image(client, folder, "warm", megabytes=1, seed=1)  # base, deps and code layers cached
+    built = build_image(client, folder, f"{megabytes}mb", megabytes=megabytes, seed=int(time.time()))
+    for image in (warm, built):
+        client.images.remove(image.tag, force=True)
+    return {"image_rebuild_seconds": round(built.seconds, 2), "image_model_mb": megabytes,
+            "image_size_mb": round(built.size_bytes / 1e6, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--target", choices=["local", "docker"], default="local")
+    parser.add_argument("--rate", type=float, default=100.0, help="requests per second, in all")
+    parser.add_argument("--clients", type=int, default=4, help="keep-alive client connections")
+    parser.add_argument("--hold", type=float, default=2.0, help="seconds spent in each phase")
+    parser.add_argument("--model-mb", type=int, default=100, help="model size for the image rebuild")
+    parser.add_argument("--skip-image", action="store_true", help="do not measure the image rebuild")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="slipway-bench-") as scratch:
+        folder = Path(scratch)
+        figures = run_traffic(args.target, args.rate, args.clients, args.hold, folder)
+        if not args.skip_image:
+            figures |= rebuild_seconds(args.model_mb, folder)
+    rollback = figures["rollback_seconds"]
+    print(f"target: {figures['target']}; {figures['requests']} requests at {figures['achieved_rate']}/s")
+    print(f"rollback: every request served by A {rollback * 1000:.1f} ms after the call"
+          if rollback is not None else "rollback: requests were still not all served by A at the end")
+    print(f"traffic switch calls: rollback {figures['rollback_call_seconds'] * 1000:.1f} ms, "
+          f"promote {figures['promote_call_seconds'] * 1000:.1f} ms")
+    print(f"failed requests: {figures['failed_requests']} ({figures['failed_by_phase']})")
+    print(f"canary analysis: {figures['canary_verdict']}")
+    if figures.get("image_rebuild_seconds") is not None:
+        print(f"image rebuild for a new {figures['image_model_mb']} MB model: {figures['image_rebuild_seconds']} s")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

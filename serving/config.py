@@ -1,0 +1,78 @@
+"""Command-line and environment configuration of the model server.
+
+Every option can be given as a flag or as an environment variable (``SLIPWAY_<NAME>``);
+a flag wins over the variable. Container images set the model identity through ENV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_PREFIX = "SLIPWAY_"
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    model: Path
+    port: int = 8000
+    host: str = "127.0.0.1"
+    model_name: str = "model"
+    version: str = "unversioned"
+    sha256: str = ""
+    release_id: str = ""
+    threads: int = 8
+    intra_op_threads: int = 0
+    max_body_bytes: int = 64 * 1024 * 1024
+    graceful_timeout: int = 30
+    keepalive: int = 75
+
+
+def _env_name(option: str) -> str:
+    return ENV_PREFIX + option.upper().replace("-", "_")
+
+
+def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m serving",
+        description="Serve one ONNX model over HTTP (options also read from SLIPWAY_* variables).",
+    )
+
+    def option(name: str, kind: type, help_text: str, default: object = None) -> None:
+        variable = _env_name(name)
+        parser.add_argument(
+            f"--{name}",
+            type=kind,
+            default=env.get(variable, default),  # argparse converts string defaults with `type`
+            help=f"{help_text} [env {variable}]",
+        )
+
+    defaults = ServingConfig(model=Path())
+    option("model", Path, "path of the .onnx file to serve")
+    option("port", int, "TCP port to listen on", defaults.port)
+    option("host", str, "address to bind", defaults.host)
+    option("model-name", str, "model name reported in headers and metrics", defaults.model_name)
+    option("version", str, "version label reported in headers and metrics", defaults.version)
+    option("sha256", str, "expected sha256 of the model file; checked at load", defaults.sha256)
+    option("release-id", str, "release id reported in the X-Release-Id header", defaults.release_id)
+    option("threads", int, "request handler threads", defaults.threads)
+    option("intra-op-threads", int, "ONNX Runtime intra-op threads (0: its default)", 0)
+    option("max-body-bytes", int, "largest request body accepted", defaults.max_body_bytes)
+    option("graceful-timeout", int, "seconds to finish in-flight requests on SIGTERM",
+           defaults.graceful_timeout)
+    option("keepalive", int, "seconds an idle keep-alive connection stays open", defaults.keepalive)
+    return parser
+
+
+def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> ServingConfig:
+    """Build the configuration from flags, falling back to ``SLIPWAY_*`` environment variables."""
+    parser = _parser(os.environ if env is None else env)
+    args = parser.parse_args(argv)
+    if args.model is None:
+        parser.error(f"--model (or {_env_name('model')}) is required")
+    if not 0 < args.port < 65536:
+        parser.error(f"--port must be between 1 and 65535, got {args.port}")
+    return ServingConfig(**{key.replace("-", "_"): value for key, value in vars(args).items()})

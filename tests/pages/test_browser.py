@@ -1,0 +1,204 @@
+"""The dashboard in real headless Chromium: a build reaches its gate live, a second person approves
+it, the charts get their data, and an on-call engineer rolls production back through HAProxy."""
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from datetime import timedelta
+
+import pytest
+import requests
+from django.utils import timezone
+
+from releases import deploys
+from releases.models import Deployment, Environment, Release
+from tests.conftest import build_form, make_user, token_client, wait_for_status
+from tests.pages import data as d
+from tests.pages import scenes
+from tests.pages.conftest import screenshot
+from workers.shipping import proxy
+from workers.shipping.targets import Instance
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+def chart_data(page, canvas_id: str) -> list[list]:  # noqa: ANN001
+    """The data of each dataset of the Chart.js instance drawn on that canvas."""
+    return page.evaluate("id => Chart.getChart(document.getElementById(id)).data.datasets.map(s => s.data)",
+                         canvas_id)
+
+
+def test_a_build_reaches_its_gate_live_and_a_second_person_approves_it(celery_worker, users, open_as):
+    alice = open_as("alice")
+    response = token_client(users["ci"]).post("/api/v1/builds/", build_form(), format="multipart")
+    assert response.status_code == 201, response.json()
+    release_id = response.json()["release"]["id"]
+
+    alice.goto(f"/releases/{release_id}/")
+    alice.evaluate("window.loadedOnce = true")
+    assert alice.locator("#release-live").get_attribute("hx-get") == f"/releases/{release_id}/live/"
+    screenshot(alice, "release-running")
+    status = alice.locator("#status-title .status")
+    status.filter(has_text="awaiting approval").wait_for(timeout=60_000)
+    assert alice.evaluate("window.loadedOnce") is True  # htmx swapped it in; the page never reloaded
+    assert alice.locator("#release-live").get_attribute("hx-get") is None  # settled: no more polling
+    stages = dict(zip(alice.locator(".stage-head strong").all_inner_texts(),
+                      alice.locator(".stage-head .status").all_inner_texts(), strict=True))
+    assert list(stages.items())[:3] == [("validate", "succeeded"), ("evaluate", "succeeded"), ("gate", "waiting")]
+    assert set(list(stages.values())[3:]) <= {"pending"}
+    assert alice.locator("#approvals .waiting").inner_text() == (
+        "Waiting at the release gate for 1 more approval from any of: alice, bob (or an admin).")
+
+    author = open_as("ci")
+    author.goto(f"/releases/{release_id}/")
+    assert author.locator("#cannot-approve").inner_text() == (
+        "You cannot decide on this release: you are the author of this build; someone else must approve it.")
+    assert author.get_by_role("button", name="Approve").count() == 0
+
+    screenshot(alice, "release-at-gate")
+    alice.get_by_label("Comment").fill("Accuracy as before; latency fine.")
+    alice.get_by_role("button", name="Approve").click()
+    alice.get_by_role("status").filter(has_text="Your approval is recorded.").wait_for()
+    assert alice.locator("#approvals .decisions li").first.inner_text().startswith("approved alice at the release gate")
+    assert alice.locator("#approvals blockquote").inner_text() == "Accuracy as before; latency fine."
+    assert Release.objects.get(pk=release_id).status != "awaiting_approval"
+    screenshot(alice, "release-approved")
+
+
+def test_the_charts_get_their_data_on_each_page(users, open_as):
+    scene = scenes.build(users)
+    page = open_as("bob")
+    screenshot(page, "home")
+
+    page.goto("/models/digits/")
+    assert page.locator("canvas[data-chart=trend]").count() == 3
+    assert chart_data(page, "chart-task") == [[0.93, 0.935, 0.94, 0.945, 0.95, 0.958]]
+    assert chart_data(page, "chart-p95") == [[9.0, 8.5, 8.0, 7.5, 7.0, 2.9]]
+    assert chart_data(page, "chart-size") == [[2.0, 1.9, 1.8, 1.7, 1.6, 0.4]]
+    screenshot(page, "model")
+
+    page.goto(f"/releases/{scene.at_gate.pk}/")
+    others, chosen, budget = chart_data(page, "chart-plane")
+    assert [(p["label"], p["x"], p["y"]) for p in others] == [
+        ("original", 6.4, 0.962), ("int8-static", 2.6, 0.941), ("fp16", 6.1, 0.962)]
+    assert [(p["label"], p["x"], p["y"]) for p in chosen] == [("int8-dynamic", 2.9, 0.958)]
+    assert [p["y"] for p in budget] == [pytest.approx(0.952), pytest.approx(0.952)]
+    screenshot(page, "release-candidates")
+
+    page.goto("/environments/production/")
+    for canvas in ("chart-rps", "chart-errors", "chart-latency"):
+        assert [len(points) for points in chart_data(page, canvas)] == [120, 120]
+    marks = page.evaluate("Chart.getChart(document.getElementById('chart-rps')).options.plugins.slipwayMarks.marks")
+    assert [action for _, action in marks] == ["deploy", "canary", "promote"]
+    screenshot(page, "environment")
+
+
+def test_pages_work_from_the_keyboard(users, open_as):
+    scenes.build(users)
+    page = open_as("alice")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "staging"  # the first link in the page body
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def production_behind_haproxy(users) -> Iterator[dict[str, Release]]:  # noqa: ARG001
+    """Production served through a real HAProxy: `serving` active at 100%, `previous` warm at 0%.
+    Each release is a small HTTP server that answers with its own name."""
+    for env in Environment.objects.all():  # ports of our own, so that parallel runs never collide
+        env.proxy_port = free_port()
+        env.save()
+    config = deploys.proxy_config()
+    model = d.make_model("digits")
+    previous = d.make_release(d.make_version(model, "1.0.0", users["ci"]), "released", d.STAGES_DONE)
+    serving = d.make_release(d.make_version(model, "1.1.0", users["ci"]), "released", d.STAGES_DONE)
+    servers, instances = [], {}
+    for name, release in (("previous", previous), ("serving", serving)):
+        port = free_port()
+        servers.append(subprocess.Popen([sys.executable, "-m", "tests.pages.instance", str(port), name]))
+        instances[name] = Instance(kind="local", handle=str(servers[-1].pid), release_id=str(release.pk),
+                                   environment="production", host="127.0.0.1", port=port)
+    try:
+        for port in (i.port for i in instances.values()):
+            wait_for_port(port)
+        proxy.ensure_running(config)
+        proxy.set_traffic(config, "production", {instances["serving"]: 100, instances["previous"]: 0})
+        d.deploy("production", previous, "warm", 0, asdict(instances["previous"]))
+        d.deploy("production", serving, "active", 100, asdict(instances["serving"]))
+        now = timezone.now()
+        d.traffic("production", now - timedelta(minutes=30), {previous: 100}, "deploy", users["ci"])
+        d.traffic("production", now - timedelta(minutes=10), {serving: 100}, "promote", users["ci"])
+        d.samples("production", previous, now - timedelta(minutes=30), 120, rps=20.0, p95=12.0)
+        d.samples("production", serving, now - timedelta(minutes=10), 60, rps=30.0, p95=9.0, error_rate=0.02)
+        yield {"previous": previous, "serving": serving, "endpoint": config.endpoint("production")}
+    finally:
+        proxy.stop(config)
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+def wait_for_port(port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+def test_an_on_call_engineer_rolls_production_back_in_one_click(production_behind_haproxy, users, open_as):
+    previous, serving = production_behind_haproxy["previous"], production_behind_haproxy["serving"]
+    endpoint = production_behind_haproxy["endpoint"]
+    assert requests.get(endpoint, timeout=5).text == "serving"
+    make_user("olga", "on-call")
+
+    viewer = open_as("victor")
+    viewer.goto("/environments/production/")
+    assert viewer.get_by_role("button", name="Roll back").is_disabled()
+    assert viewer.locator("#rollback-why").inner_text() == (
+        "You cannot roll back now: only on-call engineers, deployers and admins may roll back.")
+
+    page = open_as("olga")
+    page.goto("/environments/production/")
+    page.get_by_label("Why").fill("error rate up since the promotion")
+    page.get_by_role("button", name=f"Roll back to #{previous.pk}").click()
+    dialog = page.get_by_role("dialog")
+    assert dialog.locator("#confirm-text").inner_text() == (
+        f"Afterwards #{previous.pk} digits:1.0.0 serves 100% of production's traffic, "
+        f"instead of #{serving.pk} digits:1.1.0.")
+    screenshot(page, "rollback-confirm")
+    started = time.monotonic()
+    dialog.get_by_role("button", name="Yes, roll back").click()
+    page.get_by_role("status").filter(has_text="Rolled back production").wait_for(timeout=1000)
+    elapsed = time.monotonic() - started
+
+    assert page.get_by_role("status").inner_text() == (
+        f"Rolled back production: #{previous.pk} digits:1.0.0 at 100% serves now.")
+    assert elapsed < 1.0
+    assert requests.get(endpoint, timeout=5).text == "previous"
+    rows = page.locator("#environment-live tbody tr")
+    assert [cell.strip() for cell in rows.first.inner_text().split("\t")[:3]] == [
+        f"#{previous.pk} digits:1.0.0", "active", "100%"]
+    assert page.locator("#history tbody tr").first.inner_text().split("\t")[1:] == [
+        "rollback", f"#{previous.pk} digits:1.0.0 · 100%", "olga", "error rate up since the promotion"]
+    assert list(Deployment.objects.filter(environment__name="production").order_by("release_id")
+                .values_list("role", "traffic_percent")) == [("active", 100), ("stopped", 0)]
+    assert Release.objects.get(pk=serving.pk).status == "rolled_back"
+    marks = page.evaluate("Chart.getChart(document.getElementById('chart-rps')).options.plugins.slipwayMarks.marks")
+    assert [action for _, action in marks] == ["deploy", "promote", "rollback"]
+    screenshot(page, "environment-after-rollback")

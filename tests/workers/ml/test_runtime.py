@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from tests.workers.ml.onnx_builders import mlp_graph
+from workers.ml import runtime
+from workers.ml.measure import track_peak_memory
+from workers.ml.runtime import detect_device, make_session, model_size_bytes, providers_for
+
+
+def test_cpu_only_build_falls_back_to_the_cpu() -> None:
+    assert "CUDAExecutionProvider" not in ort.get_available_providers()
+    assert providers_for("cuda:1") == ["CPUExecutionProvider"]
+    assert providers_for("cpu") == ["CPUExecutionProvider"]
+    assert detect_device() == "cpu"
+
+
+def test_gpu_providers_come_first_when_available(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        runtime.ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    assert providers_for("cuda:1") == [("CUDAExecutionProvider", {"device_id": "1"}), "CPUExecutionProvider"]
+    assert providers_for("cuda")[0] == ("CUDAExecutionProvider", {"device_id": "0"})
+
+
+def test_size_counts_external_data(tmp_path: Path) -> None:
+    graph = mlp_graph([np.ones((256, 256), np.float32)], [np.zeros(256, np.float32)])
+    model = onnx.helper.make_model(graph)
+    onnx.save(
+        model, str(tmp_path / "m.onnx"), save_as_external_data=True, location="m.data", size_threshold=0
+    )
+    files = sum(p.stat().st_size for p in tmp_path.iterdir())
+    assert model_size_bytes(tmp_path / "m.onnx") == files > 256 * 256 * 4
+    session = make_session(tmp_path / "m.onnx", "cpu", threads=1)
+    assert session.run(None, {"x": np.ones((1, 256), np.float32)})[0][0, 0] == 256
+
+
+def test_peak_memory_sees_a_freed_allocation() -> None:
+    with track_peak_memory() as peak:
+        block = np.ones(64 * 1024 * 1024 // 8)
+        del block
+    assert peak.bytes >= 60 * 1024 * 1024

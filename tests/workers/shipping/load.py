@@ -1,0 +1,69 @@
+"""A steady, bounded HTTP load on loopback: N keep-alive clients sending at a fixed total rate.
+
+Used by the traffic-switch tests and by bench/rollback.py. Every request is recorded with when
+it was sent and answered, its status and the release that answered (X-Release-Id).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from types import TracebackType
+
+import requests
+
+
+@dataclass(frozen=True)
+class Outcome:
+    sent: float  # time.perf_counter() when the request was sent
+    done: float
+    status: int | None  # None when no HTTP answer came back
+    release: str | None
+
+
+class SteadyLoad:
+    def __init__(self, url: str, rate: float = 100.0, clients: int = 4, body: dict | None = None,
+                 timeout: float = 5.0) -> None:
+        self.url = url
+        self.interval = clients / rate
+        self.clients = clients
+        self.body = body or {"inputs": [[1, 2, 3, 4]]}
+        self.timeout = timeout
+        self.outcomes: list[Outcome] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def _client(self, offset: float) -> None:
+        with requests.Session() as session:
+            due = time.perf_counter() + offset
+            while not self._stop.is_set():
+                time.sleep(max(0.0, due - time.perf_counter()))
+                due += self.interval
+                sent = time.perf_counter()
+                try:
+                    answer = session.post(self.url, json=self.body, timeout=self.timeout)
+                    status, release = answer.status_code, answer.headers.get("X-Release-Id")
+                except requests.RequestException:
+                    status, release = None, None
+                self.outcomes.append(Outcome(sent, time.perf_counter(), status, release))
+
+    def __enter__(self) -> SteadyLoad:
+        for index in range(self.clients):
+            thread = threading.Thread(target=self._client, args=(index * self.interval / self.clients,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=self.timeout + 1)
+
+    @property
+    def failures(self) -> list[Outcome]:
+        return [outcome for outcome in self.outcomes if outcome.status != 200]
+
+    def sent_after(self, moment: float) -> list[Outcome]:
+        return [outcome for outcome in self.outcomes if outcome.sent >= moment]

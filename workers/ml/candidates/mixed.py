@@ -1,0 +1,152 @@
+"""int8-mixed: accuracy-aware int8 that keeps the most sensitive layers in fp32.
+
+1. Plan each layer: on activations captured from the evaluation data, simulate ONNX Runtime's
+   int8 arithmetic (:mod:`simulate`) and pick, per layer, activation smoothing (SmoothQuant
+   alpha 0, 0.5 or 0.75) and, for MatMuls, one activation scale per tensor (fused dynamic
+   quantization, fastest) or per token (:func:`rewrite.quantize_per_token`, most accurate).
+2. Sensitivity: build the model with only that layer quantized and measure how far its outputs
+   move from the fp32 outputs on the evaluation data (relative squared error).
+3. Search: layers sorted most sensitive first; binary search for the smallest number k of
+   leading layers to keep in fp32 such that the rest in int8 stays inside the accuracy budget
+   (policy), measured with the task metric on the evaluation data. Fewer fp32 layers is
+   smaller and faster, so the smallest k is the fastest mix inside the budget.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from workers.ml.candidates import graph, rewrite, simulate
+from workers.ml.candidates.graph import Layer
+from workers.ml.candidates.quantize import dynamic_int8, prepared
+from workers.ml.evaluate import quality_metrics
+from workers.ml.policy import BuildContext, budget_violation
+
+CAPTURE_ROWS = 1024
+
+
+class NoMixInBudget(RuntimeError):
+    """Even the mix with the fewest int8 layers is outside the accuracy budget."""
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    layer: Layer
+    scheme: str  # "tensor" or "token": how activations are scaled
+    alpha: float  # smoothing strength, 0 for none
+    smoothing: np.ndarray | None  # per input channel divisors
+    simulated_error: float | None
+
+
+def int8_mixed(source: Path, out: Path, ctx: BuildContext) -> dict[str, Any]:
+    feeds = graph.calibration_feeds(source, ctx.evalset, ctx.policy.calibration_samples)
+    count = sum(len(next(iter(feed.values()))) for feed in feeds)
+    labels = None if ctx.evalset.labels is None else ctx.evalset.labels[:count]
+    base = prepared(source)
+    layers = graph.find_layers(base)
+    if not layers:
+        raise ValueError("the model has no MatMul, Gemm or attention layer with constant weights")
+    reference = graph.run_outputs(source, feeds)
+    original = quality_metrics(ctx.task, reference, labels, None)
+    ctx.progress(5, f"planning {len(layers)} layers on {count} samples")
+    plans = plan_layers(base, layers, feeds)
+    with tempfile.TemporaryDirectory() as scratch:
+        probe = Path(scratch) / "probe.onnx"
+        sensitivity = {}
+        for index, plan in enumerate(plans):
+            build(base, plans, {plan.layer.name}, probe)
+            sensitivity[plan.layer.name] = distortion(graph.run_outputs(probe, feeds), reference)
+            ctx.progress(20 + 50 * (index + 1) / len(plans), f"sensitivity of {plan.layer.name}")
+        order = sorted(plans, key=lambda p: sensitivity[p.layer.name], reverse=True)
+        trials: dict[int, str | None] = {}
+
+        def inside(kept: int) -> bool:
+            build(base, plans, {p.layer.name for p in order[kept:]}, probe)
+            metrics = quality_metrics(ctx.task, graph.run_outputs(probe, feeds), labels, reference)
+            trials[kept] = budget_violation(ctx.task, original, metrics, ctx.policy)
+            ctx.progress(min(95, 72 + 4 * len(trials)), f"trying {kept} layers in fp32")
+            return trials[kept] is None
+
+        kept = _smallest_inside(len(plans) - 1, inside)
+        if kept is None:
+            raise NoMixInBudget(f"even with one int8 layer: {trials[len(plans) - 1]}")
+    build(base, plans, {p.layer.name for p in order[kept:]}, out)
+    fp32 = {p.layer.name for p in order[:kept]}
+    return {
+        "calibration_samples": count,
+        "fp32_layers": [p.layer.name for p in order[:kept]],
+        "int8_layers": {
+            p.layer.name: {"activations": f"per {p.scheme}", "smoothing_alpha": p.alpha}
+            for p in plans
+            if p.layer.name not in fp32
+        },
+        "sensitivity": {name: round(value, 8) for name, value in sensitivity.items()},
+        "search": {str(k): reason or "inside budget" for k, reason in sorted(trials.items())},
+    }
+
+
+def plan_layers(model: onnx.ModelProto, layers: list[Layer], feeds: list[dict[str, np.ndarray]]) -> list[LayerPlan]:
+    tensors = sorted({layer.activation for layer in layers if layer.activation})
+    captured = graph.capture(model, tensors, feeds, CAPTURE_ROWS) if tensors else {}
+    plans = []
+    for layer in layers:
+        if layer.kind == "embedding":
+            plans.append(LayerPlan(layer, "tensor", 0.0, None, None))
+            continue
+        x = captured[layer.activation].astype(np.float32)
+        w = graph.weight_matrix(model, layer).astype(np.float32)
+        schemes = ("tensor", "token") if layer.kind == "matmul" else ("tensor",)
+        shared = graph.use_count(model, layer.weight) > 1  # a shared weight cannot absorb one layer's scales
+        alphas = (0.0,) if shared else simulate.SMOOTHING_ALPHAS
+        scheme, alpha, error = simulate.best_scheme(x, w, schemes, alphas)
+        scales = simulate.smoothing_scales(x, w, alpha) if alpha else None
+        plans.append(LayerPlan(layer, scheme, alpha, scales, error))
+    return plans
+
+
+def build(base: onnx.ModelProto, plans: list[LayerPlan], quantized: set[str], out: Path) -> Path:
+    """Write ``base`` with the ``quantized`` layers in int8 as planned, the rest untouched."""
+    model = onnx.ModelProto()
+    model.CopyFrom(base)
+    chosen = [plan for plan in plans if plan.layer.name in quantized]
+    for plan in chosen:
+        if plan.smoothing is not None:
+            rewrite.smooth(model, plan.layer, plan.smoothing)
+    for plan in chosen:
+        if plan.scheme == "token":
+            rewrite.quantize_per_token(model, plan.layer)
+    per_tensor = [plan.layer.name for plan in chosen if plan.scheme == "tensor"]
+    if per_tensor:
+        dynamic_int8(model, out, per_tensor)
+    else:
+        graph.save(model, out)
+    return out
+
+
+def distortion(outputs: np.ndarray, reference: np.ndarray) -> float:
+    """Squared error relative to the reference's energy, over all outputs."""
+    diff = outputs.astype(np.float64) - reference.astype(np.float64)
+    return float(np.sum(diff**2) / max(np.sum(reference.astype(np.float64) ** 2), 1e-30))
+
+
+def _smallest_inside(highest: int, inside: Callable[[int], bool]) -> int | None:
+    """Smallest k in [0, highest] with inside(k), assuming more fp32 layers never hurt."""
+    if inside(0):
+        return 0
+    if not inside(highest):
+        return None
+    low, high = 0, highest  # inside(high) holds, inside(low) does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        if inside(middle):
+            high = middle
+        else:
+            low = middle
+    return high

@@ -1,0 +1,110 @@
+"""Whole-model int8 (dynamic and static) and fp16 candidates, built with ONNX Runtime's tools."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quant_pre_process,
+    quantize_dynamic,
+    quantize_static,
+)
+
+from workers.ml.candidates import graph
+from workers.ml.policy import BuildContext
+
+# quantize_dynamic fails on fused transformer graphs without a default type for contrib ops.
+DYNAMIC_OPTIONS = {"DefaultTensorType": onnx.TensorProto.FLOAT}
+
+
+@contextmanager
+def quiet_quantizer() -> Iterator[None]:
+    """ONNX Runtime's quantization tools log every tensor at INFO on the root logger."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def prepared(source: Path) -> onnx.ModelProto:
+    """The model with every node named and Gemm layers as MatMul, ready for the quantizers."""
+    model = graph.load(source)
+    graph.name_nodes(model)
+    graph.gemm_to_matmul(model)
+    return model
+
+
+def dynamic_int8(
+    model: onnx.ModelProto, out: Path, nodes: list[str] | None = None, *, reduce_range: bool = False
+) -> None:
+    """Weights int8 per output channel, activations quantized at run time (per tensor)."""
+    with quiet_quantizer():
+        quantize_dynamic(
+            model, out, per_channel=True, reduce_range=reduce_range, weight_type=QuantType.QInt8,
+            nodes_to_quantize=nodes, extra_options=DYNAMIC_OPTIONS,
+        )
+
+
+def int8_dynamic(source: Path, out: Path, ctx: BuildContext) -> dict[str, Any]:
+    ctx.progress(10, "quantizing weights to int8")
+    model = prepared(source)
+    dynamic_int8(model, out)
+    return {"weights": "int8 per channel", "activations": "uint8 per tensor, at run time"}
+
+
+class _Batches(CalibrationDataReader):
+    def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
+        self._feeds = iter(feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._feeds, None)
+
+
+def int8_static(source: Path, out: Path, ctx: BuildContext) -> dict[str, Any]:
+    """QDQ int8 with activation ranges calibrated (min/max) on the evaluation data."""
+    policy = ctx.policy
+    feeds = graph.calibration_feeds(source, ctx.evalset, policy.calibration_samples)
+    with tempfile.TemporaryDirectory() as scratch:
+        named = graph.save(prepared(source), Path(scratch) / "named.onnx")
+        ready = Path(scratch) / "preprocessed.onnx"
+        ctx.progress(10, "shape inference and pre-processing")
+        with quiet_quantizer():
+            quant_pre_process(str(named), str(ready))
+            ctx.progress(30, f"calibrating on {sum(len(next(iter(f.values()))) for f in feeds)} samples")
+            quantize_static(
+                str(ready), str(out), _Batches(feeds), quant_format=QuantFormat.QDQ,
+                per_channel=True, reduce_range=policy.static_reduce_range,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
+    return {
+        "format": "QDQ",
+        "weights": "int8 per channel" + (", 7-bit range" if policy.static_reduce_range else ""),
+        "activations": "uint8 per tensor, calibrated min/max",
+        "calibration_batches": len(feeds),
+    }
+
+
+def fp16(source: Path, out: Path, ctx: BuildContext) -> dict[str, Any]:
+    """Weights and arithmetic in float16, inputs and outputs kept float32 (for GPU targets)."""
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    ctx.progress(10, "converting to float16")
+    model = OnnxModel(graph.load(source))
+    model.convert_float_to_float16(keep_io_types=True)
+    graph.save(model.model, out)
+    return {"precision": "float16", "io": "float32", "intended_for": "GPU (slower on most CPUs)"}

@@ -1,0 +1,63 @@
+"""Numpy models of ONNX Runtime's int8 arithmetic, to choose a scheme per layer cheaply.
+
+Weights: symmetric int8 per output channel (what ``quantize_dynamic(per_channel=True)`` and the
+per-token rewrite store). Activations: asymmetric uint8 with one range per tensor
+(``DynamicQuantizeLinear``) or symmetric int8 with one range per row (per token).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SMOOTHING_ALPHAS = (0.0, 0.5, 0.75)
+
+
+def quantize_weight(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per output column of a (in, out) matrix: (int8 values, scales)."""
+    scale = np.abs(w).max(axis=0) / 127.0
+    scale[scale == 0] = 1.0
+    return np.clip(np.round(w / scale), -127, 127).astype(np.int8), scale.astype(np.float32)
+
+
+def per_tensor(x: np.ndarray) -> np.ndarray:
+    low, high = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+    scale = (high - low) / 255.0 or 1.0
+    zero = np.round(-low / scale)
+    return (np.clip(np.round(x / scale) + zero, 0, 255) - zero) * scale
+
+
+def per_token(x: np.ndarray) -> np.ndarray:
+    scale = np.maximum(np.abs(x).max(axis=1, keepdims=True) / 127.0, 1e-12)
+    return np.round(x / scale) * scale
+
+
+def smoothing_scales(x: np.ndarray, w: np.ndarray, alpha: float) -> np.ndarray:
+    """Per input channel divisors for activations (and multipliers for weight rows).
+
+    SmoothQuant: s_j = max|x_j|^alpha / max|w_j|^(1-alpha) moves activation outliers into the
+    weights, which are quantized per output channel and absorb them better.
+    """
+    if alpha == 0.0:
+        return np.ones(w.shape[0])
+    x_max = np.maximum(np.abs(x).max(axis=0), 1e-5)
+    w_max = np.maximum(np.abs(w).max(axis=1), 1e-5)
+    return np.clip(x_max**alpha / w_max ** (1 - alpha), 1e-2, 1e2)
+
+
+def relative_error(x: np.ndarray, w: np.ndarray, scheme: str, alpha: float) -> float:
+    """||XW - Q(X/s) Q(sW)|| / ||XW|| for a scheme ("tensor" or "token") and smoothing alpha."""
+    exact = x @ w
+    s = smoothing_scales(x, w, alpha)
+    values, scale = quantize_weight(w * s[:, None])
+    activation = (per_token if scheme == "token" else per_tensor)(x / s)
+    approx = activation @ (values.astype(np.float64) * scale)
+    return float(np.linalg.norm(exact - approx) / max(np.linalg.norm(exact), 1e-12))
+
+
+def best_scheme(
+    x: np.ndarray, w: np.ndarray, schemes: tuple[str, ...], alphas: tuple[float, ...] = SMOOTHING_ALPHAS
+) -> tuple[str, float, float]:
+    """The (scheme, alpha, simulated error) with the lowest error on the captured activations."""
+    options = [(relative_error(x, w, sch, a), sch, a) for sch in schemes for a in alphas]
+    error, scheme, alpha = min(options)
+    return scheme, alpha, error

@@ -1,0 +1,139 @@
+"""Canary analysis: compare a canary's serving metrics with the stable release's, over one window.
+
+Each instance's /metrics is scraped at the start and at the end of the window; the difference
+gives its requests, error rate (share of answers that were not 2xx) and p95 latency (from the
+latency histogram, interpolated within buckets as Prometheus' histogram_quantile does).
+Everything but scrape() is a pure function.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from serving.metrics import LATENCY, REQUESTS
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Cumulative counters of one instance at one moment."""
+
+    requests_by_code: dict[str, float] = field(default_factory=dict)
+    latency_buckets: dict[float, float] = field(default_factory=dict)  # upper bound → cumulative count
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    requests: int
+    errors: int
+    error_rate: float
+    p95_seconds: float | None  # None when there were no requests
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    max_error_rate_increase: float = 0.01  # absolute: 0.01 allows one more failed request in 100
+    max_p95_ratio: float = 1.5
+    # A p95 ratio over the limit fails only if the canary is also this much slower: at a few
+    # milliseconds, bucket resolution and noise alone move the ratio past 1.5.
+    min_p95_increase_seconds: float = 0.005
+    min_requests: int = 50  # per instance, or the window says nothing
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    measured: dict
+    reason: str
+
+
+def parse_metrics(text: str) -> Sample:
+    """Read the request counter and latency histogram from a model server's /metrics text."""
+    requests_by_code: dict[str, float] = {}
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == REQUESTS:
+                code = sample.labels["code"]
+                requests_by_code[code] = requests_by_code.get(code, 0.0) + sample.value
+            elif sample.name == f"{LATENCY}_bucket":
+                bound = float(sample.labels["le"])
+                buckets[bound] = buckets.get(bound, 0.0) + sample.value
+    return Sample(requests_by_code, buckets)
+
+
+def scrape(base_url: str, timeout: float = 5.0) -> Sample:
+    answer = requests.get(f"{base_url}/metrics", timeout=timeout)
+    answer.raise_for_status()
+    return parse_metrics(answer.text)
+
+
+def quantile(q: float, buckets: dict[float, float]) -> float | None:
+    """The q-quantile of a cumulative histogram; None if it is empty.
+
+    Linear interpolation inside the bucket holding the rank; a rank in the +Inf bucket gives the
+    largest finite bound (the histogram cannot say more).
+    """
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] <= 0:
+        return None
+    rank = q * buckets[bounds[-1]]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if math.isinf(bound):
+                return lower_bound
+            if count == lower_count:
+                return bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (count - lower_count)
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
+def window(before: Sample, after: Sample) -> WindowStats:
+    """What happened between two samples of the same instance."""
+    codes = set(before.requests_by_code) | set(after.requests_by_code)
+    delta = {code: after.requests_by_code.get(code, 0.0) - before.requests_by_code.get(code, 0.0) for code in codes}
+    total = round(sum(delta.values()))
+    errors = round(sum(count for code, count in delta.items() if not code.startswith("2")))
+    buckets = {bound: count - before.latency_buckets.get(bound, 0.0) for bound, count in after.latency_buckets.items()}
+    return WindowStats(
+        requests=total,
+        errors=errors,
+        error_rate=errors / total if total else 0.0,
+        p95_seconds=quantile(0.95, buckets),
+    )
+
+
+def analyse(stable: WindowStats, canary: WindowStats, thresholds: Thresholds) -> Verdict:
+    """Pass when both saw enough traffic, the canary's error rate rose by at most the allowed amount
+    and its p95 latency is at most ``max_p95_ratio`` times the stable one (or at most
+    ``min_p95_increase_seconds`` above it)."""
+    increase = canary.error_rate - stable.error_rate
+    ratio = None
+    if canary.p95_seconds is not None and stable.p95_seconds:
+        ratio = canary.p95_seconds / stable.p95_seconds
+    measured = {
+        "stable": asdict(stable),
+        "canary": asdict(canary),
+        "error_rate_increase": increase,
+        "p95_ratio": ratio,
+    }
+    for name, stats in (("stable", stable), ("canary", canary)):
+        if stats.requests < thresholds.min_requests:
+            return Verdict(False, measured, f"not enough traffic: {name} served {stats.requests} requests, "
+                                            f"at least {thresholds.min_requests} are needed")
+    if increase > thresholds.max_error_rate_increase:
+        return Verdict(False, measured, f"error rate {canary.error_rate:.2%} vs stable {stable.error_rate:.2%}: "
+                                        f"up {increase:.2%}, more than {thresholds.max_error_rate_increase:.2%}")
+    slower = ratio is not None and canary.p95_seconds - stable.p95_seconds > thresholds.min_p95_increase_seconds
+    if slower and ratio > thresholds.max_p95_ratio:
+        return Verdict(False, measured, f"p95 latency {canary.p95_seconds * 1000:.1f} ms vs stable "
+                                        f"{stable.p95_seconds * 1000:.1f} ms: {ratio:.2f}x, more than "
+                                        f"{thresholds.max_p95_ratio:.2f}x")
+    return Verdict(True, measured, f"error rate {canary.error_rate:.2%} (stable {stable.error_rate:.2%}), "
+                                   f"p95 ratio {'n/a' if ratio is None else f'{ratio:.2f}x'}: within thresholds")

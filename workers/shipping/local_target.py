@@ -1,0 +1,99 @@
+"""Model servers as local processes (`python -m serving`): the embedded default and fast tests."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+import serving
+from workers.shipping.targets import Instance, InstanceSpec, Target, TargetError
+
+SERVING_ROOT = Path(serving.__file__).resolve().parents[1]  # the folder `python -m serving` runs from
+
+# Processes this process started, kept so they can be reaped (no zombies) and polled exactly.
+_children: dict[int, subprocess.Popen] = {}
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", text)
+
+
+class LocalTarget(Target):
+    """Each instance is a `python -m serving` process in its own session, logging to ``log_dir``.
+
+    An instance outlives the process that started it (e.g. a Celery task); any process can
+    check or stop it by pid, which is verified against the command line to survive pid reuse.
+    """
+
+    kind = "local"
+
+    def __init__(self, log_dir: Path, python: str = sys.executable) -> None:
+        self.log_dir = log_dir
+        self.python = python
+
+    def log_path(self, instance: Instance | InstanceSpec) -> Path:
+        return self.log_dir / f"{_safe(instance.environment)}-{_safe(instance.release_id)}-{instance.port}.log"
+
+    def start(self, spec: InstanceSpec) -> Instance:
+        if spec.model_path is None:
+            raise TargetError(f"release {spec.release_id}: a local instance needs a model_path")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            self.python, "-m", "serving",
+            "--model", str(spec.model_path), "--port", str(spec.port), "--host", spec.host,
+            "--model-name", spec.model_name, "--version", spec.version, "--sha256", spec.sha256,
+            "--release-id", spec.release_id, "--threads", str(spec.threads),
+            "--intra-op-threads", str(spec.intra_op_threads),
+        ]
+        search_path = [str(SERVING_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(search_path)}
+        with self.log_path(spec).open("ab") as log:
+            process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=env, cwd=SERVING_ROOT, start_new_session=True,
+            )
+        _children[process.pid] = process
+        return Instance(self.kind, str(process.pid), spec.release_id, spec.environment, spec.host, spec.port)
+
+    def is_alive(self, instance: Instance) -> bool:
+        pid = int(instance.handle)
+        if pid in _children:
+            return _children[pid].poll() is None
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        zombie = stat.rsplit(")", 1)[1].split()[0] == "Z"
+        options = dict(itertools.pairwise(command))
+        ours = (b"serving" in command and options.get(b"--port") == str(instance.port).encode()
+                and options.get(b"--release-id") == instance.release_id.encode())
+        return ours and not zombie
+
+    def stop(self, instance: Instance, timeout: float = 30.0) -> None:
+        if not self.is_alive(instance):
+            _children.pop(int(instance.handle), None)
+            return
+        pid = int(instance.handle)
+        os.kill(pid, signal.SIGTERM)  # gunicorn finishes in-flight requests, then exits
+        deadline = time.monotonic() + timeout
+        while self.is_alive(instance) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.is_alive(instance):
+            os.killpg(pid, signal.SIGKILL)
+        if pid in _children:
+            _children.pop(pid).wait()
+
+    def logs(self, instance: Instance, lines: int = 40) -> str:
+        try:
+            with self.log_path(instance).open(errors="replace") as log:
+                return "".join(deque(log, maxlen=lines))
+        except FileNotFoundError:
+            return "(no log)"
