@@ -15,7 +15,8 @@ def compose() -> dict:
 
 def test_every_service_the_design_names_is_there_with_its_queue():
     services = compose()["services"]
-    assert set(services) == {"postgres", "redis", "migrate", "web", "worker-cpu", "worker-gpu", "worker-deploy"}
+    assert set(services) == {"postgres", "redis", "migrate", "web", "beat", "worker-cpu", "worker-gpu",
+                             "worker-deploy"}
     queues = {name: s["command"][s["command"].index("-Q") + 1] for name, s in services.items()
               if name.startswith("worker-")}
     assert queues == {"worker-cpu": "cpu", "worker-gpu": "gpu", "worker-deploy": "deploy"}

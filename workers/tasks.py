@@ -18,3 +18,10 @@ def stop_instance(*, deployment_id: int) -> None:
     deployment = Deployment.objects.select_related("environment").get(pk=deployment_id)
     if deployment.role == Deployment.Role.STOPPED:
         stop(deployment)
+
+
+@shared_task(name="workers.tasks.sweep")
+def sweep() -> dict[str, int]:
+    from releases.sweeper import sweep as run_sweep
+
+    return run_sweep()

@@ -91,7 +91,8 @@ class Command(BaseCommand):
         base_url = f"http://{host}:{port}"
         children = [
             subprocess.Popen([sys.executable, "-m", "celery", "-A", "slipway", "worker", "-Q", "cpu,gpu,deploy",
-                              "-c", "1", "-n", "demo-worker@%h", "--loglevel", "WARNING"], env=env),
+                              "-c", "1", "-n", "demo-worker@%h", "--loglevel", "WARNING", "--beat",
+                              "--schedule", str(settings.DATA_DIR / "celerybeat-schedule")], env=env),
             subprocess.Popen([sys.executable, "-m", "gunicorn", "slipway.wsgi", "-b", f"{host}:{port}",
                               "-w", "2", "--threads", "4", "--access-logfile", "-"], env=env),
         ]
