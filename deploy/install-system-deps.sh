@@ -10,6 +10,7 @@ command -v haproxy >/dev/null || missing+=(haproxy)
 command -v socat >/dev/null || missing+=(socat)
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v promtool >/dev/null || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "Install these Debian packages first (as root): ${missing[*]}" >&2

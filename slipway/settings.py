@@ -116,6 +116,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("SLIPWAY_MAX_FIELDS_BYTES", default=1024 *
 SLIPWAY_MAX_METADATA_BYTES = env.int("SLIPWAY_MAX_METADATA_BYTES", default=64 * 1024)
 ARTIFACT_DIR = Path(env.str("SLIPWAY_ARTIFACT_DIR", default=str(DATA_DIR / "artifacts"))).resolve()
 
+# /metrics asks for this bearer token when set (Prometheus' authorization.credentials).
+SLIPWAY_METRICS_TOKEN = env.str("SLIPWAY_METRICS_TOKEN", default="")
+
 # Serving: HAProxy fronts each environment on its Environment.proxy_port; instances listen on loopback.
 SLIPWAY_PROXY_DIR = Path(env.str("SLIPWAY_PROXY_DIR", default=str(DATA_DIR / "proxy"))).resolve()
 SLIPWAY_PROXY_HOST = env.str("SLIPWAY_PROXY_HOST", default="127.0.0.1")

@@ -1,0 +1,79 @@
+"""The dashboard's /metrics for Prometheus: figures read from the database at scrape time.
+
+Every web process answers the same (the database is the truth), so scraping any one is enough.
+"""
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from releases.models import Release, StageRun, TrafficChange
+from releases.models.pipeline import ReleaseStatus, StageStatus
+
+STAGE_BUCKETS = (1, 5, 15, 60, 300, 900, 1800, 3600)
+
+
+class SlipwayCollector(Collector):
+    def collect(self) -> Iterator:
+        releases = GaugeMetricFamily("slipway_releases", "Releases by status.", labels=["status"])
+        counts = dict(Release.objects.values_list("status").annotate(n=Count("id")))
+        for status in ReleaseStatus.values:
+            releases.add_metric([status], counts.get(status, 0))
+        yield releases
+        yield GaugeMetricFamily("slipway_pending_approvals", "Releases waiting for people at a gate.",
+                                value=counts.get(ReleaseStatus.AWAITING_APPROVAL, 0))
+        rollbacks = CounterMetricFamily("slipway_rollbacks", "Rollbacks by environment.", labels=["environment"])
+        for name, n in (TrafficChange.objects.filter(action="rollback").values_list("environment__name")
+                        .annotate(n=Count("id"))):
+            rollbacks.add_metric([name], n)
+        yield rollbacks
+        yield stage_durations()
+        depth = GaugeMetricFamily("slipway_queue_depth", "Messages waiting in each worker queue.", labels=["queue"])
+        for queue, n in queue_depths().items():
+            depth.add_metric([queue], n)
+        yield depth
+
+
+def stage_durations() -> HistogramMetricFamily:
+    """One query: per stage and result, how many finished within each bucket, and the total seconds."""
+    family = HistogramMetricFamily("slipway_stage_duration_seconds", "How long finished stages ran.",
+                                   labels=["stage", "result"])
+    took = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
+    buckets = {f"le_{b}": Count("id", filter=Q(took__lte=timedelta(seconds=b))) for b in STAGE_BUCKETS}
+    rows = (StageRun.objects.filter(status__in=[StageStatus.SUCCEEDED, StageStatus.FAILED], started_at__isnull=False,
+                                    finished_at__isnull=False)
+            .annotate(took=took).values("name", "status").annotate(n=Count("id"), total=Sum("took"), **buckets))
+    for row in rows:
+        cumulative = [(str(float(b)), row[f"le_{b}"]) for b in STAGE_BUCKETS] + [("+Inf", row["n"])]
+        family.add_metric([row["name"], row["status"]], cumulative, row["total"].total_seconds())
+    return family
+
+
+def queue_depths() -> dict[str, int]:
+    from slipway.celery import QUEUES
+
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+        try:
+            return {queue: client.llen(queue) for queue in QUEUES}
+        except redis.RedisError:
+            return {}
+    # kombu's filesystem transport keeps one file per message, named <time>_<uuid>.<queue>.msg
+    return {queue: sum(1 for _ in settings.BROKER_DIR.glob(f"*.{queue}.msg")) for queue in QUEUES}
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    token = settings.SLIPWAY_METRICS_TOKEN
+    if token and request.headers.get("Authorization") != f"Bearer {token}":
+        return HttpResponse("a bearer token is required\n", status=401, content_type="text/plain")
+    registry = CollectorRegistry()
+    registry.register(SlipwayCollector())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
