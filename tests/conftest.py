@@ -32,7 +32,7 @@ def make_user(username: str, *groups: str) -> User:
 
 
 @pytest.fixture
-def users(db) -> dict[str, User]:  # noqa: ARG001
+def users(db) -> dict[str, User]:
     return {
         "ci": make_user("ci", "deployer"),
         "alice": make_user("alice", "approver"),
@@ -67,7 +67,7 @@ def worker_database_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker) -> subprocess.Popen:  # noqa: ARG001
+def celery_worker(django_db_setup, django_db_blocker) -> subprocess.Popen:
     """A real `celery worker` process on the test database and the test Redis database."""
     if "postgresql" not in settings.DATABASES["default"]["ENGINE"]:
         pytest.skip("the worker tests run against PostgreSQL (set DATABASE_URL)")

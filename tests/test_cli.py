@@ -11,11 +11,11 @@ from tests.factories import digits_eval_npz, digits_model
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
-def token(user, *scopes: str) -> str:  # noqa: ANN001
+def token(user, *scopes: str) -> str:
     return ApiToken.issue(user, "cli", list(scopes))[1]
 
 
-def slipway(capsys, url: str, tok: str, *args: str) -> tuple[int, object]:  # noqa: ANN001
+def slipway(capsys, url: str, tok: str, *args: str) -> tuple[int, object]:
     code = main(["--url", url, "--token", tok, *args])
     out, err = capsys.readouterr()
     return code, (json.loads(out) if code == 0 else err.strip())

@@ -3,6 +3,8 @@
 import json
 
 from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from releases.models import (
@@ -23,6 +25,7 @@ from releases.models import (
 from releases.models.catalog import TaskKind, label_validator, slug_validator
 
 
+@extend_schema_field(OpenApiTypes.OBJECT)
 class JSONObjectField(serializers.Field):
     """A JSON object, sent as a multipart form field (a string) or as JSON."""
 

@@ -10,7 +10,7 @@ from tests.factories import digits_model, npz_bytes
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
-def post(client, **form) -> int:  # noqa: ANN001
+def post(client, **form) -> int:
     response = client.post("/api/v1/builds/", build_form(**form), format="multipart")
     assert response.status_code == 201, response.json()
     return response.json()["release"]["id"]

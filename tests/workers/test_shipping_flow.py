@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 PRODUCTION = "http://127.0.0.1:18082"
 
 
-def ship(ci, alice, bob, version: str) -> int:  # noqa: ANN001
+def ship(ci, alice, bob, version: str) -> int:
     response = ci.post("/api/v1/builds/", build_form(version=version), format="multipart")
     assert response.status_code == 201, response.json()
     release_id = response.json()["release"]["id"]
