@@ -39,12 +39,17 @@ def release_figures(release: Release) -> dict[str, float]:
 
 
 def production_figures(release: Release) -> tuple[Release | None, dict[str, float]]:
+    """The release serving in production and its figures — measured on this release's data when the
+    evaluate stage did so (metrics named production_*), else its own."""
     active = (Deployment.objects.filter(environment__name="production", role="active",
                                         release__version__model_id=release.version.model_id)
               .exclude(release=release).select_related("release").first())
     if active is None:
         return None, {}
-    return active.release, release_figures(active.release)
+    prefix = "production_"
+    same_data = {m.name[len(prefix):]: m.value for m in Metric.objects.filter(
+        release=release, artifact__isnull=True, name__startswith=prefix)}
+    return active.release, same_data or release_figures(active.release)
 
 
 def checks_for(release: Release, policy: ReleasePolicy) -> list[Check]:

@@ -32,6 +32,8 @@ class StageSpec:
 
 STAGES: list[StageSpec] = [
     StageSpec("validate"),
+    StageSpec("convert"),
+    StageSpec("compress", accelerated=True),
     StageSpec("evaluate", accelerated=True),
     StageSpec("gate"),
     StageSpec("package", queue="deploy"),

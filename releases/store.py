@@ -4,6 +4,7 @@ Uploads are written to tmp/ first (hashing on the way) and moved into place with
 reader never sees a partial object and a failed request leaves nothing behind.
 """
 
+import hashlib
 import os
 import re
 import uuid
@@ -46,3 +47,16 @@ def commit(temp_path: Path, sha256: str) -> bool:
 
 def discard(sha256: str) -> None:
     path_for(sha256).unlink(missing_ok=True)
+
+
+def put_file(path: Path) -> tuple[str, int]:
+    """Copy a file made on this machine into the store (hashing on the way). Returns (sha256, size)."""
+    digest, size = hashlib.sha256(), 0
+    temp = new_temp_path()
+    with open(path, "rb") as source, open(temp, "wb") as target:
+        while chunk := source.read(1024 * 1024):
+            digest.update(chunk)
+            target.write(chunk)
+            size += len(chunk)
+    commit(temp, digest.hexdigest())
+    return digest.hexdigest(), size

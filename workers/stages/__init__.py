@@ -3,10 +3,12 @@
 from collections.abc import Callable
 
 from workers.context import StageContext
-from workers.stages import deploy, evaluate, gate, package, production_gate, validate
+from workers.stages import compress, convert, deploy, evaluate, gate, package, production_gate, validate
 
 STAGE_FUNCTIONS: dict[str, Callable[[StageContext], str | None]] = {
     "validate": validate.run,
+    "convert": convert.run,
+    "compress": compress.run,
     "evaluate": evaluate.run,
     "gate": gate.run,
     "package": package.run,

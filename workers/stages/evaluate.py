@@ -1,19 +1,89 @@
-"""evaluate: the task metric, latency and size of the release's model on its evaluation data."""
+"""evaluate: the full-precision model and every candidate on the same held-out data, then the choice.
 
-from releases.models import Metric
+Each candidate is measured against the labels and against the original's own outputs (parity);
+the fastest candidate inside the accuracy budget is chosen and every other one's reason recorded.
+When a release of the model serves in production, its model is measured on this data too.
+"""
+
+from releases import store
+from releases.gates import TASK_METRIC
+from releases.models import Artifact, Deployment, Release
+from workers.compression import candidate_of, compression_policy, fp32_artifact, save_metrics
 from workers.context import StageContext, StageFailed
-from workers.ml.evalset import load_evalset
-from workers.ml.evaluate import EvaluationError, evaluate
+from workers.deploying import serving_artifact
+from workers.ml.evalset import EvalSet, load_evalset
+from workers.ml.evaluate import Evaluation, EvaluationError, evaluate
+from workers.ml.select import choose
+from workers.ml.validate import ModelInvalid
+
+
+def _evaluate(ctx: StageContext, artifact: Artifact, evalset: EvalSet, start: float, share: float,
+              reference: Evaluation | None = None) -> Evaluation:
+    def progress(percent: float, step: str) -> None:
+        ctx.progress(start + share * percent / 100, f"{artifact.kind}: {step}")
+
+    return evaluate(store.path_for(artifact.sha256), evalset, ctx.model.task, device=ctx.device, progress=progress,
+                    reference_outputs=None if reference is None else reference.outputs)
 
 
 def run(ctx: StageContext) -> None:
     evalset = load_evalset(ctx.eval_data_path)
+    release = ctx.release
+    fp32 = fp32_artifact(release)
+    candidates = list(release.artifacts.exclude(kind=Artifact.Kind.ONNX_FP32).order_by("id"))
+    share = 90 / (len(candidates) + 1)
     try:
-        result = evaluate(ctx.artifact_path, evalset, ctx.model.task, device=ctx.device,
-                          progress=lambda pct, step: ctx.progress(pct, step))
-    except EvaluationError as exc:
+        original = _evaluate(ctx, fp32, evalset, 0, share)
+    except (EvaluationError, ModelInvalid) as exc:
         raise StageFailed(str(exc)) from None
-    Metric.objects.filter(release=ctx.release, artifact__isnull=True).delete()
-    Metric.objects.bulk_create(Metric(release=ctx.release, name=name, value=m.value, unit=m.unit)
-                               for name, m in sorted(result.metrics.items()))
-    ctx.log("; ".join(f"{name} {m.value:.6g}{m.unit and ' ' + m.unit}" for name, m in sorted(result.metrics.items())))
+    save_metrics(release, fp32, original.metrics)
+    measured = []
+    for index, artifact in enumerate(candidates, start=1):
+        metrics = None
+        if not artifact.error:
+            try:
+                metrics = _evaluate(ctx, artifact, evalset, index * share, share, reference=original).metrics
+            except (EvaluationError, ModelInvalid) as exc:
+                artifact.error = f"evaluation: {exc}"
+                artifact.save(update_fields=["error"])
+        if metrics is not None:
+            save_metrics(release, artifact, metrics)
+        measured.append((candidate_of(artifact), metrics))
+        ctx.log(f"{artifact.kind}: " + (artifact.error or _summary(ctx.model.task, metrics)))
+    choice = choose(original.metrics, measured, compression_policy(ctx.policy, ctx.version.metadata),
+                    task=ctx.model.task)
+    chosen = fp32 if choice.index is None else candidates[choice.index]
+    reasons = {str(fp32.pk): choice.original_reason} | {str(a.pk): r for a, r in zip(candidates, choice.reasons,
+                                                                                     strict=True)}
+    reasons[str(chosen.pk)] = f"chosen — {choice.summary}"
+    release.chosen_artifact, release.choice_reasons = chosen, reasons
+    release.save(update_fields=["chosen_artifact", "choice_reasons", "updated_at"])
+    ctx.log(f"chosen: {choice.summary}")
+    ctx.progress(92, "measuring the release in production on the same data")
+    _compare_with_production(ctx, evalset, original)
+
+
+def _summary(task: str, metrics: dict | None) -> str:
+    name = TASK_METRIC[task][0]
+    if not metrics:
+        return "not measured"
+    quality = metrics.get(name) or metrics.get("parity_cosine_mean") or metrics.get("top1_agreement")
+    return (f"{name} {quality.value:.4f}, " if quality else "") + \
+        f"p50 {metrics['latency_p50_ms'].value:.3f} ms, {metrics['size_bytes'].value / 1e6:.2f} MB"
+
+
+def _compare_with_production(ctx: StageContext, evalset: EvalSet, original: Evaluation) -> None:
+    active = (Deployment.objects.filter(environment__name="production", role=Deployment.Role.ACTIVE,
+                                        release__version__model=ctx.model)
+              .exclude(release=ctx.release).select_related("release").first())
+    if active is None:
+        return
+    served = serving_artifact(Release.objects.select_related("chosen_artifact", "version__artifact")
+                              .get(pk=active.release_id))
+    try:
+        production = _evaluate(ctx, served, evalset, 92, 8, reference=original)
+    except (EvaluationError, ModelInvalid) as exc:
+        ctx.log(f"the release in production (#{active.release_id}) could not be measured on this data: {exc}")
+        return
+    save_metrics(ctx.release, None, {f"production_{name}": m for name, m in production.metrics.items()})
+    ctx.log(f"production (#{active.release_id}) on this data: {_summary(ctx.model.task, production.metrics)}")

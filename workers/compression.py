@@ -1,0 +1,55 @@
+"""Between the release records and the compression lab: policy, candidates and their artifacts."""
+
+from pathlib import Path
+
+from releases import store
+from releases.models import Artifact, Metric, Release, ReleasePolicy
+from workers.ml.compress import Candidate
+from workers.ml.evaluate import Measurement
+from workers.ml.policy import KINDS, CompressionPolicy
+
+FORMAT_SUFFIX = {"onnx": ".onnx", "safetensors": ".safetensors", "pt2": ".pt2"}
+
+
+def compression_policy(policy: ReleasePolicy, metadata: dict) -> CompressionPolicy:
+    """The lab's policy from the model's release policy and the build's metadata (student model)."""
+    student = metadata.get("student") or {}
+    return CompressionPolicy(
+        kinds=tuple(kind for kind in policy.candidates if kind in KINDS),
+        max_accuracy_drop=policy.accuracy_budget, max_rmse_increase=policy.accuracy_budget,
+        min_cosine=1 - policy.accuracy_budget, prune_sparsity=policy.prune_sparsity,
+        distill_temperature=policy.distill_temperature, distill_epochs=policy.distill_epochs,
+        student_architecture=student.get("architecture"), student_config=student.get("config") or {})
+
+
+def fp32_artifact(release: Release) -> Artifact:
+    """The full-precision ONNX model every candidate derives from: converted, or the original upload."""
+    converted = release.artifacts.filter(kind=Artifact.Kind.ONNX_FP32).first()
+    return converted or release.version.artifact
+
+
+def original_with_suffix(release: Release, work_dir: Path) -> Path:
+    """The uploaded artifact under a name with its format's suffix (the converters go by it)."""
+    artifact = release.version.artifact
+    link = work_dir / f"upload{FORMAT_SUFFIX[artifact.file_format]}"
+    link.unlink(missing_ok=True)
+    link.symlink_to(store.path_for(artifact.sha256))
+    return link
+
+
+def store_candidate(release: Release, parent: Artifact, candidate: Candidate) -> Artifact:
+    sha256, size = store.put_file(candidate.path) if candidate.path else ("", 0)
+    return Artifact.objects.create(sha256=sha256, size_bytes=size, kind=candidate.kind, file_format="onnx",
+                                   filename=f"{candidate.kind}.onnx", parent=parent, release=release,
+                                   recipe=candidate.recipe, error=candidate.error or "")
+
+
+def candidate_of(artifact: Artifact) -> Candidate:
+    path = store.path_for(artifact.sha256) if artifact.sha256 else None
+    return Candidate(kind=artifact.kind, path=path, recipe=artifact.recipe, error=artifact.error or None)
+
+
+def save_metrics(release: Release, artifact: Artifact | None, metrics: dict[str, Measurement]) -> None:
+    Metric.objects.filter(release=release, artifact=artifact).delete()
+    Metric.objects.bulk_create(Metric(release=release, artifact=artifact, name=name, value=m.value, unit=m.unit)
+                               for name, m in sorted(metrics.items()))
