@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: demo test lint system-deps
+.PHONY: demo test lint system-deps docker-images
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,7 +20,11 @@ demo: $(VENV)/.installed
 system-deps:
 	bash deploy/install-system-deps.sh
 
-test: $(VENV)/.installed system-deps
+# Images for the Docker tests: a local base (no registry here) and the serving dependencies; cached.
+docker-images: $(VENV)/.installed system-deps
+	$(PY) manage.py build_base_image
+
+test: $(VENV)/.installed system-deps docker-images
 	$(VENV)/bin/ruff check .
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/pytest
