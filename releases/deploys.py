@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 Role = Deployment.Role
 # A second click on the same rollback within this window answers with the first one's result.
 DOUBLE_CLICK_WINDOW = timedelta(minutes=5)
+# Without an expected release, a second rollback this soon after another is taken as a duplicate.
+UNGUARDED_REPEAT = timedelta(seconds=30)
 
 
 def proxy_config():  # noqa: ANN201 - workers.shipping.proxy.ProxyConfig, imported late
@@ -103,6 +105,13 @@ def rollback(environment_name: str, user, reason: str, *, expected_release_id: i
             now = f"#{active.release_id}" if active else "nothing"
             raise TransitionError(f"release #{expected_release_id} does not serve in {environment_name}; "
                                   f"{now} does")
+        if expected_release_id is None:
+            recent = environment.traffic_changes.filter(action="rollback",
+                                                        at__gte=timezone.now() - UNGUARDED_REPEAT).first()
+            if recent is not None:
+                raise TransitionError(f"{environment_name} was rolled back {(timezone.now() - recent.at).seconds} s "
+                                      "ago; to roll back further, say which release you expect to replace "
+                                      "(expected_release)")
         target = rollback_target(environment)
         if active is None or target is None:
             raise TransitionError(f"nothing to roll back to in {environment_name}: no earlier release is warm")
