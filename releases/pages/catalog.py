@@ -16,7 +16,8 @@ VERSIONS_PER_PAGE = 25
 def model_list(request: HttpRequest) -> HttpResponse:
     rows = Model.objects.annotate(version_count=Count("versions"), last_build=Max("versions__created_at"))
     return render(request, "releases/model_list.html",
-                  {"page": queries.paginate(request, rows.order_by("name"), MODELS_PER_PAGE)})
+                  {"page": queries.paginate(request, rows.order_by("name"), MODELS_PER_PAGE,
+                                            moments=("last_build", "created_at"))})
 
 
 @login_required
@@ -28,7 +29,7 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
     trend = queries.model_trend(model)
     return render(request, "releases/model_detail.html", {
         "model": model,
-        "page": queries.paginate(request, versions, VERSIONS_PER_PAGE),
+        "page": queries.paginate(request, versions, VERSIONS_PER_PAGE, moments=("created_at",)),
         "trend": {"labels": [p["label"] for p in trend], "metric": metric, "higher_is_better": higher_is_better,
                   "task": [p["task"] for p in trend], "p95": [p["p95"] for p in trend],
                   "size_mb": [None if p["size"] is None else p["size"] / 1e6 for p in trend]},

@@ -1,6 +1,65 @@
-"""How measured figures read on the pages."""
+"""How times and measured figures read on the pages.
+
+Times are formatted here rather than with template filters: a page lists up to fifty of them, and
+Django's date and timesince filters cost tens of microseconds each where these cost one or two.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
 from django.template.defaultfilters import filesizeformat
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+# (seconds in the unit, its name) from the largest down, for "3 hours ago".
+UNITS = ((365 * 86400, "year"), (30 * 86400, "month"), (86400, "day"), (3600, "hour"), (60, "minute"))
+
+
+def ago(at: datetime, now: datetime) -> str:
+    """How long before `now`, in the largest whole unit: "just now", "5 minutes ago", "2 days ago"."""
+    seconds = (now - at).total_seconds()
+    for size, unit in UNITS:
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''} ago"
+    return "just now"
+
+
+@dataclass(frozen=True)
+class Moment:
+    """A time as the pages show it: relative and absolute, in a <time> element."""
+
+    iso: str
+    absolute: str
+    relative: str
+
+    def html(self) -> SafeString:
+        """Relative, with the absolute time as its title: "5 minutes ago"."""
+        return format_html('<time datetime="{}" title="{}">{}</time>', self.iso, self.absolute, self.relative)
+
+    def full(self) -> SafeString:
+        """Absolute, then relative: "2026-03-01 03:15:00 UTC (5 minutes ago)"."""
+        return format_html('<span><time datetime="{}" title="{}">{}</time> <span class="muted">({})</span></span>',
+                           self.iso, self.relative, self.absolute, self.relative)
+
+
+def moment(at: datetime | None, now: datetime | None = None) -> Moment | None:
+    if at is None:
+        return None
+    local = timezone.localtime(at)
+    return Moment(iso=local.isoformat(), absolute=local.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                  relative=ago(at, now or timezone.now()))
+
+
+def stamp(rows: Iterable, *fields: str) -> list:
+    """The rows, each given `when`: {field: Moment} for the named datetime fields."""
+    now = timezone.now()
+    rows = list(rows)
+    for row in rows:
+        row.when = {name: moment(getattr(row, name), now) for name in fields}
+    return rows
 
 
 def figure(value: float, unit: str) -> str:

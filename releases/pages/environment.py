@@ -17,6 +17,7 @@ from releases import deploys
 from releases.approvals import NotAllowed
 from releases.models import Deployment, Environment, TrafficChange
 from releases.pages import queries
+from releases.pages.display import moment, stamp
 from releases.roles import may
 from releases.statemachine import TransitionError
 from workers.shipping.proxy import ProxyError
@@ -45,8 +46,9 @@ def why_no_rollback(user: AbstractBaseUser, environment: Environment, active: De
 
 def serving_context(request: HttpRequest, environment: Environment) -> dict:
     """The live part of the page: deployments, the rollback button and the serving charts."""
-    deployments = list(environment.deployments.exclude(role=Deployment.Role.STOPPED)
-                       .select_related("release__version__model").order_by("-traffic_percent", "-updated_at", "-id"))
+    deployments = stamp(environment.deployments.exclude(role=Deployment.Role.STOPPED)
+                        .select_related("release__version__model").order_by("-traffic_percent", "-updated_at", "-id"),
+                        "updated_at")
     active = next((d for d in deployments if d.role == Deployment.Role.ACTIVE), None)
     target = deploys.rollback_target(environment)
     return {
@@ -54,6 +56,7 @@ def serving_context(request: HttpRequest, environment: Environment) -> dict:
         "deployments": deployments,
         "active": active,
         "target": target,
+        "target_since": moment(target.updated_at) if target else None,
         "cannot_roll_back": why_no_rollback(request.user, environment, active, target),
         "series": queries.serving_series(environment),
         "time_zone": settings.TIME_ZONE,
@@ -82,7 +85,7 @@ def live_at_answer(environment: Environment, raw: str) -> dict:
         return {"raw": raw, "error": str(exc)}
     change, releases = deploys.live_at(environment, at)
     shares = change.shares if change else {}
-    return {"raw": raw, "at": at, "change": change,
+    return {"raw": raw, "at": at, "when": moment(at), "change": change, "since": moment(change.at) if change else None,
             "rows": [(release, shares[str(release.pk)]) for release in releases]}
 
 
@@ -97,10 +100,10 @@ def history_rows(changes: list[TrafficChange]) -> list[tuple[TrafficChange, list
 def environment_detail(request: HttpRequest, name: str) -> HttpResponse:
     environment = get_object_or_404(Environment, name=name)
     page = queries.paginate(request, environment.traffic_changes.select_related("actor"), HISTORY_PER_PAGE,
-                            "history")
+                            "history", moments=("at",))
     context = serving_context(request, environment)
     raw = request.GET.get("at", "").strip()
-    context.update({"history": page, "history_rows": history_rows(list(page.object_list)),
+    context.update({"history": page, "history_rows": history_rows(page.object_list),
                     "live_at": live_at_answer(environment, raw) if raw else None})
     return render(request, "releases/environment_detail.html", context)
 

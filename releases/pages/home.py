@@ -7,6 +7,7 @@ from django.shortcuts import render
 from releases.models import Environment
 from releases.models.pipeline import ReleaseStatus
 from releases.pages import queries
+from releases.pages.display import stamp
 
 RECENT = 15
 FAILURES = 5
@@ -19,6 +20,6 @@ def home(request: HttpRequest) -> HttpResponse:
         "waiting": queries.waiting_for(request.user),
         "running": queries.RELEASE_ROWS.filter(status__in=[ReleaseStatus.PENDING, ReleaseStatus.RUNNING,
                                                            ReleaseStatus.SHIPPING]).count(),
-        "recent": queries.RELEASE_ROWS[:RECENT],
-        "failures": queries.RELEASE_ROWS.filter(status=ReleaseStatus.FAILED)[:FAILURES],
+        "recent": stamp(queries.RELEASE_ROWS[:RECENT], "created_at"),
+        "failures": stamp(queries.RELEASE_ROWS.filter(status=ReleaseStatus.FAILED)[:FAILURES], "updated_at"),
     })

@@ -10,7 +10,6 @@ from django.http import HttpRequest
 
 from releases.approvals import GATE_STAGES
 from releases.gates import TASK_METRIC
-from releases.pages.display import figure
 from releases.models import (
     Approval,
     Artifact,
@@ -25,6 +24,7 @@ from releases.models import (
     TrafficChange,
 )
 from releases.models.pipeline import ReleaseStatus, StageStatus
+from releases.pages.display import figure, stamp
 from releases.roles import ADMIN, APPROVER, groups_of, has_role
 
 # The figures of a release are those of its chosen candidate, or the unattached ones when none was chosen.
@@ -37,10 +37,13 @@ CHART_MARKS = 100  # traffic changes marked on them
 RELEASE_ROWS = Release.objects.select_related("version__model", "version__author")
 
 
-def paginate(request: HttpRequest, rows: QuerySet, per_page: int, param: str = "page") -> Page:
-    """One page of `rows` (two queries, count and page, whatever their number), with `prev_url` and
-    `next_url`: this page's query string with `param` moved, other parameters kept."""
+def paginate(request: HttpRequest, rows: QuerySet, per_page: int, param: str = "page",
+             moments: tuple[str, ...] = ()) -> Page:
+    """One page of `rows` (two queries, count and page, whatever their number), each stamped with the
+    `moments` it shows (see display.stamp), with `prev_url` and `next_url`: this page's query string
+    with `param` moved, other parameters kept."""
     page = Paginator(rows, per_page).get_page(request.GET.get(param))
+    page.object_list = stamp(page.object_list, *moments)
 
     def url(number: int) -> str:
         query = request.GET.copy()
@@ -78,7 +81,7 @@ def waiting_for(user: AbstractBaseUser, limit: int = 20) -> list[Release]:
         if APPROVER in groups:
             in_group |= Q(version__model__policy__approver_group__isnull=True)
         rows = rows.filter(in_group)
-    return list(rows[:limit])
+    return stamp(rows[:limit], "created_at")
 
 
 def live_deployments(environments: QuerySet[Environment]) -> list[Environment]:
@@ -177,7 +180,7 @@ def eligible_approvers(release: Release, group: str, gate: str, limit: int = 20)
 def serving_series(environment: Environment, limit: int = SERVING_SAMPLES) -> dict:
     """The newest serving samples per release, and the traffic changes in their time span, as the
     environment charts draw them (times in epoch milliseconds)."""
-    samples = list(ServingSample.objects.filter(environment=environment).order_by("-at", "-id")
+    samples = list(ServingSample.objects.filter(environment=environment).order_by("-at")
                    .values_list("at", "release_id", "requests_per_s", "error_rate", "latency_p95_ms")[:limit])
     samples.reverse()
     if not samples:

@@ -3,6 +3,7 @@ its gate and picking another candidate go through the domain functions."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Page
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -10,7 +11,9 @@ from django.views.decorators.http import require_POST
 from releases import approvals, candidates
 from releases.approvals import NotAllowed
 from releases.models import Approval, AuditEvent, Release
+from releases.models.pipeline import StageStatus
 from releases.pages import queries
+from releases.pages.display import moment, stamp
 from releases.statemachine import TERMINAL, TransitionError
 
 RELEASE_DETAIL = (Release.objects.select_related("version__model__policy__approver_group", "version__author",
@@ -40,6 +43,9 @@ def release_context(request: HttpRequest, release_id: int) -> dict:
     table = queries.candidate_table(release)
     return {
         "release": release,
+        "created": moment(release.created_at),
+        "stages": stamp(release.stages.all(), "queued_at", "started_at"),
+        "decisions": stamp(release.approvals.all(), "created_at"),
         "live": release.status not in TERMINAL and gate is None,
         "poll_seconds": POLL_SECONDS,
         "candidates": table,
@@ -50,15 +56,26 @@ def release_context(request: HttpRequest, release_id: int) -> dict:
         "still_needed": approvals.waiting_on(release),
         "approver_group": group,
         "eligible": queries.eligible_approvers(release, group, gate) if gate else [],
+        "gate_ran": any(s.name == "gate" and s.status not in (StageStatus.PENDING, StageStatus.QUEUED)
+                        for s in release.stages.all()),
+        "audit": audit_page(request, release),
     }
+
+
+def audit_page(request: HttpRequest, release: Release) -> Page:
+    """One page of the release's audit trail, each event with its status change and comment."""
+    page = queries.paginate(request, AuditEvent.objects.filter(release=release), AUDIT_PER_PAGE, "audit",
+                            moments=("at",))
+    for event in page:
+        before, after = event.before.get("status", ""), event.after.get("status", "")
+        event.transition = f"{before} → {after}" if before or after else ""
+        event.comment = event.after.get("comment", "")
+    return page
 
 
 @login_required
 def release_detail(request: HttpRequest, release_id: int) -> HttpResponse:
-    context = release_context(request, release_id)
-    context["audit"] = queries.paginate(request, AuditEvent.objects.filter(release_id=release_id),
-                                        AUDIT_PER_PAGE, "audit")
-    return render(request, "releases/release_detail.html", context)
+    return render(request, "releases/release_detail.html", release_context(request, release_id))
 
 
 @login_required

@@ -19,7 +19,7 @@ def at_once(calls: list) -> list[requests.Response]:
     """Start every call at the same moment, each in its own thread."""
     barrier = Barrier(len(calls))
 
-    def run(call):  # noqa: ANN001, ANN202
+    def run(call):
         barrier.wait()
         return call()
 
@@ -31,7 +31,7 @@ def bearer(user: User, *scopes: str) -> dict:
     return {"Authorization": f"Bearer {ApiToken.issue(user, 'race', list(scopes))[1]}"}
 
 
-def waiting_release(users, settings, tmp_path) -> Release:  # noqa: ANN001
+def waiting_release(users, settings, tmp_path) -> Release:
     settings.ARTIFACT_DIR = tmp_path
     release_id = token_client(users["ci"]).post("/api/v1/builds/", build_form(), format="multipart").json()[
         "release"]["id"]
