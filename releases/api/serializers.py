@@ -200,3 +200,8 @@ class LiveAtSerializer(serializers.Serializer):
     at = serializers.DateTimeField()
     change = TrafficChangeSerializer(allow_null=True)
     releases = ReleaseSummarySerializer(many=True)
+
+
+class ReleaseFilterSerializer(serializers.Serializer):
+    model = serializers.CharField(required=False, max_length=100)
+    status = serializers.ChoiceField(choices=Release._meta.get_field("status").choices, required=False)

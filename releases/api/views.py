@@ -3,7 +3,7 @@
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -74,7 +74,7 @@ class ModelViewSet(viewsets.ReadOnlyModelViewSet):
         return self.get_paginated_response(s.VersionSerializer(page, many=True).data)
 
 
-@extend_schema(parameters=[OpenApiParameter("model", str), OpenApiParameter("status", str)])
+@extend_schema_view(list=extend_schema(parameters=[s.ReleaseFilterSerializer]))
 class ReleaseViewSet(viewsets.ReadOnlyModelViewSet):
     scopes = {"approve": "approve", "reject": "approve"}
 
@@ -82,10 +82,13 @@ class ReleaseViewSet(viewsets.ReadOnlyModelViewSet):
         rows = Release.objects.select_related("version__model")
         if self.action != "list":
             rows = rows.prefetch_related("stages", "metrics", "gate_checks", "approvals__user", "artifacts")
-        if model := self.request.query_params.get("model"):
-            rows = rows.filter(version__model__name=model)
-        if wanted := self.request.query_params.get("status"):
-            rows = rows.filter(status=wanted)
+        if self.action == "list":
+            wanted = s.ReleaseFilterSerializer(data=self.request.query_params)
+            wanted.is_valid(raise_exception=True)
+            if "model" in wanted.validated_data:
+                rows = rows.filter(version__model__name=wanted.validated_data["model"])
+            if "status" in wanted.validated_data:
+                rows = rows.filter(status=wanted.validated_data["status"])
         return rows
 
     def get_serializer_class(self):  # noqa: ANN201
