@@ -7,13 +7,13 @@ on a worker. Nothing here unpickles or executes anything.
 import zipfile
 
 import numpy as np
+from django.conf import settings
 
 from releases.uploads import HashedUpload
 
 MODEL_FORMATS = {".onnx": "onnx", ".safetensors": "safetensors", ".pt2": "pt2"}
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".joblib", ".ckpt")
 MAX_EVAL_ARRAYS = 64
-MAX_EVAL_UNCOMPRESSED = 4 * 1024**3
 ZIP_MAGIC = b"PK\x03\x04"
 
 
@@ -63,9 +63,9 @@ def check_eval_data(upload: HashedUpload) -> list[str]:
                 raise BadUpload("eval_data holds no arrays")
             if len(infos) > MAX_EVAL_ARRAYS:
                 raise BadUpload(f"eval_data holds {len(infos)} arrays; at most {MAX_EVAL_ARRAYS}")
-            total = sum(i.file_size for i in infos)
-            if total > MAX_EVAL_UNCOMPRESSED:
-                raise BadUpload(f"eval_data unpacks to {total} bytes; at most {MAX_EVAL_UNCOMPRESSED}")
+            total, limit = sum(i.file_size for i in infos), settings.SLIPWAY_MAX_EVAL_UNPACKED_BYTES
+            if total > limit:
+                raise BadUpload(f"eval_data unpacks to {total} bytes; at most {limit}")
             names = []
             for info in infos:
                 if not info.filename.endswith(".npy") or "/" in info.filename or "\\" in info.filename:

@@ -1,6 +1,7 @@
 """POST /api/v1/builds/: what CI sends, what is stored, and every bad input refused with nothing stored."""
 
 import hashlib
+import io
 import pickle
 from pathlib import Path
 
@@ -163,3 +164,14 @@ def test_authentication_scope_and_role_are_required(users):
     assert bad.post(URL, build_form(), format="multipart").json() == {
         "error": "authentication_failed", "detail": "the token is unknown, expired or revoked"}
     assert ModelVersion.objects.count() == 0
+
+
+def test_a_zip_bomb_is_refused_before_it_is_unpacked(ci, settings):
+    settings.SLIPWAY_MAX_EVAL_UNPACKED_BYTES = 1_000_000
+    bomb = io.BytesIO()
+    np.savez_compressed(bomb, inputs=np.zeros((2000, 1000), dtype=np.float32))
+    assert len(bomb.getvalue()) < 50_000
+    response = ci.post(URL, build_form(eval_data=SimpleUploadedFile("e.npz", bomb.getvalue())), format="multipart")
+    assert response.status_code == 400
+    assert response.json()["detail"] == "eval_data unpacks to 8000128 bytes; at most 1000000"
+    assert stored_objects() == [] and temp_files() == []

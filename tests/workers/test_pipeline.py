@@ -1,5 +1,6 @@
 """A build posted over the API goes through a real Celery worker process to its approval gate."""
 
+import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -23,9 +24,16 @@ def test_a_build_reaches_the_gate_with_its_metrics_then_two_approvers_release_it
 
     stages = {s.name: s for s in release.stages.all()}
     assert [(n, s.status) for n, s in stages.items()] == [
-        ("validate", "succeeded"), ("convert", "succeeded"), ("compress", "succeeded"), ("evaluate", "succeeded"),
-        ("gate", "waiting"), ("package", "pending"), ("deploy_staging", "pending"), ("production_gate", "pending"),
-        ("canary", "pending")]
+        ("validate", "succeeded"),
+        ("convert", "succeeded"),
+        ("compress", "succeeded"),
+        ("evaluate", "succeeded"),
+        ("gate", "waiting"),
+        ("package", "pending"),
+        ("deploy_staging", "pending"),
+        ("production_gate", "pending"),
+        ("canary", "pending"),
+    ]
     assert all(s.worker_host and s.started_at and s.attempt == 1 for s in list(stages.values())[:5])
     assert stages["evaluate"].device == "cpu" and stages["validate"].device == "cpu"
     original = release.version.artifact
@@ -56,9 +64,16 @@ def test_a_build_reaches_the_gate_with_its_metrics_then_two_approvers_release_it
     actions = list(AuditEvent.objects.filter(release_id=release_id).order_by("id").values_list("action", flat=True))
     stage_done = ["stage.start", "stage.succeed", "stage.queue"]
     assert actions[:21] == [
-        "build.received", "stage.queue", "release.start", *stage_done * 4,
-        "stage.start", "stage.wait", "release.await_approval",
-        "approval.approve", "stage.succeed", "release.approve",
+        "build.received",
+        "stage.queue",
+        "release.start",
+        *stage_done * 4,
+        "stage.start",
+        "stage.wait",
+        "release.await_approval",
+        "approval.approve",
+        "stage.succeed",
+        "release.approve",
     ]
 
 
@@ -87,3 +102,20 @@ def test_the_automatic_gate_fails_a_release_below_the_policy(celery_worker, user
     assert (check.name, check.comparator, check.threshold, check.passed) == ("accuracy", ">=", 0.999, False)
     assert check.measured == pytest.approx(digits_model().expected_accuracy, abs=1e-9)
     assert release.failure_reason == f"gate: automatic gate: {check.detail}"
+
+
+@pytest.mark.parametrize(("artifact", "eval_data", "reason"), [
+    (b"\x08\x07this is not a protobuf", None, "validate: model: not a valid ONNX model"),
+    (None, npz_bytes(inputs=np.full((5, 64), np.nan, dtype=np.float32), labels=np.arange(5)),
+     "validate: evaluation data: "),
+], ids=["corrupt-onnx", "nan-eval-data"])
+def test_hostile_files_fail_the_release_at_validate_with_the_reason(celery_worker, users, artifact, eval_data,
+                                                                    reason):
+    form = {}
+    if artifact is not None:
+        form["artifact"] = SimpleUploadedFile("model.onnx", artifact)
+    if eval_data is not None:
+        form["eval_data"] = SimpleUploadedFile("eval.npz", eval_data)
+    release = wait_for_status(post(token_client(users["ci"]), **form), "failed")
+    assert release.failure_reason.startswith(reason), release.failure_reason
+    assert release.stages.get(name="validate").status == "failed"
