@@ -15,10 +15,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
+	bash deploy/install-system-deps.sh demo
 	$(PY) manage.py demo --port $(PORT)
 
 system-deps:
-	bash deploy/install-system-deps.sh
+	bash deploy/install-system-deps.sh test
 
 # Images for the Docker tests: a local base (no registry here) and the serving dependencies; cached.
 docker-images: $(VENV)/.installed system-deps

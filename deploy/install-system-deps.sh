@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# What the tests need beyond Python packages, on Debian 12 as root: Chromium for the page tests,
-# HAProxy for traffic, and a running Docker Engine. Each step is skipped when already done.
+# Debian packages Slipway needs beyond Python, installed as root when missing:
+#   demo: HAProxy, which moves traffic between releases;
+#   test: also Chromium (page tests), socat, Prometheus' promtool, debootstrap and a running Docker Engine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+what=${1:-test}
 
+declare -A need=([haproxy]=haproxy)
+if [ "$what" = test ]; then
+  need+=([chromium]=chromium [socat]=socat [dockerd]=docker.io [debootstrap]=debootstrap [promtool]=prometheus)
+fi
 missing=()
-command -v chromium >/dev/null || missing+=(chromium)
-command -v haproxy >/dev/null || missing+=(haproxy)
-command -v socat >/dev/null || missing+=(socat)
-command -v dockerd >/dev/null || missing+=(docker.io)
-command -v debootstrap >/dev/null || missing+=(debootstrap)
-command -v promtool >/dev/null || missing+=(prometheus)
+for command in "${!need[@]}"; do
+  command -v "$command" >/dev/null || missing+=("${need[$command]}")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "Install these Debian packages first (as root): ${missing[*]}" >&2
@@ -19,6 +22,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-if [ -x deploy/docker/start-dockerd.sh ]; then
+if [ "$what" = test ]; then
   bash deploy/docker/start-dockerd.sh
 fi
