@@ -47,8 +47,14 @@ def build_image(client, folder: Path, release_id: str, megabytes: int, seed: int
 
     build_local_base_image(client)
     model = linear_model(folder / f"{release_id}.onnx", padding_megabytes=megabytes, seed=seed)
-    spec = ReleaseImageSpec(release_id=release_id, model_name="bench", version=release_id, model_path=model,
-                            sha256=file_sha256(model), base_image=LOCAL_BASE_IMAGE)
+    spec = ReleaseImageSpec(
+        release_id=release_id,
+        model_name="bench",
+        version=release_id,
+        model_path=model,
+        sha256=file_sha256(model),
+        base_image=LOCAL_BASE_IMAGE,
+    )
     return build_release_image(client, spec)
 
 
@@ -67,8 +73,15 @@ def spec_for(kind: str, release_id: str, port: int, folder: Path, client) -> Ins
         image = build_image(client, folder, release_id, megabytes=0, seed=ord(release_id))
         return InstanceSpec(release_id, ENVIRONMENT, port, image=image.tag)
     model = linear_model(folder / f"{release_id}.onnx")
-    return InstanceSpec(release_id, ENVIRONMENT, port, model_name="bench", version=release_id, model_path=model,
-                        sha256=file_sha256(model))
+    return InstanceSpec(
+        release_id,
+        ENVIRONMENT,
+        port,
+        model_name="bench",
+        version=release_id,
+        model_path=model,
+        sha256=file_sha256(model),
+    )
 
 
 class Phases:
@@ -123,8 +136,11 @@ def run_traffic(kind: str, rate: float, clients: int, hold: float, folder: Path)
             proxy.set_traffic(config, ENVIRONMENT, {a: 90, b: 10})
             time.sleep(hold)
             after = canary.scrape(a.url), canary.scrape(b.url)
-            verdict = canary.analyse(canary.window(before[0], after[0]), canary.window(before[1], after[1]),
-                                     canary.Thresholds(min_requests=int(rate * hold * 0.05)))
+            verdict = canary.analyse(
+                canary.window(before[0], after[0]),
+                canary.window(before[1], after[1]),
+                canary.Thresholds(min_requests=int(rate * hold * 0.05)),
+            )
             phases.end("canary")
             promote_call = time.perf_counter()
             proxy.set_traffic(config, ENVIRONMENT, {b: 100})
@@ -144,8 +160,9 @@ def run_traffic(kind: str, rate: float, clients: int, hold: float, folder: Path)
         if client is not None:
             for spec in (spec_a, spec_b):
                 client.images.remove(spec.image, force=True)
-    failed = {name: sum(1 for o in load.failures if start <= o.sent < end)
-              for name, (start, end) in phases.spans.items()}
+    failed = {
+        name: sum(1 for o in load.failures if start <= o.sent < end) for name, (start, end) in phases.spans.items()
+    }
     return {
         "target": kind,
         "requests": len(load.outcomes),
@@ -169,8 +186,11 @@ def rebuild_seconds(megabytes: int, folder: Path) -> dict:
     built = build_image(client, folder, f"{megabytes}mb", megabytes=megabytes, seed=int(time.time()))
     for image in (warm, built):
         client.images.remove(image.tag, force=True)
-    return {"image_rebuild_seconds": round(built.seconds, 2), "image_model_mb": megabytes,
-            "image_size_mb": round(built.size_bytes / 1e6, 1)}
+    return {
+        "image_rebuild_seconds": round(built.seconds, 2),
+        "image_model_mb": megabytes,
+        "image_size_mb": round(built.size_bytes / 1e6, 1),
+    }
 
 
 def main() -> None:
@@ -189,10 +209,15 @@ def main() -> None:
             figures |= rebuild_seconds(args.model_mb, folder)
     rollback = figures["rollback_seconds"]
     print(f"target: {figures['target']}; {figures['requests']} requests at {figures['achieved_rate']}/s")
-    print(f"rollback: every request served by A {rollback * 1000:.1f} ms after the call"
-          if rollback is not None else "rollback: requests were still not all served by A at the end")
-    print(f"traffic switch calls: rollback {figures['rollback_call_seconds'] * 1000:.1f} ms, "
-          f"promote {figures['promote_call_seconds'] * 1000:.1f} ms")
+    print(
+        f"rollback: every request served by A {rollback * 1000:.1f} ms after the call"
+        if rollback is not None
+        else "rollback: requests were still not all served by A at the end"
+    )
+    print(
+        f"traffic switch calls: rollback {figures['rollback_call_seconds'] * 1000:.1f} ms, "
+        f"promote {figures['promote_call_seconds'] * 1000:.1f} ms"
+    )
     print(f"failed requests: {figures['failed_requests']} ({figures['failed_by_phase']})")
     print(f"canary analysis: {figures['canary_verdict']}")
     if figures.get("image_rebuild_seconds") is not None:

@@ -82,8 +82,9 @@ class ServingApp:
         if handler is None:
             status, headers, body = self._error(HTTPStatus.NOT_FOUND, f"no endpoint at {path}")
         elif method != allowed and not (method == "HEAD" and allowed == "GET"):
-            status, headers, body = self._error(HTTPStatus.METHOD_NOT_ALLOWED,
-                                                f"{path} accepts {allowed}, not {method}")
+            status, headers, body = self._error(
+                HTTPStatus.METHOD_NOT_ALLOWED, f"{path} accepts {allowed}, not {method}"
+            )
             headers.append(("Allow", allowed))
         else:
             status, headers, body = handler(environ)
@@ -105,11 +106,14 @@ class ServingApp:
             return self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"status": "failed", "error": self._load_error})
         if self._runner is None:
             return self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"status": "loading"})
-        return self._json(HTTPStatus.OK, {
-            "status": "ready",
-            "inputs": [spec.describe() for spec in self._runner.inputs],
-            "outputs": self._runner.output_names,
-        })
+        return self._json(
+            HTTPStatus.OK,
+            {
+                "status": "ready",
+                "inputs": [spec.describe() for spec in self._runner.inputs],
+                "outputs": self._runner.output_names,
+            },
+        )
 
     def _metrics(self, _environ: dict[str, Any]) -> tuple[HTTPStatus, list, bytes]:
         return HTTPStatus.OK, [("Content-Type", CONTENT_TYPE_LATEST)], self.metrics.render()
@@ -123,14 +127,18 @@ class ServingApp:
             status, headers = HTTPStatus.OK, [("Content-Type", content_type)]
         except RequestFailed as failure:
             reason = failure.reason
-            status, headers, body = self._json(failure.status, {
-                "error": str(failure), "status": failure.status.value, "prediction_id": prediction_id,
-            })
+            status, headers, body = self._json(
+                failure.status,
+                {
+                    "error": str(failure),
+                    "status": failure.status.value,
+                    "prediction_id": prediction_id,
+                },
+            )
         except Exception:
             log.exception("prediction %s failed", prediction_id)
             reason = "internal"
-            status, headers, body = self._error(HTTPStatus.INTERNAL_SERVER_ERROR,
-                                                "internal error; see the server log")
+            status, headers, body = self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error; see the server log")
         self.metrics.observe_request(status.value, time.perf_counter() - started, reason)
         headers.append(("X-Prediction-Id", prediction_id))
         return status, headers, body
@@ -139,27 +147,31 @@ class ServingApp:
         limit = self.config.max_body_bytes
         declared = environ.get("CONTENT_LENGTH") or ""
         if declared.isdigit() and int(declared) > limit:
-            raise RequestFailed(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "too_large",
-                                f"body of {declared} bytes is over the limit of {limit}")
+            raise RequestFailed(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                "too_large",
+                f"body of {declared} bytes is over the limit of {limit}",
+            )
         body = environ["wsgi.input"].read(limit + 1)
         if len(body) > limit:
-            raise RequestFailed(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "too_large",
-                                f"body is over the limit of {limit} bytes")
+            raise RequestFailed(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "too_large", f"body is over the limit of {limit} bytes"
+            )
         return body
 
     def _infer(self, environ: dict[str, Any], prediction_id: str) -> tuple[str, bytes]:
         runner = self._runner
         if runner is None:
-            raise RequestFailed(HTTPStatus.SERVICE_UNAVAILABLE, "not_ready",
-                                self._load_error or "the model is still loading")
+            raise RequestFailed(
+                HTTPStatus.SERVICE_UNAVAILABLE, "not_ready", self._load_error or "the model is still loading"
+            )
         body = self._read_body(environ)
         try:
             request = codec.decode(environ.get("CONTENT_TYPE", ""), body)
             arrays = runner.prepare(request.inputs)
             outputs = runner.run(arrays)
         except codec.UnsupportedMediaType as error:
-            raise RequestFailed(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
-                                str(error)) from None
+            raise RequestFailed(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", str(error)) from None
         except InputError as error:
             raise RequestFailed(HTTPStatus.BAD_REQUEST, "bad_input", str(error)) from None
         except InferenceError as error:

@@ -40,8 +40,7 @@ def _decode_json(body: bytes) -> DecodedRequest:
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InputError(f"body is not valid JSON: {error}") from None
     if not isinstance(document, dict) or "inputs" not in document:
-        raise InputError('body must be a JSON object like {"inputs": {"name": [[...]]}} '
-                         'or {"inputs": [[...]]}')
+        raise InputError('body must be a JSON object like {"inputs": {"name": [[...]]}} or {"inputs": [[...]]}')
     inputs = document["inputs"]
     if not isinstance(inputs, dict | list):
         raise InputError('"inputs" must be an object of named arrays or, for a single-input model, an array')

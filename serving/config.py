@@ -61,8 +61,7 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     option("threads", int, "request handler threads", defaults.threads)
     option("intra-op-threads", int, "ONNX Runtime intra-op threads (0: its default)", 0)
     option("max-body-bytes", int, "largest request body accepted", defaults.max_body_bytes)
-    option("graceful-timeout", int, "seconds to finish in-flight requests on SIGTERM",
-           defaults.graceful_timeout)
+    option("graceful-timeout", int, "seconds to finish in-flight requests on SIGTERM", defaults.graceful_timeout)
     option("keepalive", int, "seconds an idle keep-alive connection stays open", defaults.keepalive)
     return parser
 

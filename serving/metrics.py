@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0,
-                   2.5, 5.0, 10.0)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 REQUESTS = "slipway_model_requests_total"
@@ -26,16 +25,27 @@ class ServingMetrics:
         labels = ("model", "version")
         self._labels = {"model": model, "version": version}
         # prometheus_client appends "_total" to counter names itself.
-        self._requests = Counter(REQUESTS.removesuffix("_total"), "Prediction requests by HTTP status code.",
-                                 (*labels, "code"), registry=self.registry)
-        self._errors = Counter(ERRORS.removesuffix("_total"), "Failed prediction requests by reason.",
-                               (*labels, "reason"), registry=self.registry)
-        self._latency = Histogram(LATENCY, "Time to answer a prediction request.", labels,
-                                 buckets=LATENCY_BUCKETS, registry=self.registry).labels(**self._labels)
-        self.batch = Histogram(BATCH, "Rows per prediction request.", labels,
-                               buckets=BATCH_BUCKETS, registry=self.registry).labels(**self._labels)
-        self._ready = Gauge(READY, "1 once the model is loaded and warmed up.", labels,
-                            registry=self.registry).labels(**self._labels)
+        self._requests = Counter(
+            REQUESTS.removesuffix("_total"),
+            "Prediction requests by HTTP status code.",
+            (*labels, "code"),
+            registry=self.registry,
+        )
+        self._errors = Counter(
+            ERRORS.removesuffix("_total"),
+            "Failed prediction requests by reason.",
+            (*labels, "reason"),
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            LATENCY, "Time to answer a prediction request.", labels, buckets=LATENCY_BUCKETS, registry=self.registry
+        ).labels(**self._labels)
+        self.batch = Histogram(
+            BATCH, "Rows per prediction request.", labels, buckets=BATCH_BUCKETS, registry=self.registry
+        ).labels(**self._labels)
+        self._ready = Gauge(READY, "1 once the model is loaded and warmed up.", labels, registry=self.registry).labels(
+            **self._labels
+        )
 
     def observe_request(self, code: int, seconds: float, error_reason: str | None) -> None:
         self._requests.labels(**self._labels, code=str(code)).inc()

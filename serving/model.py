@@ -82,8 +82,7 @@ def _check_shape(spec: TensorSpec, array: np.ndarray) -> None:
     for axis, (got, want) in enumerate(zip(array.shape, spec.shape, strict=True)):
         if isinstance(want, int) and want >= 0 and got != want:
             raise InputError(
-                f"input {spec.name!r} has size {got} on axis {axis}; the model expects {want} "
-                f"({spec.describe()})"
+                f"input {spec.name!r} has size {got} on axis {axis}; the model expects {want} ({spec.describe()})"
             )
 
 
@@ -118,9 +117,7 @@ class ModelRunner:
         missing = sorted(expected - set(raw))
         if unknown or missing:
             signature = "; ".join(spec.describe() for spec in self.inputs)
-            raise InputError(
-                f"unknown inputs {unknown}, missing inputs {missing}; the model takes {signature}"
-            )
+            raise InputError(f"unknown inputs {unknown}, missing inputs {missing}; the model takes {signature}")
         arrays = {}
         for spec in self.inputs:
             array = _as_array(spec, raw[spec.name])

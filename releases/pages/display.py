@@ -67,6 +67,6 @@ def figure(value: float, unit: str) -> str:
     if unit in ("bytes", "B"):
         return filesizeformat(value)
     if unit == "ms":
-        return f"{value:.2f} ms"
+        return f"{value:.3g} ms" if value < 100 else f"{value:,.0f} ms"
     text = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
     return f"{text} {unit}" if unit and unit != "ratio" else text

@@ -2,6 +2,7 @@
 however many rows the database holds: long lists are cut or paginated, figures are picked in SQL."""
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser, User
 from django.core.paginator import Page, Paginator
@@ -119,6 +120,7 @@ class Candidate:
 
     artifact: Artifact
     figures: dict[str, float]
+    shown: dict[str, str]  # the figures as display.figure writes them, with their units
     task_value: float | None
     reason: str
     chosen: bool
@@ -150,24 +152,26 @@ def candidate_table(release: Release) -> CandidateTable:
     """The original and every candidate derived from it, from the release's prefetched `metrics`
     and `artifacts` and its selected `version__artifact` and `version__model__policy`."""
     metric, higher = task_metric(release.version.model)
-    by_artifact: dict[int | None, dict[str, float]] = {}
+    figures: dict[int | None, dict[str, float]] = {}
+    shown: dict[int | None, dict[str, str]] = {}
     for m in release.metrics.all():
-        by_artifact.setdefault(m.artifact_id, {})[m.name] = m.value
+        figures.setdefault(m.artifact_id, {})[m.name] = m.value
+        shown.setdefault(m.artifact_id, {})[m.name] = figure(m.value, m.unit)
     original = release.version.artifact
-    original_figures = by_artifact.get(original.pk) or by_artifact.get(None, {})
-    rows = [Candidate(original, original_figures, original_figures.get(metric),
-                      release.choice_reasons.get(str(original.pk), ""),
-                      chosen=release.chosen_artifact_id in (None, original.pk), reference=True)]
-    for a in release.artifacts.all():
-        if a.kind not in (Artifact.Kind.ORIGINAL, Artifact.Kind.EVAL_DATA):
-            figures = by_artifact.get(a.pk, {})
-            rows.append(Candidate(a, figures, figures.get(metric), release.choice_reasons.get(str(a.pk), ""),
-                                  chosen=a.pk == release.chosen_artifact_id, reference=False))
+    original_key = original.pk if original.pk in figures else None  # its own figures, or the unattached ones
+
+    def row(artifact: Artifact, key: int | None, chosen: bool, reference: bool) -> Candidate:
+        values = figures.get(key, {})
+        return Candidate(artifact, values, shown.get(key, {}), values.get(metric),
+                         release.choice_reasons.get(str(artifact.pk), ""), chosen=chosen, reference=reference)
+
+    rows = [row(original, original_key, release.chosen_artifact_id in (None, original.pk), reference=True)]
+    rows += [row(a, a.pk, a.pk == release.chosen_artifact_id, reference=False) for a in release.artifacts.all()
+             if a.kind not in (Artifact.Kind.ORIGINAL, Artifact.Kind.EVAL_DATA)]
     return CandidateTable(rows=rows, metric=metric, higher_is_better=higher,
                           budget=release.version.model.policy.accuracy_budget,
-                          original_value=original_figures.get(metric),
-                          shipped=[(m.name, figure(m.value, m.unit)) for m in release.metrics.all()
-                                   if m.artifact_id == release.chosen_artifact_id])
+                          original_value=figures.get(original_key, {}).get(metric),
+                          shipped=list(shown.get(release.chosen_artifact_id, {}).items()))
 
 
 def eligible_approvers(release: Release, group: str, gate: str, limit: int = 20) -> list[User]:
@@ -202,5 +206,5 @@ def share_labels(changes: list[TrafficChange]) -> dict[str, str]:
     return {str(r.pk): release_label(r) for r in Release.objects.filter(pk__in=ids).select_related("version__model")}
 
 
-def _ms(at) -> int:  # noqa: ANN001 - a datetime
+def _ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)

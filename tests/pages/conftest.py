@@ -43,15 +43,19 @@ def browser() -> Iterator:
 
 
 @pytest.fixture
-def open_as(browser, live_server) -> Iterator[Callable]:  # noqa: ANN001
-    """open_as(username) → a logged-in page (laptop width) of a fresh browser context."""
-    contexts = []
+def open_as(browser, live_server) -> Iterator[Callable]:
+    """open_as(username) → a logged-in page (laptop width) of a fresh browser context. The test
+    fails if a page logs an error, a policy violation (CSP) included."""
+    contexts, errors = [], []
 
-    def login(username: str):  # noqa: ANN202
+    def login(username: str):
         context = browser.new_context(viewport=dict(zip(("width", "height"), WIDTHS["laptop"], strict=True)),
                                       base_url=live_server.url)
         contexts.append(context)
         page = context.new_page()
+        page.on("console", lambda message: errors.append(f"{page.url}: {message.text} ({message.location['url']})")
+                if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
         page.set_default_timeout(10_000)
         page.goto("/login/")
         page.get_by_label("Username").fill(username)
@@ -63,9 +67,10 @@ def open_as(browser, live_server) -> Iterator[Callable]:  # noqa: ANN001
     yield login
     for context in contexts:
         context.close()
+    assert errors == []
 
 
-def screenshot(page, name: str) -> list[Path]:  # noqa: ANN001
+def screenshot(page, name: str) -> list[Path]:
     """Save the whole page at laptop and phone widths as test-artifacts/screenshots/<name>-<width>.png."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -5,7 +5,6 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 from django.contrib.auth.models import User
-from django.utils import timezone
 
 from releases.models import (
     Artifact,

@@ -4,6 +4,7 @@ Run as `python -m tests.pages.instance PORT NAME`; it serves until terminated.
 """
 
 import sys
+from contextlib import suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -15,10 +16,8 @@ def serve(port: int, name: str) -> None:
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            try:
+            with suppress(BrokenPipeError, ConnectionResetError):  # HAProxy's health checks hang up early
                 self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):  # HAProxy's health checks hang up early
-                pass
 
         def log_message(self, *args: object) -> None:
             pass

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from releases import deploys
 from releases.models import Deployment, Environment, Release
-from tests.conftest import build_form, make_user, token_client, wait_for_status
+from tests.conftest import build_form, make_user, token_client
 from tests.pages import data as d
 from tests.pages import scenes
 from tests.pages.conftest import screenshot
@@ -25,7 +25,7 @@ from workers.shipping.targets import Instance
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
-def chart_data(page, canvas_id: str) -> list[list]:  # noqa: ANN001
+def chart_data(page, canvas_id: str) -> list[list]:
     """The data of each dataset of the Chart.js instance drawn on that canvas."""
     return page.evaluate("id => Chart.getChart(document.getElementById(id)).data.datasets.map(s => s.data)",
                          canvas_id)
@@ -47,8 +47,11 @@ def test_a_build_reaches_its_gate_live_and_a_second_person_approves_it(celery_wo
     assert alice.locator("#release-live").get_attribute("hx-get") is None  # settled: no more polling
     stages = dict(zip(alice.locator(".stage-head strong").all_inner_texts(),
                       alice.locator(".stage-head .status").all_inner_texts(), strict=True))
-    assert list(stages.items())[:3] == [("validate", "succeeded"), ("evaluate", "succeeded"), ("gate", "waiting")]
-    assert set(list(stages.values())[3:]) <= {"pending"}
+    names = list(stages)
+    gate = names.index("gate")
+    assert [stages[n] for n in names[:gate]] == ["succeeded"] * gate, stages  # validate, evaluate, ...
+    assert stages["gate"] == "waiting"
+    assert {stages[n] for n in names[gate + 1:]} == {"pending"}
     assert alice.locator("#approvals .waiting").inner_text() == (
         "Waiting at the release gate for 1 more approval from any of: alice, bob (or an admin).")
 
@@ -95,6 +98,13 @@ def test_the_charts_get_their_data_on_each_page(users, open_as):
     assert [action for _, action in marks] == ["deploy", "canary", "promote"]
     screenshot(page, "environment")
 
+    page.evaluate("window.loadedOnce = true")
+    d.samples("production", scene.serving, d.T0 + timedelta(hours=1), 1, rps=99.0)
+    page.wait_for_function(
+        "() => Chart.getChart(document.getElementById('chart-rps'))?.data.datasets[1].data.length === 121",
+        timeout=8000)  # the live area refreshes every 5 s
+    assert page.evaluate("window.loadedOnce") is True
+
 
 def test_pages_work_from_the_keyboard(users, open_as):
     scenes.build(users)
@@ -114,7 +124,7 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def production_behind_haproxy(users) -> Iterator[dict[str, Release]]:  # noqa: ARG001
+def production_behind_haproxy(users) -> Iterator[dict[str, Release]]:
     """Production served through a real HAProxy: `serving` active at 100%, `previous` warm at 0%.
     Each release is a small HTTP server that answers with its own name."""
     for env in Environment.objects.all():  # ports of our own, so that parallel runs never collide

@@ -37,7 +37,7 @@ def test_an_approver_sees_what_is_live_and_what_waits_for_them(users):
 
 
 @pytest.mark.parametrize(("who", "why"), [("victor", "a viewer"), ("ci", "the author")])
-def test_nothing_waits_for_someone_who_cannot_approve(users, who, why):  # noqa: ARG001
+def test_nothing_waits_for_someone_who_cannot_approve(users, who, why):
     scenes.build(users)
     response = client_for(users[who]).get("/")
     assert response.context["waiting"] == []
@@ -89,3 +89,11 @@ def test_home_takes_the_same_queries_however_many_releases(users, versions, djan
     client = client_for(users["alice"])
     with django_assert_num_queries(9):
         assert client.get("/").status_code == 200
+
+
+def test_a_missing_page_says_what_may_be_wrong_and_where_to_go(users):
+    response = client_for(users["victor"]).get("/releases/12345/")
+    assert response.status_code == 404
+    body = response.content.decode()
+    assert "the release, model or environment may have another number or name" in body
+    assert '<a href="/environments/">all environments</a>' in body

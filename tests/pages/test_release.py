@@ -18,7 +18,7 @@ def scene(users) -> scenes.Scene:
     return scenes.build(users)
 
 
-def page(user, release: Release):  # noqa: ANN001, ANN201
+def page(user, release: Release):
     return client_for(user).get(f"/releases/{release.pk}/")
 
 
@@ -37,9 +37,9 @@ def test_candidates_show_their_figures_the_reason_for_each_and_which_was_chosen(
         ("pruned", False, False, True, None, None, ""),
     ]
     assert (table.metric, table.budget_limit) == ("accuracy", pytest.approx(0.952))
-    assert table.shipped == [("accuracy", "0.958"), ("latency_p50_ms", "2.20 ms"), ("latency_p95_ms", "2.90 ms"),
-                             ("latency_p99_ms", "3.40 ms"), ("parity_max_abs_diff", "0.0123"),
-                             ("peak_memory_bytes", "8.6 MB"), ("size_bytes", "390.6 KB"),
+    assert table.shipped == [("accuracy", "0.958"), ("latency_p50_ms", "2.2 ms"), ("latency_p95_ms", "2.9 ms"),
+                             ("latency_p99_ms", "3.4 ms"), ("parity_max_abs_diff", "0.0123"),
+                             ("peak_memory_bytes", "8.6\xa0MB"), ("size_bytes", "390.6\xa0KB"),
                              ("throughput_per_s", "410"), ("top1_agreement", "0.991")]
     body = page(users["victor"], scene.at_gate).content.decode()
     assert "pruning needs torch weights; the build is ONNX" in body
@@ -73,6 +73,17 @@ def test_gates_show_measured_values_against_thresholds(users, scene):
         ("accuracy", ">=", 0.9, 0.958, True), ("latency_p95_ms", "<=", 20.0, 2.9, True),
         ("size_mb", "<=", 0.3, 0.4, False)]
     assert "size_mb 0.4 fails &lt;= 0.3" in page(users["victor"], scene.at_gate).content.decode()
+
+
+def test_a_gate_without_thresholds_says_it_had_nothing_to_check(users):
+    model = d.make_model("digits")
+    running = d.make_release(d.make_version(model, "1", users["ci"]), "running",
+                             [("validate", "succeeded"), ("evaluate", "running"), ("gate", "pending")])
+    at_gate = d.make_release(d.make_version(model, "2", users["ci"]))
+    assert "No automatic checks yet: they run once the release is evaluated" in page(
+        users["victor"], running).content.decode()
+    assert "The model's policy sets no thresholds, so the automatic gate had nothing to check." in page(
+        users["victor"], at_gate).content.decode()
 
 
 @pytest.mark.parametrize(("who", "reason"), [
@@ -130,7 +141,7 @@ def test_a_rejection_fails_the_release_with_who_and_why(users, scene):
 
 def test_an_approver_ships_another_candidate_and_the_page_shows_why(users, scene):
     body = page(users["alice"], scene.at_gate).content.decode()
-    assert body.count('action="/releases/%d/pick/"' % scene.at_gate.pk) == 2  # int8-static and fp16
+    assert body.count(f'action="/releases/{scene.at_gate.pk}/pick/"') == 2  # int8-static and fp16
     fp16 = scene.candidates["fp16"]
     response = client_for(users["alice"]).post(f"/releases/{scene.at_gate.pk}/pick/", {"artifact": fp16.pk},
                                                follow=True)
@@ -212,7 +223,7 @@ def test_the_release_page_takes_the_same_queries_however_many_rows(users, scene,
                                 decision="approve", comment="fine")
         AuditEvent.objects.create(actor_label="worker", action="stage.start", release=scene.at_gate)
     client = client_for(users["alice"])
-    with django_assert_num_queries(15):
+    with django_assert_num_queries(14):
         assert client.get(f"/releases/{scene.at_gate.pk}/").status_code == 200
-    with django_assert_num_queries(13):
+    with django_assert_num_queries(14):
         assert client.get(f"/releases/{scene.at_gate.pk}/live/").status_code == 200

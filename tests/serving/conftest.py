@@ -19,8 +19,11 @@ class Answer:
 def call(app: ServingApp, method: str, path: str, body: bytes = b"", content_type: str = "application/json") -> Answer:
     """Call the WSGI app in-process, as a WSGI server would."""
     environ = {
-        "REQUEST_METHOD": method, "PATH_INFO": path, "CONTENT_TYPE": content_type,
-        "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "CONTENT_TYPE": content_type,
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
     }
     captured = {}
 

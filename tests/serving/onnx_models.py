@@ -33,8 +33,10 @@ def linear_model(path: Path, padding_megabytes: int = 0, seed: int = 0) -> Path:
         padding = rng.standard_normal(padding_megabytes * 1024 * 1024 // 4, dtype=np.float32)
         initializers.append(numpy_helper.from_array(padding, "padding"))
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "weight"], ["product"]),
-         helper.make_node("Add", ["product", "bias"], ["scores"])],
+        [
+            helper.make_node("MatMul", ["x", "weight"], ["product"]),
+            helper.make_node("Add", ["product", "bias"], ["scores"]),
+        ],
         "linear",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
         [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 3])],
@@ -46,11 +48,15 @@ def linear_model(path: Path, padding_megabytes: int = 0, seed: int = 0) -> Path:
 def two_input_model(path: Path) -> Path:
     """a: float32[batch, 2], b: int64[batch, 2] -> total: float32[batch, 2] = a + b."""
     graph = helper.make_graph(
-        [helper.make_node("Cast", ["b"], ["b_float"], to=TensorProto.FLOAT),
-         helper.make_node("Add", ["a", "b_float"], ["total"])],
+        [
+            helper.make_node("Cast", ["b"], ["b_float"], to=TensorProto.FLOAT),
+            helper.make_node("Add", ["a", "b_float"], ["total"]),
+        ],
         "two_inputs",
-        [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["batch", 2]),
-         helper.make_tensor_value_info("b", TensorProto.INT64, ["batch", 2])],
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, ["batch", 2]),
+            helper.make_tensor_value_info("b", TensorProto.INT64, ["batch", 2]),
+        ],
         [helper.make_tensor_value_info("total", TensorProto.FLOAT, ["batch", 2])],
     )
     return _save(graph, path)

@@ -31,8 +31,14 @@ def test_json_prediction_by_name_and_bare_list(app: ServingApp) -> None:
 def test_every_response_names_model_version_sha_and_release(app: ServingApp, linear_path: Path) -> None:
     from serving.integrity import file_sha256
 
-    for method, path in [("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("POST", "/v1/predict"),
-                         ("GET", "/nowhere"), ("GET", "/v1/predict")]:
+    for method, path in [
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/metrics"),
+        ("POST", "/v1/predict"),
+        ("GET", "/nowhere"),
+        ("GET", "/v1/predict"),
+    ]:
         headers = call(app, method, path, b'{"inputs": [[1, 2, 3, 4]]}').headers
         assert {key: headers[key] for key in IDENTITY} == IDENTITY, path
         assert headers["X-Model-Sha256"] == file_sha256(linear_path)
@@ -111,12 +117,16 @@ def test_readiness_follows_the_model(linear_path: Path, tmp_path: Path) -> None:
     app = make_app(linear_path)
     assert call(app, "GET", "/healthz").status == 200
     assert (call(app, "GET", "/readyz").status, json.loads(call(app, "GET", "/readyz").body)) == (
-        503, {"status": "loading"})
+        503,
+        {"status": "loading"},
+    )
     assert predict(app, {"inputs": [[1, 2, 3, 4]]})[0] == 503
     app.load_model()
     ready = call(app, "GET", "/readyz")
     assert (ready.status, json.loads(ready.body)) == (
-        200, {"status": "ready", "inputs": ["x: float32[?, 4]"], "outputs": ["scores"]})
+        200,
+        {"status": "ready", "inputs": ["x: float32[?, 4]"], "outputs": ["scores"]},
+    )
 
     wrong_sha = make_app(linear_path, sha256="0" * 64)
     wrong_sha.load_model()
@@ -143,8 +153,10 @@ def test_metrics_count_predictions_by_status_with_latency_and_batch_size(app: Se
     for family in text_string_to_metric_families(answer.body.decode()):
         for sample in family.samples:
             assert (sample.labels["model"], sample.labels["version"]) == ("linear", "1.2.0")
-            key = (sample.name, *(f"{k}={v}" for k, v in sorted(sample.labels.items())
-                                  if k not in ("model", "version")))
+            key = (
+                sample.name,
+                *(f"{k}={v}" for k, v in sorted(sample.labels.items()) if k not in ("model", "version")),
+            )
             values[key] = sample.value
     assert values[("slipway_model_requests_total", "code=200")] == 2
     assert values[("slipway_model_requests_total", "code=400")] == 1

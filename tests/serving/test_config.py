@@ -6,11 +6,16 @@ from serving.config import ServingConfig, parse_config
 
 
 def test_flags_win_over_environment_variables() -> None:
-    env = {"SLIPWAY_MODEL": "/models/a.onnx", "SLIPWAY_PORT": "9100", "SLIPWAY_RELEASE_ID": "7",
-           "SLIPWAY_MODEL_NAME": "iris"}
+    env = {
+        "SLIPWAY_MODEL": "/models/a.onnx",
+        "SLIPWAY_PORT": "9100",
+        "SLIPWAY_RELEASE_ID": "7",
+        "SLIPWAY_MODEL_NAME": "iris",
+    }
     config = parse_config(["--port", "9200", "--version", "2.0"], env)
-    assert config == ServingConfig(model=Path("/models/a.onnx"), port=9200, model_name="iris", version="2.0",
-                                   release_id="7")
+    assert config == ServingConfig(
+        model=Path("/models/a.onnx"), port=9200, model_name="iris", version="2.0", release_id="7"
+    )
 
 
 def test_missing_model_and_bad_values_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:

@@ -26,9 +26,26 @@ def server(linear_path: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen
     env = os.environ | {"SLIPWAY_RELEASE_ID": "41", "SLIPWAY_MODEL_NAME": "linear"}
     log = (tmp_path / "server.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "serving", "--model", str(linear_path), "--port", str(port),
-         "--sha256", file_sha256(linear_path), "--version", "1.2.0", "--graceful-timeout", "10"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "serving",
+            "--model",
+            str(linear_path),
+            "--port",
+            str(port),
+            "--sha256",
+            file_sha256(linear_path),
+            "--version",
+            "1.2.0",
+            "--graceful-timeout",
+            "10",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -63,8 +80,11 @@ def test_sigterm_finishes_the_request_in_flight(server: tuple[subprocess.Popen, 
     body = json.dumps({"inputs": [[1, 2, 3, 4]]}).encode()
     client = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10)
     # Headers and half the body, then SIGTERM, then the rest: the server must still answer it.
-    client.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-                   + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:10])
+    client.sendall(
+        b"POST /v1/predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body[:10]
+    )
     time.sleep(0.3)
     process.send_signal(signal.SIGTERM)
     time.sleep(0.3)

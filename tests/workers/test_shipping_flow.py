@@ -25,14 +25,14 @@ def ship(ci, alice, bob, version: str) -> int:
     assert release.status == "awaiting_approval", release.failure_reason
     assert release.stages.get(name="production_gate").status == "waiting"
     assert release.stages.get(name="deploy_staging").status == "succeeded"
-    assert bob.post(f"/api/v1/releases/{release_id}/approve/", {"comment": "prod ok"},
-                    format="json").status_code == 201
+    assert bob.post(f"/api/v1/releases/{release_id}/approve/", {"comment": "prod ok"}, format="json").status_code == 201
     return release_id
 
 
 def served_by() -> str:
-    answer = requests.post(f"{PRODUCTION}/v1/predict", json={"inputs": digits_model().eval_inputs[:1].tolist()},
-                           timeout=5)
+    answer = requests.post(
+        f"{PRODUCTION}/v1/predict", json={"inputs": digits_model().eval_inputs[:1].tolist()}, timeout=5
+    )
     assert answer.status_code == 200, answer.text
     return answer.headers["X-Release-Id"]
 
@@ -54,8 +54,11 @@ def test_staging_canary_promotion_and_one_call_rollback_under_load(celery_worker
         time.sleep(0.5)
         clicked = time.perf_counter()
         oncall = token_client(users["ci"], ["rollback", "releases:read"])
-        response = oncall.post("/api/v1/environments/production/rollback/",
-                               {"reason": "bad answers", "expected_release": second}, format="json")
+        response = oncall.post(
+            "/api/v1/environments/production/rollback/",
+            {"reason": "bad answers", "expected_release": second},
+            format="json",
+        )
         assert response.status_code == 200, response.json()
         took = time.perf_counter() - clicked
         time.sleep(1)
@@ -67,11 +70,18 @@ def test_staging_canary_promotion_and_one_call_rollback_under_load(celery_worker
     assert took < 0.5
 
     # A double click changes nothing; the record says what served when.
-    again = oncall.post("/api/v1/environments/production/rollback/",
-                        {"reason": "bad answers", "expected_release": second}, format="json")
+    again = oncall.post(
+        "/api/v1/environments/production/rollback/",
+        {"reason": "bad answers", "expected_release": second},
+        format="json",
+    )
     assert again.status_code == 200 and again.json()["id"] == response.json()["id"]
     assert [c.action for c in TrafficChange.objects.filter(environment__name="production").order_by("at")] == [
-        "deploy", "canary", "promote", "rollback"]
+        "deploy",
+        "canary",
+        "promote",
+        "rollback",
+    ]
     assert Deployment.objects.get(environment__name="production", role="active").release_id == first
     live = ci.get("/api/v1/environments/production/live-at/").json()
     assert [r["id"] for r in live["releases"]] == [first]

@@ -7,6 +7,7 @@ its forward inputs, its outputs and how it is best exported to ONNX.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ class Architecture:
     transformer_optimizer: Callable[[Config], dict[str, Any]] | None = None
     legacy_export: bool = False  # TorchScript exporter (needed for attention fusion)
     sequence_inputs: bool = False  # inputs are (batch, sequence): both axes are dynamic
+    # Mask input whose trailing padding the graph may skip (pooled outputs only), see padding.py.
+    trim_padding_mask: str | None = None
 
 
 class MLP(nn.Sequential):
@@ -43,7 +46,7 @@ class MLP(nn.Sequential):
 
     def __init__(self, layers: list[int]) -> None:
         modules: list[nn.Module] = []
-        for i, (width_in, width_out) in enumerate(zip(layers, layers[1:], strict=False)):
+        for i, (width_in, width_out) in enumerate(itertools.pairwise(layers)):
             modules.append(nn.Linear(width_in, width_out))
             if i < len(layers) - 2:
                 modules.append(nn.ReLU())
@@ -81,12 +84,8 @@ class MeanPooledBert(nn.Module):
 
 def _mlp(config: Config) -> nn.Module:
     layers = config.get("layers")
-    if not isinstance(layers, list) or len(layers) < 2 or not all(
-        isinstance(n, int) and n > 0 for n in layers
-    ):
-        raise ArchitectureError(
-            "the 'mlp' architecture needs 'layers': a list of at least two positive widths"
-        )
+    if not isinstance(layers, list) or len(layers) < 2 or not all(isinstance(n, int) and n > 0 for n in layers):
+        raise ArchitectureError("the 'mlp' architecture needs 'layers': a list of at least two positive widths")
     return MLP(layers)
 
 
@@ -106,9 +105,7 @@ def _bert(config: Config) -> nn.Module:
 
 
 ARCHITECTURES: dict[str, Architecture] = {
-    "mlp": Architecture(
-        build=_mlp, input_names=("x",), required_inputs=1, output_names=("y",)
-    ),
+    "mlp": Architecture(build=_mlp, input_names=("x",), required_inputs=1, output_names=("y",)),
     "bert-embedding": Architecture(
         build=_bert,
         input_names=("input_ids", "attention_mask", "token_type_ids"),
@@ -120,6 +117,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         transformer_optimizer=_bert_optimizer,
         legacy_export=True,
         sequence_inputs=True,
+        trim_padding_mask="attention_mask",
     ),
 }
 
@@ -148,7 +146,7 @@ def load_weights(architecture: Architecture, module: nn.Module, weights: Mapping
     for name, tensor in weights.items():
         for prefix in architecture.weights_prefixes:
             if name.startswith(prefix):
-                name = name[len(prefix):]
+                name = name[len(prefix) :]
                 break
         if not any(re.search(pattern, name) for pattern in architecture.ignored_weights):
             renamed[name] = tensor

@@ -10,7 +10,9 @@ for the TorchScript exporter at opset 17 (BERT: only its graph gets ONNX Runtime
 fusion). The export is checked against torch on the evaluation data, then optimised offline:
 the ONNX Runtime transformer optimizer for transformer architectures, otherwise ONNX Runtime's
 basic graph optimisations (constant folding, redundant-node removal, MatMul+Add fusion), which
-are portable across hardware. Parity is checked again on the optimised file.
+are portable across hardware. Architectures with pooled outputs over a masked sequence also
+skip trailing padding inside the graph (:mod:`workers.ml.padding`). Parity with torch is
+checked again, on padded inputs, on the final file.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 from safetensors.torch import load_file
@@ -31,6 +34,7 @@ from safetensors.torch import load_file
 from workers.ml.architectures import Architecture, Config, build_module, get_architecture
 from workers.ml.evalset import SINGLE_INPUT, EvalSet
 from workers.ml.evaluate import Progress
+from workers.ml.padding import trim_trailing_padding
 from workers.ml.pt2 import load_exported_program
 from workers.ml.runtime import make_session
 
@@ -103,8 +107,15 @@ def export_module(
     report = progress or (lambda percent, step: None)
     names, inputs = _example_inputs(arch, evalset, input_names)
     sample = {n: a[:PARITY_SAMPLES] for n, a in inputs.items()}
-    with torch.no_grad():
-        expected = module(*(torch.from_numpy(a) for a in sample.values())).numpy()
+    try:
+        with torch.no_grad():
+            expected = module(*(torch.from_numpy(a) for a in sample.values())).numpy()
+    except Exception as exc:  # guards of exported programs raise AssertionError, others vary
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ConversionError(
+            f"the torch model fails on {len(next(iter(sample.values())))} evaluation samples ({first}); "
+            "export it with a dynamic batch dimension"
+        ) from exc
     report(20, "exporting to ONNX")
     with tempfile.TemporaryDirectory() as scratch:
         raw = Path(scratch) / "exported.onnx"
@@ -114,12 +125,19 @@ def export_module(
             raise ConversionError(f"the exported model differs from torch by {first:.3g} (limit {parity_atol:g})")
         report(60, "optimising the graph")
         optimiser = _optimise(raw, path, arch, config)
+        trimmed = _trim_padding(path, arch, names)
     final = _parity(path, sample, expected)
     if final > parity_atol:
         raise ConversionError(f"the optimised model differs from torch by {final:.3g} (limit {parity_atol:g})")
     report(100, "converted")
     exporter = "torchscript" if arch is not None and arch.legacy_export else "dynamo"
-    return {"exporter": exporter, "optimizer": optimiser, "parity_max_abs_diff": final, "inputs": names}
+    return {
+        "exporter": exporter,
+        "optimizer": optimiser,
+        "trims_padding": trimmed,
+        "parity_max_abs_diff": final,
+        "inputs": names,
+    }
 
 
 def _example_inputs(
@@ -135,7 +153,7 @@ def _example_inputs(
         if present != order[: len(present)] or len(present) < arch.required_inputs:
             raise ConversionError(
                 f"the evaluation data must give the inputs {', '.join(order[: arch.required_inputs])} "
-                f"(optionally followed by {', '.join(order[arch.required_inputs:]) or 'nothing'})"
+                f"(optionally followed by {', '.join(order[arch.required_inputs :]) or 'nothing'})"
             )
         return present, {n: data[n] for n in present}
     names = input_names or []
@@ -155,9 +173,7 @@ def _user_input_names(program: torch.export.ExportedProgram) -> list[str]:
     ]
 
 
-def _export(
-    module: torch.nn.Module, arch: Architecture | None, sample: Mapping[str, np.ndarray], path: Path
-) -> None:
+def _export(module: torch.nn.Module, arch: Architecture | None, sample: Mapping[str, np.ndarray], path: Path) -> None:
     args = tuple(torch.from_numpy(a) for a in sample.values())
     names = list(sample)
     outputs = list(arch.output_names) if arch is not None else ["output"]
@@ -167,13 +183,27 @@ def _export(
         warnings.simplefilter("ignore")
         if arch is not None and arch.legacy_export:
             torch.onnx.export(
-                module, args, str(path), dynamo=False, opset_version=LEGACY_OPSET,
-                input_names=names, output_names=outputs, dynamic_axes=axes, do_constant_folding=True,
+                module,
+                args,
+                str(path),
+                dynamo=False,
+                opset_version=LEGACY_OPSET,
+                input_names=names,
+                output_names=outputs,
+                dynamic_axes=axes,
+                do_constant_folding=True,
             )
         else:
             torch.onnx.export(
-                module, args, str(path), dynamo=True, external_data=False,
-                input_names=names, output_names=outputs, dynamic_axes=axes, verbose=False,
+                module,
+                args,
+                str(path),
+                dynamo=True,
+                external_data=False,
+                input_names=names,
+                output_names=outputs,
+                dynamic_axes=axes,
+                verbose=False,
             )
 
 
@@ -193,6 +223,15 @@ def _optimise(raw: Path, path: Path, arch: Architecture | None, config: Config) 
         shutil.copyfile(raw, path)
         return "none"
     return "onnxruntime-basic"
+
+
+def _trim_padding(path: Path, arch: Architecture | None, names: list[str]) -> bool:
+    if arch is None or arch.trim_padding_mask not in names:
+        return False
+    model = onnx.load(str(path))
+    trim_trailing_padding(model, arch.trim_padding_mask, names)
+    onnx.save(model, str(path))
+    return True
 
 
 def _parity(path: Path, sample: Mapping[str, np.ndarray], expected: np.ndarray) -> float:

@@ -117,9 +117,7 @@ def _check_archive_limits(path: Path) -> None:
 
 def _check_array(name: str, array: np.ndarray) -> None:
     if array.dtype.kind not in _NUMERIC_KINDS:
-        raise EvalDataError(
-            f"array {name!r} has dtype {array.dtype}; only bool, integer and float arrays are accepted"
-        )
+        raise EvalDataError(f"array {name!r} has dtype {array.dtype}; only bool, integer and float arrays are accepted")
     if array.ndim == 0:
         raise EvalDataError(f"array {name!r} is a scalar; it needs one row per sample")
     if len(array) == 0:

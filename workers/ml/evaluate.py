@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 
 import numpy as np
+import onnxruntime as ort
 
 from workers.ml import metrics
 from workers.ml.evalset import EvalSet
@@ -102,7 +103,7 @@ def evaluate(
     return Evaluation(found, outputs, session_device(session, device))
 
 
-def _run_all(session, feeds: dict[str, np.ndarray], count: int, batch: int) -> np.ndarray:
+def _run_all(session: ort.InferenceSession, feeds: dict[str, np.ndarray], count: int, batch: int) -> np.ndarray:
     parts = [
         session.run(None, {n: a[start : start + batch] for n, a in feeds.items()})[0]
         for start in range(0, count, batch)
@@ -128,9 +129,7 @@ def quality_metrics(
                 found["top1_agreement"] = Measurement(float(agree), "ratio")
         elif task == "regression" and labels is not None:
             if outputs.size != labels.size:
-                raise EvaluationError(
-                    f"outputs {list(outputs.shape)} do not match targets {list(labels.shape)}"
-                )
+                raise EvaluationError(f"outputs {list(outputs.shape)} do not match targets {list(labels.shape)}")
             predictions = outputs.reshape(labels.shape)
             found["rmse"] = Measurement(metrics.rmse(predictions, labels), "target")
             found["mae"] = Measurement(metrics.mae(predictions, labels), "target")
@@ -154,8 +153,7 @@ def _embedding_quality(
     if target is not None:
         if target.shape != outputs.shape:
             raise EvaluationError(
-                f"embeddings {list(outputs.shape)} and reference embeddings "
-                f"{list(target.shape)} differ in shape"
+                f"embeddings {list(outputs.shape)} and reference embeddings {list(target.shape)} differ in shape"
             )
         cosine = metrics.rowwise_cosine(outputs, target)
         found["cosine_mean"] = Measurement(float(cosine.mean()), "ratio")
@@ -170,7 +168,9 @@ def _embedding_quality(
     return found
 
 
-def _latency(session, feeds: dict[str, np.ndarray], batch: int, runs: int) -> dict[str, Measurement]:
+def _latency(
+    session: ort.InferenceSession, feeds: dict[str, np.ndarray], batch: int, runs: int
+) -> dict[str, Measurement]:
     samples = [batch_of(feeds, i * batch, batch) for i in range(max(runs, 1))]
     warm_up(session, samples[0])
     times = np.array(time_runs(session, samples))
@@ -182,6 +182,6 @@ def _latency(session, feeds: dict[str, np.ndarray], batch: int, runs: int) -> di
     }
 
 
-def _throughput(session, feed: dict[str, np.ndarray], batch: int, runs: int = 3) -> float:
+def _throughput(session: ort.InferenceSession, feed: dict[str, np.ndarray], batch: int, runs: int = 3) -> float:
     warm_up(session, feed, 1)
     return batch / (float(np.median(time_runs(session, [feed] * runs))) / 1000)

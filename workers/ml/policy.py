@@ -22,13 +22,16 @@ class CompressionPolicy:
     classification: accuracy may drop by at most ``max_accuracy_drop`` (absolute; top-1
     agreement with the original must stay above ``1 - max_accuracy_drop`` without labels);
     regression: RMSE may grow by at most ``max_rmse_increase`` (relative);
-    embedding: mean cosine similarity to the original's embeddings at least ``min_cosine``.
+    embedding: mean cosine similarity to the original's embeddings at least ``min_cosine``,
+    and, when ``min_top5_agreement`` is set, at least that share of each sample's 5 nearest
+    neighbours in the evaluation set found by the original too.
     """
 
     kinds: tuple[str, ...] = KINDS
     max_accuracy_drop: float = 0.01
     max_rmse_increase: float = 0.05
     min_cosine: float = 0.995
+    min_top5_agreement: float | None = None
     prune_sparsity: float = 0.5  # share of hidden units (structured) or weights (unstructured)
     calibration_samples: int = 64  # evaluation samples used to calibrate and search
     static_reduce_range: bool = True  # 7-bit weights for static int8 (CPUs without VNNI)
@@ -62,6 +65,8 @@ class CompressionPolicy:
             raise ValueError("the accuracy budget must be non-negative (and a drop below 1)")
         if not -1 <= self.min_cosine <= 1:
             raise ValueError("min_cosine must be between -1 and 1")
+        if self.min_top5_agreement is not None and not 0 <= self.min_top5_agreement <= 1:
+            raise ValueError("min_top5_agreement must be between 0 and 1")
         if self.calibration_samples < 1 or self.distill_epochs < 1 or self.distill_temperature <= 0:
             raise ValueError("calibration_samples, distill_epochs and distill_temperature must be positive")
 
@@ -97,7 +102,7 @@ def _classification(original: Metrics, candidate: Metrics, policy: CompressionPo
         base, value = original["accuracy"].value, candidate["accuracy"].value
         floor = base - drop
         if value < floor - 1e-9:
-            return f"accuracy {value:.3f} below budget {floor:.3f} (original {base:.3f} − {drop:g})"
+            return f"accuracy {value:.3f} below budget {floor:.3f} (original {base:.3f} - {drop:g})"
         return None
     if "top1_agreement" in candidate:
         value = candidate["top1_agreement"].value
@@ -123,4 +128,11 @@ def _embedding(candidate: Metrics, policy: CompressionPolicy) -> str | None:
     value = candidate["parity_cosine_mean"].value
     if value < policy.min_cosine:
         return f"cosine to the original {value:.4f} below budget {policy.min_cosine:.4f}"
+    floor = policy.min_top5_agreement
+    if floor is not None:
+        if "top5_agreement" not in candidate:
+            return "no top-5 neighbour agreement measured"
+        agreement = candidate["top5_agreement"].value
+        if agreement < floor:
+            return f"top-5 neighbour agreement {agreement:.3f} below budget {floor:.3f}"
     return None

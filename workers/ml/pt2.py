@@ -48,13 +48,13 @@ def _check(archive: zipfile.ZipFile) -> None:
     if len(roots) != 1:
         raise UnsafeArchive("not a torch.export archive: expected one top-level folder")
     root = roots.pop() + "/"
-    inner = [name[len(root):] for name in names]
+    inner = [name[len(root) :] for name in names]
     if pt2.ARCHIVE_VERSION_PATH not in inner:
         raise UnsafeArchive("a legacy-format archive (it would be unpickled): re-save with torch.export.save")
     for name in inner:
         if name.startswith(_FORBIDDEN_DIRS):
             raise UnsafeArchive(f"the archive carries compiled code or pickles ({name}); not loaded")
-    models = [n[len(pt2.MODELS_DIR):-len(".json")] for n in inner if n.startswith(pt2.MODELS_DIR)]
+    models = [n[len(pt2.MODELS_DIR) : -len(".json")] for n in inner if n.startswith(pt2.MODELS_DIR)]
     if not models:
         raise UnsafeArchive("the archive holds no exported program")
     for model in models:
@@ -68,13 +68,9 @@ def _check(archive: zipfile.ZipFile) -> None:
             config = json.loads(archive.read(root + config_name))
             for entry_name, entry in config.get("config", {}).items():
                 pickled = entry.get("use_pickle", True)
-                plain = what == "weight" or entry.get("path_name", "").startswith(
-                    pt2.TENSOR_CONSTANT_FILENAME_PREFIX
-                )
+                plain = what == "weight" or entry.get("path_name", "").startswith(pt2.TENSOR_CONSTANT_FILENAME_PREFIX)
                 if pickled or not plain:
-                    raise UnsafeArchive(
-                        f"{what} {entry_name!r} is stored as a pickled object; export plain tensors"
-                    )
+                    raise UnsafeArchive(f"{what} {entry_name!r} is stored as a pickled object; export plain tensors")
 
 
 @contextmanager

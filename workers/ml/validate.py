@@ -112,9 +112,7 @@ def _fit(spec: TensorSpec, array: np.ndarray, count: int) -> np.ndarray:
     wanted = np.dtype(spec.dtype)
     if array.dtype != wanted:
         if (array.dtype, wanted) not in SAFE_CASTS:
-            raise ModelInvalid(
-                f"input {spec.name!r}: the model takes {wanted.name}, the data is {array.dtype.name}"
-            )
+            raise ModelInvalid(f"input {spec.name!r}: the model takes {wanted.name}, the data is {array.dtype.name}")
         array = array.astype(wanted)
     if array.ndim != len(spec.shape):
         raise ModelInvalid(

@@ -47,7 +47,8 @@ def build_local_base_image(
         rootfs, archive = Path(workdir, "rootfs"), Path(workdir, "rootfs.tar")
         subprocess.run(
             ["debootstrap", "--variant=minbase", "--include=python3,python3-venv", suite, str(rootfs)],
-            check=True, stdout=subprocess.DEVNULL,
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
             shutil.rmtree(rootfs / cache, ignore_errors=True)
@@ -59,12 +60,11 @@ def build_local_base_image(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description="Build the local base image and the serving dependencies image."
-    )
+    parser = argparse.ArgumentParser(description="Build the local base image and the serving dependencies image.")
     parser.add_argument("--base-image", default=LOCAL_BASE_IMAGE, help="tag of the local base image")
-    parser.add_argument("--cache-dir", type=Path, default=image.DEFAULT_CACHE_DIR,
-                        help="where downloaded wheels are kept")
+    parser.add_argument(
+        "--cache-dir", type=Path, default=image.DEFAULT_CACHE_DIR, help="where downloaded wheels are kept"
+    )
     parser.add_argument("--force", action="store_true", help="rebuild the base image even if it exists")
     args = parser.parse_args()
     client = docker.from_env()

@@ -125,15 +125,31 @@ def analyse(stable: WindowStats, canary: WindowStats, thresholds: Thresholds) ->
     }
     for name, stats in (("stable", stable), ("canary", canary)):
         if stats.requests < thresholds.min_requests:
-            return Verdict(False, measured, f"not enough traffic: {name} served {stats.requests} requests, "
-                                            f"at least {thresholds.min_requests} are needed")
+            return Verdict(
+                False,
+                measured,
+                f"not enough traffic: {name} served {stats.requests} requests, "
+                f"at least {thresholds.min_requests} are needed",
+            )
     if increase > thresholds.max_error_rate_increase:
-        return Verdict(False, measured, f"error rate {canary.error_rate:.2%} vs stable {stable.error_rate:.2%}: "
-                                        f"up {increase:.2%}, more than {thresholds.max_error_rate_increase:.2%}")
+        return Verdict(
+            False,
+            measured,
+            f"error rate {canary.error_rate:.2%} vs stable {stable.error_rate:.2%}: "
+            f"up {increase:.2%}, more than {thresholds.max_error_rate_increase:.2%}",
+        )
     slower = ratio is not None and canary.p95_seconds - stable.p95_seconds > thresholds.min_p95_increase_seconds
     if slower and ratio > thresholds.max_p95_ratio:
-        return Verdict(False, measured, f"p95 latency {canary.p95_seconds * 1000:.1f} ms vs stable "
-                                        f"{stable.p95_seconds * 1000:.1f} ms: {ratio:.2f}x, more than "
-                                        f"{thresholds.max_p95_ratio:.2f}x")
-    return Verdict(True, measured, f"error rate {canary.error_rate:.2%} (stable {stable.error_rate:.2%}), "
-                                   f"p95 ratio {'n/a' if ratio is None else f'{ratio:.2f}x'}: within thresholds")
+        return Verdict(
+            False,
+            measured,
+            f"p95 latency {canary.p95_seconds * 1000:.1f} ms vs stable "
+            f"{stable.p95_seconds * 1000:.1f} ms: {ratio:.2f}x, more than "
+            f"{thresholds.max_p95_ratio:.2f}x",
+        )
+    return Verdict(
+        True,
+        measured,
+        f"error rate {canary.error_rate:.2%} (stable {stable.error_rate:.2%}), "
+        f"p95 ratio {'n/a' if ratio is None else f'{ratio:.2f}x'}: within thresholds",
+    )

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
-from docker.errors import ImageNotFound
+from docker.errors import BuildError, ImageNotFound
 from docker.models.images import Image
 
 import serving
@@ -36,7 +36,6 @@ DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"
 DEPS_REPOSITORY = "slipway-serving-deps"
 RELEASE_REPOSITORY = "slipway-release"
 SERVING_USER = "10001:10001"
-MODEL_PATH_IN_IMAGE = "/model/model.onnx"
 LABEL_PREFIX = "io.slipway."
 
 
@@ -84,8 +83,18 @@ def download_wheels(cache_dir: Path, requirements: Path = REQUIREMENTS) -> Path:
     staging = Path(tempfile.mkdtemp(prefix="download-", dir=wheels.parent))
     try:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
-             "--dest", str(staging), "-r", str(requirements)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--only-binary=:all:",
+                "--dest",
+                str(staging),
+                "-r",
+                str(requirements),
+            ],
             check=True,
         )
         shutil.copyfile(requirements, staging / "requirements.txt")
@@ -108,8 +117,13 @@ def _add(archive: tarfile.TarFile, name: str, source: Path | bytes) -> None:
         archive.addfile(info, handle)
 
 
-def _build(client: docker.DockerClient, files: Mapping[str, Path | bytes], tag: str,
-           buildargs: dict[str, str], labels: dict[str, str] | None = None) -> Image:
+def _build(
+    client: docker.DockerClient,
+    files: Mapping[str, Path | bytes],
+    tag: str,
+    buildargs: dict[str, str],
+    labels: dict[str, str] | None = None,
+) -> Image:
     """Build from a context of ``files`` (tar entries in the given order) sent as one uncompressed tar."""
     with tempfile.TemporaryFile() as context:
         with tarfile.open(fileobj=context, mode="w") as archive:
@@ -118,18 +132,22 @@ def _build(client: docker.DockerClient, files: Mapping[str, Path | bytes], tag: 
         context.seek(0)
         try:
             built, _logs = client.images.build(
-                fileobj=context, custom_context=True, tag=tag, buildargs=buildargs, labels=labels,
-                rm=True, forcerm=True, pull=False,
+                fileobj=context,
+                custom_context=True,
+                tag=tag,
+                buildargs=buildargs,
+                labels=labels,
+                rm=True,
+                forcerm=True,
+                pull=False,
             )
-        except docker.errors.BuildError as error:
+        except BuildError as error:
             log = "".join(str(entry.get("stream", entry.get("error", ""))) for entry in error.build_log)
             raise ImageBuildError(f"building {tag} failed: {error.msg}\n{log[-4000:]}") from error
     return built
 
 
-def ensure_deps_image(
-    client: docker.DockerClient, base_image: str, cache_dir: Path = DEFAULT_CACHE_DIR
-) -> str:
+def ensure_deps_image(client: docker.DockerClient, base_image: str, cache_dir: Path = DEFAULT_CACHE_DIR) -> str:
     """Return the tag of the image holding the serving runtime's dependencies, building it if needed.
 
     Its tag is derived from the base image id, the wheels and the Dockerfile, so it is rebuilt
@@ -181,12 +199,19 @@ def build_release_image(client: docker.DockerClient, spec: ReleaseImageSpec) -> 
     files: dict[str, Path | bytes] = {"Dockerfile": (DOCKER_DIR / "Dockerfile.release").read_bytes()}
     files.update({f"serving/{path.name}": path for path in sorted(SERVING_DIR.glob("*.py"))})
     files["model.onnx"] = spec.model_path
-    built = _build(client, files, tag, {
-        "DEPS_IMAGE": deps_tag,
-        "MODEL_NAME": spec.model_name,
-        "MODEL_VERSION": spec.version,
-        "MODEL_SHA256": spec.sha256,
-        "RELEASE_ID": spec.release_id,
-    }, labels)
-    return BuiltImage(tag=tag, image_id=built.id, size_bytes=built.attrs["Size"], labels=labels,
-                      seconds=time.perf_counter() - started)
+    built = _build(
+        client,
+        files,
+        tag,
+        {
+            "DEPS_IMAGE": deps_tag,
+            "MODEL_NAME": spec.model_name,
+            "MODEL_VERSION": spec.version,
+            "MODEL_SHA256": spec.sha256,
+            "RELEASE_ID": spec.release_id,
+        },
+        labels,
+    )
+    return BuiltImage(
+        tag=tag, image_id=built.id, size_bytes=built.attrs["Size"], labels=labels, seconds=time.perf_counter() - started
+    )

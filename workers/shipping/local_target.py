@@ -46,18 +46,39 @@ class LocalTarget(Target):
             raise TargetError(f"release {spec.release_id}: a local instance needs a model_path")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         command = [
-            self.python, "-m", "serving",
-            "--model", str(spec.model_path), "--port", str(spec.port), "--host", spec.host,
-            "--model-name", spec.model_name, "--version", spec.version, "--sha256", spec.sha256,
-            "--release-id", spec.release_id, "--threads", str(spec.threads),
-            "--intra-op-threads", str(spec.intra_op_threads),
+            self.python,
+            "-m",
+            "serving",
+            "--model",
+            str(spec.model_path),
+            "--port",
+            str(spec.port),
+            "--host",
+            spec.host,
+            "--model-name",
+            spec.model_name,
+            "--version",
+            spec.version,
+            "--sha256",
+            spec.sha256,
+            "--release-id",
+            spec.release_id,
+            "--threads",
+            str(spec.threads),
+            "--intra-op-threads",
+            str(spec.intra_op_threads),
         ]
         search_path = [str(SERVING_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(search_path)}
         with self.log_path(spec).open("ab") as log:
             process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=env, cwd=SERVING_ROOT, start_new_session=True,
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=SERVING_ROOT,
+                start_new_session=True,
             )
         _children[process.pid] = process
         return Instance(self.kind, str(process.pid), spec.release_id, spec.environment, spec.host, spec.port)
@@ -73,8 +94,11 @@ class LocalTarget(Target):
             return False
         zombie = stat.rsplit(")", 1)[1].split()[0] == "Z"
         options = dict(itertools.pairwise(command))
-        ours = (b"serving" in command and options.get(b"--port") == str(instance.port).encode()
-                and options.get(b"--release-id") == instance.release_id.encode())
+        ours = (
+            b"serving" in command
+            and options.get(b"--port") == str(instance.port).encode()
+            and options.get(b"--release-id") == instance.release_id.encode()
+        )
         return ours and not zombie
 
     def stop(self, instance: Instance, timeout: float = 30.0) -> None:

@@ -88,14 +88,17 @@ def render_config(config: ProxyConfig) -> str:
         return Template((TEMPLATE_DIR / name).read_text())
 
     environments = "".join(
-        template("environment.cfg.tmpl").substitute(name=name, port=port, bind_host=config.bind_host,
-                                                    slots=config.slots)
+        template("environment.cfg.tmpl").substitute(
+            name=name, port=port, bind_host=config.bind_host, slots=config.slots
+        )
         for name, port in config.environments.items()
     )
-    stats = "" if config.stats_port is None else template("stats.cfg.tmpl").substitute(
-        bind_host=config.bind_host, port=config.stats_port)
-    return template("haproxy.cfg.tmpl").substitute(state_dir=config.state_dir, environments=environments,
-                                                   stats=stats)
+    stats = (
+        ""
+        if config.stats_port is None
+        else template("stats.cfg.tmpl").substitute(bind_host=config.bind_host, port=config.stats_port)
+    )
+    return template("haproxy.cfg.tmpl").substitute(state_dir=config.state_dir, environments=environments, stats=stats)
 
 
 def command(config: ProxyConfig, line: str, timeout: float = 5.0) -> str:
@@ -104,12 +107,12 @@ def command(config: ProxyConfig, line: str, timeout: float = 5.0) -> str:
         connection.settimeout(timeout)
         try:
             connection.connect(str(config.socket_path))
-        except (FileNotFoundError, ConnectionRefusedError) as error:
+            connection.sendall(line.encode() + b"\n")
+            chunks = []
+            while chunk := connection.recv(65536):
+                chunks.append(chunk)
+        except (FileNotFoundError, ConnectionRefusedError, TimeoutError) as error:
             raise ProxyUnavailable(f"HAProxy is not running (no answer on {config.socket_path}: {error})") from None
-        connection.sendall(line.encode() + b"\n")
-        chunks = []
-        while chunk := connection.recv(65536):
-            chunks.append(chunk)
     return b"".join(chunks).decode()
 
 
@@ -140,11 +143,16 @@ def ensure_running(config: ProxyConfig) -> None:
     """
     if shutil.which(config.haproxy) is None:
         raise ProxyUnavailable(f"{config.haproxy} is not installed: apt-get install -y haproxy")
-    config.state_dir.mkdir(parents=True, exist_ok=True)
     text = render_config(config)
-    pid = _running_pid(config)
-    if pid is not None and config.config_path.is_file() and config.config_path.read_text() == text:
-        return
+    with _locked(config):
+        pid = _running_pid(config)
+        if pid is not None and config.config_path.is_file() and config.config_path.read_text() == text:
+            return
+        _start(config, text, pid)
+
+
+def _start(config: ProxyConfig, text: str, pid: int | None) -> None:
+    """Check ``text`` with ``haproxy -c``, install it, then start HAProxy or take over from ``pid``."""
     candidate = config.state_dir / "haproxy.cfg.new"
     candidate.write_text(text)
     check = subprocess.run([config.haproxy, "-c", "-q", "-f", str(candidate)], capture_output=True, text=True)
@@ -179,18 +187,25 @@ def servers(config: ProxyConfig, environment: str) -> list[ServerState]:
     """The slots of an environment's backend as HAProxy sees them now (``show servers state``)."""
     backend = _backend(config, environment)
     answer = command(config, f"show servers state {backend}")
-    lines = [line for line in answer.splitlines()[1:] if line and not line.startswith("#")]
-    if not lines and "No such backend" in answer:
-        raise ProxyError(answer.strip())
+    lines = answer.splitlines()
+    if not lines or lines[0] != "1":  # the format version comes first
+        raise ProxyError(f"HAProxy has no backend {backend} ({answer.strip()}); is its configuration current?")
     states = []
-    for line in lines:
+    for line in lines[1:]:
+        if not line or line.startswith("#"):
+            continue
         fields = line.split()
         # be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight ... srv_port (18)
-        states.append(ServerState(
-            slot=fields[3], address=fields[4], port=int(fields[18]), weight=int(fields[7]),
-            operational=_OPERATIONAL.get(int(fields[5]), fields[5]),
-            maintenance=bool(int(fields[6]) & _MAINTENANCE),
-        ))
+        states.append(
+            ServerState(
+                slot=fields[3],
+                address=fields[4],
+                port=int(fields[18]),
+                weight=int(fields[7]),
+                operational=_OPERATIONAL.get(int(fields[5]), fields[5]),
+                maintenance=bool(int(fields[6]) & _MAINTENANCE),
+            )
+        )
     return states
 
 
@@ -202,7 +217,7 @@ def _backend(config: ProxyConfig, environment: str) -> str:
 
 @contextmanager
 def _locked(config: ProxyConfig) -> Iterator[None]:
-    """One traffic change at a time per HAProxy (slot choice reads, then writes)."""
+    """One change at a time per HAProxy: a (re)start, or a traffic move (slot choice reads, then writes)."""
     config.state_dir.mkdir(parents=True, exist_ok=True)
     with (config.state_dir / "traffic.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -212,14 +227,21 @@ def _locked(config: ProxyConfig) -> Iterator[None]:
 def _apply(config: ProxyConfig, commands: list[str]) -> None:
     if commands:
         answer = command(config, ";".join(commands))
-        errors = [line for line in answer.splitlines()
-                  if line and not line.startswith(("IP changed", "no need to change", "port changed"))]
+        errors = [
+            line
+            for line in answer.splitlines()
+            if line and not line.startswith(("IP changed", "no need to change", "port changed"))
+        ]
         if errors:
             raise ProxyError(f"HAProxy refused {commands}: {' / '.join(errors)}")
 
 
 def _slot_for(instance: Instance, states: list[ServerState], commands: list[str], backend: str) -> str:
-    """The slot holding ``instance``'s address, or a free slot that gets it (queued in ``commands``)."""
+    """The slot holding ``instance``'s address, or a free slot that gets it.
+
+    Filling a free slot appends its commands to ``commands`` and removes it from ``states``, so
+    the next instance of the same call gets another one.
+    """
     for state in states:
         if (state.address, state.port) == (instance.host, instance.port) and not state.maintenance:
             return state.slot
@@ -261,8 +283,11 @@ def set_traffic(config: ProxyConfig, environment: str, weights: Mapping[Instance
         unknown = sorted(set(wanted) - set(current))
         if unknown:
             raise ProxyError(f"{backend} has no slots {unknown}")
-        down = [f"{state.slot} ({state.address}:{state.port}, {state.operational})" for state in before
-                if wanted.get(state.slot, 0) > 0 and (state.maintenance or state.operational != "up")]
+        down = [
+            f"{state.slot} ({state.address}:{state.port}, {state.operational})"
+            for state in before
+            if wanted.get(state.slot, 0) > 0 and (state.maintenance or state.operational != "up")
+        ]
         if down:
             raise ProxyError(f"{backend}: HAProxy's health checks say {down} cannot take traffic")
         wanted.update({slot: 0 for slot, weight in current.items() if slot not in wanted and weight})

@@ -27,8 +27,9 @@ def _rows(inputs: Mapping[str, np.ndarray]) -> int:
     return first.shape[0] if first.ndim else 1
 
 
-def _check_outputs(index: int, outputs: object, rows: int,
-                   output_shapes: Mapping[str, Sequence[int | None]] | None) -> list[str]:
+def _check_outputs(
+    index: int, outputs: object, rows: int, output_shapes: Mapping[str, Sequence[int | None]] | None
+) -> list[str]:
     if not isinstance(outputs, dict) or not outputs:
         return [f"sample {index}: no outputs in the answer"]
     failures = []
@@ -42,10 +43,14 @@ def _check_outputs(index: int, outputs: object, rows: int,
         if array.ndim == 0 or array.shape[0] != rows:
             failures.append(f"sample {index}: output {name!r} has shape {list(array.shape)}, not {rows} rows")
         wanted = None if output_shapes is None else output_shapes.get(name)
-        if wanted is not None and (array.ndim != len(wanted) + 1 or any(
-                want is not None and got != want for got, want in zip(array.shape[1:], wanted, strict=False))):
-            failures.append(f"sample {index}: output {name!r} has shape {list(array.shape)}, "
-                            f"expected [rows, {', '.join('?' if w is None else str(w) for w in wanted)}]")
+        if wanted is not None and (
+            array.ndim != len(wanted) + 1
+            or any(want is not None and got != want for got, want in zip(array.shape[1:], wanted, strict=False))
+        ):
+            failures.append(
+                f"sample {index}: output {name!r} has shape {list(array.shape)}, "
+                f"expected [rows, {', '.join('?' if w is None else str(w) for w in wanted)}]"
+            )
     return failures
 
 

@@ -34,9 +34,7 @@ def test_classification_accuracy_and_parity_are_exact(tmp_path: Path) -> None:
     x = np.array([[2, 1], [0, 3], [5, 4], [1, 2]], np.float32)  # predicts 0, 1, 0, 1
     reference = x.copy()
     reference[3] = [3, 2]  # the reference predicted class 0 for the last sample
-    result = evaluate(
-        path, EvalSet({"": x}, np.array([0, 1, 1, 1])), "classification", reference_outputs=reference
-    )
+    result = evaluate(path, EvalSet({"": x}, np.array([0, 1, 1, 1])), "classification", reference_outputs=reference)
     assert result.metrics["accuracy"] == Measurement(0.75, "ratio")
     assert result.metrics["top1_agreement"] == Measurement(0.75, "ratio")
     assert result.metrics["parity_max_abs_diff"] == Measurement(2.0, "abs")

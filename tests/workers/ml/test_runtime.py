@@ -31,9 +31,7 @@ def test_gpu_providers_come_first_when_available(monkeypatch: pytest.MonkeyPatch
 def test_size_counts_external_data(tmp_path: Path) -> None:
     graph = mlp_graph([np.ones((256, 256), np.float32)], [np.zeros(256, np.float32)])
     model = onnx.helper.make_model(graph)
-    onnx.save(
-        model, str(tmp_path / "m.onnx"), save_as_external_data=True, location="m.data", size_threshold=0
-    )
+    onnx.save(model, str(tmp_path / "m.onnx"), save_as_external_data=True, location="m.data", size_threshold=0)
     files = sum(p.stat().st_size for p in tmp_path.iterdir())
     assert model_size_bytes(tmp_path / "m.onnx") == files > 256 * 256 * 4
     session = make_session(tmp_path / "m.onnx", "cpu", threads=1)

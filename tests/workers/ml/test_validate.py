@@ -67,9 +67,7 @@ def test_unnamed_inputs_need_a_single_input_model(tmp_path: Path) -> None:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])],
     )
     path = save_model(graph, tmp_path / "add.onnx")
-    with pytest.raises(
-        ModelInvalid, match="one unnamed 'inputs' array but the model takes 2 inputs \\(a, b\\)"
-    ):
+    with pytest.raises(ModelInvalid, match="one unnamed 'inputs' array but the model takes 2 inputs \\(a, b\\)"):
         validate_model(path, EvalSet({"": np.ones((2, 2), np.float32)}))
 
 
@@ -85,9 +83,7 @@ def test_rejects_garbage_and_broken_graphs(tmp_path: Path) -> None:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 3])],
     )
     with pytest.raises(ModelInvalid, match="not a valid ONNX model"):
-        validate_model(
-            save_model(graph, tmp_path / "broken.onnx"), EvalSet({"": np.ones((1, 3), np.float32)})
-        )
+        validate_model(save_model(graph, tmp_path / "broken.onnx"), EvalSet({"": np.ones((1, 3), np.float32)}))
     with pytest.raises(ModelInvalid, match="does not exist"):
         validate_model(tmp_path / "nope.onnx", EvalSet({"": np.ones((1, 3), np.float32)}))
 

@@ -27,9 +27,15 @@ def launch(local_target: LocalTarget, linear_path: Path) -> Iterator[Callable[..
     started: list[Instance] = []
 
     def start(release_id: str, environment: str = "staging", **overrides: object) -> Instance:
-        spec = {"release_id": release_id, "environment": environment, "port": ports.allocate(),
-                "model_name": "linear", "version": f"v{release_id}", "model_path": linear_path,
-                "sha256": file_sha256(linear_path)}
+        spec = {
+            "release_id": release_id,
+            "environment": environment,
+            "port": ports.allocate(),
+            "model_name": "linear",
+            "version": f"v{release_id}",
+            "model_path": linear_path,
+            "sha256": file_sha256(linear_path),
+        }
         instance = local_target.launch(InstanceSpec(**(spec | overrides)), timeout=30)
         started.append(instance)
         return instance
@@ -43,8 +49,11 @@ def launch(local_target: LocalTarget, linear_path: Path) -> Iterator[Callable[..
 def haproxy(tmp_path: Path) -> Iterator[proxy.ProxyConfig]:
     if shutil.which("haproxy") is None:
         pytest.skip("HAProxy is not installed: apt-get install -y haproxy")
-    config = proxy.ProxyConfig(state_dir=tmp_path / "haproxy",
-                               environments={"staging": ports.allocate(), "production": ports.allocate()}, slots=4)
+    config = proxy.ProxyConfig(
+        state_dir=tmp_path / "haproxy",
+        environments={"staging": ports.allocate(), "production": ports.allocate()},
+        slots=4,
+    )
     proxy.ensure_running(config)
     yield config
     proxy.stop(config)

@@ -23,8 +23,9 @@ class Outcome:
 
 
 class SteadyLoad:
-    def __init__(self, url: str, rate: float = 100.0, clients: int = 4, body: dict | None = None,
-                 timeout: float = 5.0) -> None:
+    def __init__(
+        self, url: str, rate: float = 100.0, clients: int = 4, body: dict | None = None, timeout: float = 5.0
+    ) -> None:
         self.url = url
         self.interval = clients / rate
         self.clients = clients
@@ -55,8 +56,9 @@ class SteadyLoad:
             self._threads.append(thread)
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=self.timeout + 1)

@@ -55,12 +55,16 @@ STABLE = WindowStats(requests=1000, errors=10, error_rate=0.01, p95_seconds=0.01
 def test_analyse_passes_a_canary_within_thresholds() -> None:
     canary = WindowStats(requests=100, errors=1, error_rate=0.01, p95_seconds=0.012)
     verdict = analyse(STABLE, canary, Thresholds(max_error_rate_increase=0.01, max_p95_ratio=1.5))
-    assert verdict == Verdict(True, {
-        "stable": {"requests": 1000, "errors": 10, "error_rate": 0.01, "p95_seconds": 0.010},
-        "canary": {"requests": 100, "errors": 1, "error_rate": 0.01, "p95_seconds": 0.012},
-        "error_rate_increase": 0.0,
-        "p95_ratio": pytest.approx(1.2),
-    }, "error rate 1.00% (stable 1.00%), p95 ratio 1.20x: within thresholds")
+    assert verdict == Verdict(
+        True,
+        {
+            "stable": {"requests": 1000, "errors": 10, "error_rate": 0.01, "p95_seconds": 0.010},
+            "canary": {"requests": 100, "errors": 1, "error_rate": 0.01, "p95_seconds": 0.012},
+            "error_rate_increase": 0.0,
+            "p95_ratio": pytest.approx(1.2),
+        },
+        "error rate 1.00% (stable 1.00%), p95 ratio 1.20x: within thresholds",
+    )
 
 
 def test_a_few_milliseconds_slower_is_not_a_regression() -> None:
@@ -74,8 +78,7 @@ def test_a_few_milliseconds_slower_is_not_a_regression() -> None:
 def test_analyse_fails_on_errors_latency_or_too_little_traffic() -> None:
     thresholds = Thresholds(max_error_rate_increase=0.01, max_p95_ratio=1.5, min_requests=50)
     errors = analyse(STABLE, WindowStats(100, 3, 0.03, 0.010), thresholds)
-    assert (errors.passed, errors.reason) == (
-        False, "error rate 3.00% vs stable 1.00%: up 2.00%, more than 1.00%")
+    assert (errors.passed, errors.reason) == (False, "error rate 3.00% vs stable 1.00%: up 2.00%, more than 1.00%")
     assert errors.measured["error_rate_increase"] == pytest.approx(0.02)
     slow = analyse(STABLE, WindowStats(100, 1, 0.01, 0.0175), thresholds)
     assert (slow.passed, slow.reason) == (False, "p95 latency 17.5 ms vs stable 10.0 ms: 1.75x, more than 1.50x")
@@ -83,7 +86,9 @@ def test_analyse_fails_on_errors_latency_or_too_little_traffic() -> None:
     assert slightly_slower.passed
     quiet = analyse(STABLE, WindowStats(49, 0, 0.0, 0.010), thresholds)
     assert (quiet.passed, quiet.reason) == (
-        False, "not enough traffic: canary served 49 requests, at least 50 are needed")
+        False,
+        "not enough traffic: canary served 49 requests, at least 50 are needed",
+    )
 
 
 def test_scrape_reads_a_live_instance(launch: Callable[..., Instance]) -> None:

@@ -42,8 +42,14 @@ def build(client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory)
 
     def build_release(release_id: str, model: Path | None = None, seed: int = 0) -> BuiltImage:
         model = model or linear_model(folder / f"{release_id}.onnx", padding_megabytes=1, seed=seed)
-        spec = ReleaseImageSpec(release_id=release_id, model_name="test", version=f"1.0.{seed}", model_path=model,
-                                sha256=file_sha256(model), base_image=LOCAL_BASE_IMAGE)
+        spec = ReleaseImageSpec(
+            release_id=release_id,
+            model_name="test",
+            version=f"1.0.{seed}",
+            model_path=model,
+            sha256=file_sha256(model),
+            base_image=LOCAL_BASE_IMAGE,
+        )
         return build_release_image(client, spec)
 
     yield build_release
@@ -53,29 +59,33 @@ def test_release_images_share_every_layer_but_the_model(client: docker.DockerCli
     first, second = build("r1", seed=1), build("r2", seed=2)
     assert first.tag == "slipway-release:test-r1"
     assert first.labels == client.images.get(first.tag).labels | first.labels
-    assert {key: first.labels[key] for key in ("io.slipway.model", "io.slipway.version", "io.slipway.release-id")} \
-        == {"io.slipway.model": "test", "io.slipway.version": "1.0.1", "io.slipway.release-id": "r1"}
+    assert {key: first.labels[key] for key in ("io.slipway.model", "io.slipway.version", "io.slipway.release-id")} == {
+        "io.slipway.model": "test",
+        "io.slipway.version": "1.0.1",
+        "io.slipway.release-id": "r1",
+    }
     assert client.images.get(first.tag).id == first.image_id
     layers = [client.images.get(image.tag).attrs["RootFS"]["Layers"] for image in (first, second)]
     deps = client.images.get(ensure_deps_image(client, LOCAL_BASE_IMAGE)).attrs["RootFS"]["Layers"]
-    assert layers[0][:len(deps)] == deps  # base → dependencies → serving code → model
+    assert layers[0][: len(deps)] == deps  # base → dependencies → serving code → model
     assert len(layers[0]) == len(deps) + 2
     assert layers[0][:-1] == layers[1][:-1]
     assert layers[0][-1] != layers[1][-1]
     assert build("r1", seed=1).image_id == first.image_id  # the same release builds to the same image
 
 
-def test_an_artifact_that_is_not_what_the_release_says_is_refused(client: docker.DockerClient,
-                                                                  tmp_path: Path) -> None:
+def test_an_artifact_that_is_not_what_the_release_says_is_refused(client: docker.DockerClient, tmp_path: Path) -> None:
     model = linear_model(tmp_path / "model.onnx")
-    spec = ReleaseImageSpec(release_id="r3", model_name="test", version="1", model_path=model, sha256="0" * 64,
-                            base_image=LOCAL_BASE_IMAGE)
+    spec = ReleaseImageSpec(
+        release_id="r3", model_name="test", version="1", model_path=model, sha256="0" * 64, base_image=LOCAL_BASE_IMAGE
+    )
     with pytest.raises(ImageBuildError, match=f"{model} has sha256 {file_sha256(model)}, but the release says 0+"):
         build_release_image(client, spec)
 
 
-def test_container_runs_as_non_root_on_a_read_only_root_and_serves(client: docker.DockerClient, build: object,
-                                                                    tmp_path: Path) -> None:
+def test_container_runs_as_non_root_on_a_read_only_root_and_serves(
+    client: docker.DockerClient, build: object, tmp_path: Path
+) -> None:
     image = build("r4", seed=4)
     target = DockerTarget(client, memory="512m", cpus=1.0)
     instance = target.launch(InstanceSpec("r4", "staging", ports.allocate(), image=image.tag), timeout=60)
@@ -83,7 +93,12 @@ def test_container_runs_as_non_root_on_a_read_only_root_and_serves(client: docke
         container = client.containers.get(instance.handle)
         host = container.attrs["HostConfig"]
         assert (host["NetworkMode"], host["ReadonlyRootfs"], host["Memory"], host["NanoCpus"], host["CapDrop"]) == (
-            "host", True, 512 * 1024 * 1024, 10**9, ["ALL"])
+            "host",
+            True,
+            512 * 1024 * 1024,
+            10**9,
+            ["ALL"],
+        )
         assert container.exec_run("id -u").output == b"10001\n"
         assert b"Read-only file system" in container.exec_run("touch /app/x").output
         answer = requests.post(instance.url + "/v1/predict", json={"inputs": [[1, 2, 3, 4]]}, timeout=5)
@@ -95,10 +110,13 @@ def test_container_runs_as_non_root_on_a_read_only_root_and_serves(client: docke
         proxy.ensure_running(config)
         try:
             proxy.set_traffic(config, "staging", {instance: 100})
-            via_proxy = requests.post(config.endpoint("staging") + "/v1/predict", json={"inputs": [[0, 0, 0, 0]]},
-                                      timeout=5)
+            via_proxy = requests.post(
+                config.endpoint("staging") + "/v1/predict", json={"inputs": [[0, 0, 0, 0]]}, timeout=5
+            )
             assert (via_proxy.headers["X-Release-Id"], via_proxy.json()["outputs"]) == (
-                "r4", {"scores": [[0.5, -0.5, 0.0]]})
+                "r4",
+                {"scores": [[0.5, -0.5, 0.0]]},
+            )
         finally:
             proxy.stop(config)
     finally:
@@ -107,14 +125,18 @@ def test_container_runs_as_non_root_on_a_read_only_root_and_serves(client: docke
         client.containers.get(instance.handle)
 
 
-def test_a_model_that_does_not_load_fails_the_health_check(client: docker.DockerClient, build: object,
-                                                           tmp_path: Path) -> None:
+def test_a_model_that_does_not_load_fails_the_health_check(
+    client: docker.DockerClient, build: object, tmp_path: Path
+) -> None:
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"this is not an ONNX model")
     image = build("r5", model=broken)
     target = DockerTarget(client)
     spec = InstanceSpec("r5", "staging", ports.allocate(), image=image.tag)
-    with pytest.raises(HealthCheckFailed, match=r"failed its health check: the model failed to load: ONNX Runtime "
-                                                r"cannot load /model/model\.onnx"):
+    with pytest.raises(
+        HealthCheckFailed,
+        match=r"failed its health check: the model failed to load: ONNX Runtime "
+        r"cannot load /model/model\.onnx",
+    ):
         target.launch(spec, timeout=60)
     assert client.containers.list(all=True, filters={"label": "io.slipway.instance-release-id=r5"}) == []

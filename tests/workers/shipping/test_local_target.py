@@ -26,8 +26,9 @@ def test_launch_serves_the_release_then_stops(launch: Callable[..., Instance], l
     assert "Shutting down: Master" in local_target.logs(instance)
 
 
-def test_another_process_finds_the_instance_by_pid(launch: Callable[..., Instance], local_target: LocalTarget,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_another_process_finds_the_instance_by_pid(
+    launch: Callable[..., Instance], local_target: LocalTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
     instance = launch("8")
     monkeypatch.setattr(local_module, "_children", {})  # as seen from a process that did not start it
     assert local_target.is_alive(instance)
@@ -36,14 +37,17 @@ def test_another_process_finds_the_instance_by_pid(launch: Callable[..., Instanc
     assert not local_target.is_alive(instance)
 
 
-def test_wrong_sha256_fails_the_health_check_with_the_reason(launch: Callable[..., Instance],
-                                                             linear_path: Path) -> None:
+def test_wrong_sha256_fails_the_health_check_with_the_reason(
+    launch: Callable[..., Instance], linear_path: Path
+) -> None:
     with pytest.raises(HealthCheckFailed) as failure:
         launch("9", sha256="f" * 64)
     message = str(failure.value)
     assert message.startswith("release 9 (local ")
-    assert (f"failed its health check: the model failed to load: model file {linear_path} has sha256 "
-            f"{file_sha256(linear_path)}, expected {'f' * 64}") in message
+    assert (
+        f"failed its health check: the model failed to load: model file {linear_path} has sha256 "
+        f"{file_sha256(linear_path)}, expected {'f' * 64}"
+    ) in message
 
 
 def test_a_server_that_exits_fails_fast_with_its_log(local_target: LocalTarget, linear_path: Path) -> None:
@@ -56,15 +60,15 @@ def test_a_server_that_exits_fails_fast_with_its_log(local_target: LocalTarget, 
         local_target.start(InstanceSpec("10", "staging", 1))
 
 
-def test_a_port_answering_as_another_release_is_refused(launch: Callable[..., Instance],
-                                                        local_target: LocalTarget) -> None:
+def test_a_port_answering_as_another_release_is_refused(
+    launch: Callable[..., Instance], local_target: LocalTarget
+) -> None:
     first = launch("11")
     with pytest.raises(HealthCheckFailed, match=f"port {first.port} answers as release '11'"):
         launch("12", port=first.port)
 
 
-def test_stop_kills_a_server_that_ignores_sigterm(launch: Callable[..., Instance],
-                                                  local_target: LocalTarget) -> None:
+def test_stop_kills_a_server_that_ignores_sigterm(launch: Callable[..., Instance], local_target: LocalTarget) -> None:
     instance = launch("13")
     os.kill(int(instance.handle), signal.SIGSTOP)  # a hung server: SIGTERM cannot be handled
     local_target.stop(instance, timeout=0.5)

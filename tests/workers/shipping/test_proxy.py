@@ -14,19 +14,25 @@ from workers.shipping.targets import Instance
 
 def releases_seen(config: ProxyConfig, environment: str, count: int) -> list[str]:
     with requests.Session() as session:
-        return [session.post(config.endpoint(environment) + "/v1/predict", json={"inputs": [[1, 2, 3, 4]]},
-                             timeout=5).headers["X-Release-Id"] for _ in range(count)]
+        return [
+            session.post(
+                config.endpoint(environment) + "/v1/predict", json={"inputs": [[1, 2, 3, 4]]}, timeout=5
+            ).headers["X-Release-Id"]
+            for _ in range(count)
+        ]
 
 
 def test_slots_start_in_maintenance_and_the_endpoint_answers_503(haproxy: ProxyConfig) -> None:
     states = proxy.servers(haproxy, "staging")
     assert [(s.slot, s.port, s.weight, s.maintenance) for s in states] == [
-        (f"slot{n}", 1, 0, True) for n in range(1, 5)]
+        (f"slot{n}", 1, 0, True) for n in range(1, 5)
+    ]
     assert requests.get(haproxy.endpoint("staging") + "/healthz", timeout=5).status_code == 503
 
 
 def test_switch_under_load_fails_no_request_and_moves_every_request(
-        haproxy: ProxyConfig, launch: Callable[..., Instance]) -> None:
+    haproxy: ProxyConfig, launch: Callable[..., Instance]
+) -> None:
     a, b = launch("A"), launch("B")
     proxy.set_traffic(haproxy, "staging", {a: 100})
     with SteadyLoad(haproxy.endpoint("staging") + "/v1/predict", rate=100, clients=4) as load:
@@ -37,7 +43,9 @@ def test_switch_under_load_fails_no_request_and_moves_every_request(
         time.sleep(1.0)
     assert switched - switch < 0.1
     assert [(s.port, s.weight, s.serving) for s in after if not s.maintenance] == [
-        (a.port, 0, False), (b.port, 100, True)]
+        (a.port, 0, False),
+        (b.port, 100, True),
+    ]
     assert len(load.outcomes) >= 150
     assert load.failures == []
     assert {o.release for o in load.outcomes if o.done < switch} == {"A"}
@@ -59,12 +67,12 @@ def test_canary_split_promote_and_rollback(haproxy: ProxyConfig, launch: Callabl
 
 
 def test_detach_frees_the_slot_and_a_dead_instance_gets_no_traffic(
-        haproxy: ProxyConfig, launch: Callable[..., Instance], local_target: object) -> None:
+    haproxy: ProxyConfig, launch: Callable[..., Instance], local_target: object
+) -> None:
     a, b = launch("A"), launch("B")
     proxy.set_traffic(haproxy, "staging", {a: 100, b: 0})
     proxy.detach(haproxy, "staging", b)
-    assert [(s.port, s.maintenance) for s in proxy.servers(haproxy, "staging")][:2] == [
-        (a.port, False), (b.port, True)]
+    assert [(s.port, s.maintenance) for s in proxy.servers(haproxy, "staging")][:2] == [(a.port, False), (b.port, True)]
     local_target.stop(a, timeout=10)
     deadline = time.monotonic() + 15  # HAProxy's checks (every 2 s, 3 failures) mark it down
     while proxy.servers(haproxy, "staging")[0].operational != "down" and time.monotonic() < deadline:
@@ -87,13 +95,15 @@ def test_bad_requests_to_the_proxy_are_refused(haproxy: ProxyConfig, launch: Cal
 
 
 def test_reload_keeps_traffic_and_a_stopped_proxy_is_unavailable(
-        haproxy: ProxyConfig, launch: Callable[..., Instance]) -> None:
+    haproxy: ProxyConfig, launch: Callable[..., Instance]
+) -> None:
     a = launch("A")
     proxy.set_traffic(haproxy, "staging", {a: 100})
     with SteadyLoad(haproxy.endpoint("staging") + "/v1/predict", rate=50, clients=2) as load:
         time.sleep(0.5)
-        wider = ProxyConfig(state_dir=haproxy.state_dir, environments={**haproxy.environments, "qa": ports.allocate()},
-                            slots=4)
+        wider = ProxyConfig(
+            state_dir=haproxy.state_dir, environments={**haproxy.environments, "qa": ports.allocate()}, slots=4
+        )
         proxy.ensure_running(wider)  # a new environment: HAProxy reloads, taking the sockets over
         time.sleep(0.5)
     assert load.failures == []

@@ -20,12 +20,16 @@ def test_smoke_reports_every_problem(launch: Callable[..., Instance]) -> None:
     samples = [SAMPLES[0], {"x": np.ones((1, 3))}, overflow]
     result = smoke_test(instance.url, samples, expected_release_id="21", output_shapes={"scores": [4]})
     assert (result.passed, result.checked) == (False, 3)
-    assert result.failures[:2] == ["sample 0: answered by release '22', not '21'",
-                                   "sample 0: output 'scores' has shape [2, 3], expected [rows, 4]"]
-    assert result.failures[2].startswith("sample 1: HTTP 400: {\"error\":\"input 'x' has size 3 on axis 1")
-    assert result.failures[3:] == ["sample 2: answered by release '22', not '21'",
-                                   "sample 2: output 'scores' has NaN or infinite values",
-                                   "sample 2: output 'scores' has shape [1, 3], expected [rows, 4]"]
+    assert result.failures[:2] == [
+        "sample 0: answered by release '22', not '21'",
+        "sample 0: output 'scores' has shape [2, 3], expected [rows, 4]",
+    ]
+    assert result.failures[2].startswith('sample 1: HTTP 400: {"error":"input \'x\' has size 3 on axis 1')
+    assert result.failures[3:] == [
+        "sample 2: answered by release '22', not '21'",
+        "sample 2: output 'scores' has NaN or infinite values",
+        "sample 2: output 'scores' has shape [1, 3], expected [rows, 4]",
+    ]
     assert smoke_test(instance.url, []) == SmokeResult(False, 0, ["no evaluation samples to send"])
 
 

@@ -130,19 +130,18 @@ def name_nodes(model: onnx.ModelProto) -> None:
             taken.add(candidate)
 
 
-def calibration_feeds(
-    model_path: Path, evalset: EvalSet, samples: int, batch: int = 16
-) -> list[dict[str, np.ndarray]]:
+def calibration_feeds(model_path: Path, evalset: EvalSet, samples: int, batch: int = 16) -> list[dict[str, np.ndarray]]:
     """Up to ``samples`` evaluation samples as model feeds, in batches (fixed batch respected)."""
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     specs = specs_of(session.get_inputs())
     feeds = match_inputs(specs, evalset)
     step = fixed_batch_size(specs) or batch
     count = max(step, min(samples, evalset.num_samples) // step * step)
-    return [
-        {name: array[start:start + step] for name, array in feeds.items()}
-        for start in range(0, count, step)
-    ]
+    return [{name: array[start : start + step] for name, array in feeds.items()} for start in range(0, count, step)]
+
+
+def samples_in(feed: dict[str, np.ndarray]) -> int:
+    return len(next(iter(feed.values())))
 
 
 def run_outputs(model: onnx.ModelProto | Path, feeds: list[dict[str, np.ndarray]]) -> np.ndarray:

@@ -1,15 +1,18 @@
-"""int8-mixed: accuracy-aware int8 that keeps the most sensitive layers in fp32.
+"""int8-mixed: accuracy-aware int8 that keeps the most sensitive layers' arithmetic in fp32.
 
 1. Plan each layer: on activations captured from the evaluation data, simulate ONNX Runtime's
    int8 arithmetic (:mod:`simulate`) and pick, per layer, activation smoothing (SmoothQuant
    alpha 0, 0.5 or 0.75) and, for MatMuls, one activation scale per tensor (fused dynamic
    quantization, fastest) or per token (:func:`rewrite.quantize_per_token`, most accurate).
+   Fused embeddings get one scale per row of the word table (:func:`rewrite.quantize_embedding_rows`).
 2. Sensitivity: build the model with only that layer quantized and measure how far its outputs
    move from the fp32 outputs on the evaluation data (relative squared error).
 3. Search: layers sorted most sensitive first; binary search for the smallest number k of
-   leading layers to keep in fp32 such that the rest in int8 stays inside the accuracy budget
-   (policy), measured with the task metric on the evaluation data. Fewer fp32 layers is
-   smaller and faster, so the smallest k is the fastest mix inside the budget.
+   leading layers to keep in fp32 arithmetic, with fp32 activations and their weights stored
+   int8 (:func:`rewrite.store_weights_int8`: same size as int8, only weight rounding error),
+   such that the model stays inside the accuracy budget (policy), measured with the task metric
+   on the evaluation data. Each kept layer runs fp32 arithmetic instead of int8, so the smallest
+   k is the fastest mix inside the budget.
 """
 
 from __future__ import annotations
@@ -29,7 +32,10 @@ from workers.ml.candidates.quantize import dynamic_int8, prepared
 from workers.ml.evaluate import quality_metrics
 from workers.ml.policy import BuildContext, budget_violation
 
+INT8 = "int8"  # int8 weights and activations
+WEIGHTS_ONLY = "int8-weights"  # int8 weights, fp32 activations and arithmetic
 CAPTURE_ROWS = 1024
+SENSITIVITY_SAMPLES = 16  # per-layer probes only rank layers: a few samples are enough
 
 
 class NoMixInBudget(RuntimeError):
@@ -39,7 +45,7 @@ class NoMixInBudget(RuntimeError):
 @dataclass(frozen=True)
 class LayerPlan:
     layer: Layer
-    scheme: str  # "tensor" or "token": how activations are scaled
+    scheme: str  # "tensor"/"token": one activation scale per tensor/token; "row": embedding rows
     alpha: float  # smoothing strength, 0 for none
     smoothing: np.ndarray | None  # per input channel divisors
     simulated_error: float | None
@@ -47,7 +53,7 @@ class LayerPlan:
 
 def int8_mixed(source: Path, out: Path, ctx: BuildContext) -> dict[str, Any]:
     feeds = graph.calibration_feeds(source, ctx.evalset, ctx.policy.calibration_samples)
-    count = sum(len(next(iter(feed.values()))) for feed in feeds)
+    count = sum(graph.samples_in(feed) for feed in feeds)
     labels = None if ctx.evalset.labels is None else ctx.evalset.labels[:count]
     base = prepared(source)
     layers = graph.find_layers(base)
@@ -57,35 +63,42 @@ def int8_mixed(source: Path, out: Path, ctx: BuildContext) -> dict[str, Any]:
     original = quality_metrics(ctx.task, reference, labels, None)
     ctx.progress(5, f"planning {len(layers)} layers on {count} samples")
     plans = plan_layers(base, layers, feeds)
+    probe_feeds = feeds[: max(1, SENSITIVITY_SAMPLES // graph.samples_in(feeds[0]))]
+    probe_reference = reference[: sum(graph.samples_in(feed) for feed in probe_feeds)]
     with tempfile.TemporaryDirectory() as scratch:
         probe = Path(scratch) / "probe.onnx"
         sensitivity = {}
         for index, plan in enumerate(plans):
-            build(base, plans, {plan.layer.name}, probe)
-            sensitivity[plan.layer.name] = distortion(graph.run_outputs(probe, feeds), reference)
+            build(base, plans, {plan.layer.name: INT8}, probe)
+            outputs = graph.run_outputs(probe, probe_feeds)
+            sensitivity[plan.layer.name] = distortion(outputs, probe_reference)
             ctx.progress(20 + 50 * (index + 1) / len(plans), f"sensitivity of {plan.layer.name}")
         order = sorted(plans, key=lambda p: sensitivity[p.layer.name], reverse=True)
         trials: dict[int, str | None] = {}
 
         def inside(kept: int) -> bool:
-            build(base, plans, {p.layer.name for p in order[kept:]}, probe)
+            build(base, plans, _mix(order, kept), probe)
             metrics = quality_metrics(ctx.task, graph.run_outputs(probe, feeds), labels, reference)
             trials[kept] = budget_violation(ctx.task, original, metrics, ctx.policy)
-            ctx.progress(min(95, 72 + 4 * len(trials)), f"trying {kept} layers in fp32")
+            ctx.progress(min(95, 72 + 4 * len(trials)), f"trying {kept} layers with fp32 arithmetic")
             return trials[kept] is None
 
-        kept = _smallest_inside(len(plans) - 1, inside)
+        kept = _smallest_inside(len(plans), inside)
         if kept is None:
-            raise NoMixInBudget(f"even with one int8 layer: {trials[len(plans) - 1]}")
-    build(base, plans, {p.layer.name for p in order[kept:]}, out)
-    fp32 = {p.layer.name for p in order[:kept]}
+            raise NoMixInBudget(f"even with int8 weights only: {trials[len(plans)]}")
+    build(base, plans, _mix(order, kept), out)
+    weights_only = {p.layer.name for p in order[:kept]}
     return {
         "calibration_samples": count,
-        "fp32_layers": [p.layer.name for p in order[:kept]],
+        "fp32_arithmetic_layers": [p.layer.name for p in order[:kept]],
         "int8_layers": {
-            p.layer.name: {"activations": f"per {p.scheme}", "smoothing_alpha": p.alpha}
+            p.layer.name: {
+                "activations": f"per {p.scheme}",
+                "smoothing_alpha": p.alpha,
+                "simulated_error": None if p.simulated_error is None else round(p.simulated_error, 5),
+            }
             for p in plans
-            if p.layer.name not in fp32
+            if p.layer.name not in weights_only
         },
         "sensitivity": {name: round(value, 8) for name, value in sensitivity.items()},
         "search": {str(k): reason or "inside budget" for k, reason in sorted(trials.items())},
@@ -98,7 +111,7 @@ def plan_layers(model: onnx.ModelProto, layers: list[Layer], feeds: list[dict[st
     plans = []
     for layer in layers:
         if layer.kind == "embedding":
-            plans.append(LayerPlan(layer, "tensor", 0.0, None, None))
+            plans.append(LayerPlan(layer, "row", 0.0, None, None))
             continue
         x = captured[layer.activation].astype(np.float32)
         w = graph.weight_matrix(model, layer).astype(np.float32)
@@ -111,20 +124,30 @@ def plan_layers(model: onnx.ModelProto, layers: list[Layer], feeds: list[dict[st
     return plans
 
 
-def build(base: onnx.ModelProto, plans: list[LayerPlan], quantized: set[str], out: Path) -> Path:
-    """Write ``base`` with the ``quantized`` layers in int8 as planned, the rest untouched."""
+def build(base: onnx.ModelProto, plans: list[LayerPlan], precision: dict[str, str], out: Path) -> Path:
+    """Write ``base`` with each layer named in ``precision`` as planned for INT8 or stored
+    WEIGHTS_ONLY; layers not named stay fp32."""
     model = onnx.ModelProto()
     model.CopyFrom(base)
-    chosen = [plan for plan in plans if plan.layer.name in quantized]
+    for plan in plans:
+        if precision.get(plan.layer.name) == WEIGHTS_ONLY and plan.scheme != "row":
+            rewrite.store_weights_int8(model, plan.layer)
+    chosen = [
+        plan
+        for plan in plans
+        if precision.get(plan.layer.name) == INT8 or (plan.scheme == "row" and plan.layer.name in precision)
+    ]
     for plan in chosen:
         if plan.smoothing is not None:
             rewrite.smooth(model, plan.layer, plan.smoothing)
     for plan in chosen:
         if plan.scheme == "token":
             rewrite.quantize_per_token(model, plan.layer)
+        elif plan.scheme == "row":
+            rewrite.quantize_embedding_rows(model, plan.layer)
     per_tensor = [plan.layer.name for plan in chosen if plan.scheme == "tensor"]
     if per_tensor:
-        dynamic_int8(model, out, per_tensor)
+        dynamic_int8(model, out, per_tensor, unsigned_weights=True)
     else:
         graph.save(model, out)
     return out
@@ -136,8 +159,13 @@ def distortion(outputs: np.ndarray, reference: np.ndarray) -> float:
     return float(np.sum(diff**2) / max(np.sum(reference.astype(np.float64) ** 2), 1e-30))
 
 
+def _mix(order: list[LayerPlan], kept: int) -> dict[str, str]:
+    """The ``kept`` most sensitive layers with int8 weights only, the others fully int8."""
+    return {plan.layer.name: WEIGHTS_ONLY if i < kept else INT8 for i, plan in enumerate(order)}
+
+
 def _smallest_inside(highest: int, inside: Callable[[int], bool]) -> int | None:
-    """Smallest k in [0, highest] with inside(k), assuming more fp32 layers never hurt."""
+    """Smallest k in [0, highest] with inside(k), assuming keeping more layers never hurts."""
     if inside(0):
         return 0
     if not inside(highest):

@@ -49,13 +49,21 @@ def prepared(source: Path) -> onnx.ModelProto:
 
 
 def dynamic_int8(
-    model: onnx.ModelProto, out: Path, nodes: list[str] | None = None, *, reduce_range: bool = False
+    model: onnx.ModelProto, out: Path, nodes: list[str] | None = None, *, unsigned_weights: bool = False
 ) -> None:
-    """Weights int8 per output channel, activations quantized at run time (per tensor)."""
+    """Weights 8-bit per output channel, activations quantized at run time (per tensor).
+
+    Signed weights (ONNX Runtime's default) use the fastest uint8 x int8 kernels, which can
+    saturate on CPUs without VNNI; unsigned weights use uint8 x uint8, which cannot.
+    """
     with quiet_quantizer():
         quantize_dynamic(
-            model, out, per_channel=True, reduce_range=reduce_range, weight_type=QuantType.QInt8,
-            nodes_to_quantize=nodes, extra_options=DYNAMIC_OPTIONS,
+            model,
+            out,
+            per_channel=True,
+            weight_type=QuantType.QUInt8 if unsigned_weights else QuantType.QInt8,
+            nodes_to_quantize=nodes,
+            extra_options=DYNAMIC_OPTIONS,
         )
 
 
@@ -83,20 +91,37 @@ def int8_static(source: Path, out: Path, ctx: BuildContext) -> dict[str, Any]:
         ready = Path(scratch) / "preprocessed.onnx"
         ctx.progress(10, "shape inference and pre-processing")
         with quiet_quantizer():
-            quant_pre_process(str(named), str(ready))
-            ctx.progress(30, f"calibrating on {sum(len(next(iter(f.values()))) for f in feeds)} samples")
+            symbolic = _pre_process(named, ready)
+            ctx.progress(30, f"calibrating on {sum(graph.samples_in(f) for f in feeds)} samples")
             quantize_static(
-                str(ready), str(out), _Batches(feeds), quant_format=QuantFormat.QDQ,
-                per_channel=True, reduce_range=policy.static_reduce_range,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                str(ready),
+                str(out),
+                _Batches(feeds),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                reduce_range=policy.static_reduce_range,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
             )
     return {
         "format": "QDQ",
+        "symbolic_shape_inference": symbolic,
         "weights": "int8 per channel" + (", 7-bit range" if policy.static_reduce_range else ""),
         "activations": "uint8 per tensor, calibrated min/max",
         "calibration_batches": len(feeds),
     }
+
+
+def _pre_process(source: Path, target: Path) -> bool:
+    """quant_pre_process, without symbolic shape inference when it cannot finish (data-dependent
+    shapes such as trimmed padding); returns whether symbolic inference ran."""
+    try:
+        quant_pre_process(str(source), str(target))
+        return True
+    except Exception:  # onnxruntime raises a bare Exception("Incomplete symbolic shape inference")
+        quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
+        return False
 
 
 def fp16(source: Path, out: Path, ctx: BuildContext) -> dict[str, Any]:
@@ -106,5 +131,6 @@ def fp16(source: Path, out: Path, ctx: BuildContext) -> dict[str, Any]:
     ctx.progress(10, "converting to float16")
     model = OnnxModel(graph.load(source))
     model.convert_float_to_float16(keep_io_types=True)
+    model.topological_sort()
     graph.save(model.model, out)
     return {"precision": "float16", "io": "float32", "intended_for": "GPU (slower on most CPUs)"}

@@ -48,9 +48,10 @@ def relative_error(x: np.ndarray, w: np.ndarray, scheme: str, alpha: float) -> f
     """||XW - Q(X/s) Q(sW)|| / ||XW|| for a scheme ("tensor" or "token") and smoothing alpha."""
     exact = x @ w
     s = smoothing_scales(x, w, alpha)
-    values, scale = quantize_weight(w * s[:, None])
-    activation = (per_token if scheme == "token" else per_tensor)(x / s)
-    approx = activation @ (values.astype(np.float64) * scale)
+    xs, ws = x / s, w * s[:, None]
+    values, scale = quantize_weight(ws)
+    activation = (per_token if scheme == "token" else per_tensor)(xs)
+    approx = activation @ (values.astype(ws.dtype) * scale)
     return float(np.linalg.norm(exact - approx) / max(np.linalg.norm(exact), 1e-12))
 
 
