@@ -133,6 +133,7 @@ class ModelVersion(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["model", "-created_at", "-id"], name="version_by_model_newest")]
         constraints = [
             models.UniqueConstraint(fields=["model", "label"], name="unique_version_label"),
             models.UniqueConstraint(fields=["author", "idempotency_key"], name="unique_idempotency_key",
