@@ -3,9 +3,13 @@
 A steady load (100 requests/s over keep-alive connections, on loopback) runs against an
 environment's stable HAProxy endpoint while release B is deployed next to A (started, health
 checked), given 10% as a canary (with the canary analysis of that window), promoted to 100%,
-then rolled back to A. It prints the time from the rollback call until every request is served
-by A (by X-Release-Id), the failed requests of each phase, and the time to rebuild a release
-image for a new 100 MB model with the base and dependency images cached.
+then rolled back to A. Traffic moves the way Slipway moves it: deploy, canary and promotion
+through releases.deploys, and the rollback as an on-call engineer's call of the REST API
+(POST /api/v1/environments/production/rollback/ with a token, through the whole Django stack),
+with the records in a throwaway PostgreSQL database (bench/throwaway.py). It prints the time
+from the API call until every request is served by A (by X-Release-Id), the failed requests of
+each phase, and the time to rebuild a release image for a new 100 MB model with the base and
+dependency images cached.
 The last line is one JSON object with the figures.
 
     .venv/bin/python bench/rollback.py [--target docker] [--rate 100] [--model-mb 100]
@@ -22,6 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.throwaway import configure, drop_database, recreate_database
+
+SCRATCH = configure("slipway_bench_rollback")
+
+import django
 import docker
 from docker.errors import DockerException
 
@@ -70,7 +79,7 @@ def make_target(kind: str, folder: Path) -> Target:
 
 def spec_for(kind: str, release_id: str, port: int, folder: Path, client) -> InstanceSpec:
     if kind == "docker":
-        image = build_image(client, folder, release_id, megabytes=0, seed=ord(release_id))
+        image = build_image(client, folder, release_id, megabytes=0, seed=int(release_id))
         return InstanceSpec(release_id, ENVIRONMENT, port, image=image.tag)
     model = linear_model(folder / f"{release_id}.onnx")
     return InstanceSpec(
@@ -111,20 +120,78 @@ def rollback_seconds(load: SteadyLoad, started: float, call_seconds: float, rele
     return None if first_all is None else round(max(call_seconds, first_all - started), 4)
 
 
+class Slipway:
+    """Slipway's own records on the throwaway database: one model, releases A and B, an on-call token."""
+
+    def __init__(self, proxy_port: int, kind: str) -> None:
+        from django.contrib.auth.models import Group, User
+        from django.core.management import call_command
+
+        from releases.models import ApiToken, Artifact, Environment, Model, ModelVersion, Release, ReleasePolicy
+
+        call_command("migrate", verbosity=0)
+        Environment.objects.filter(name="staging").update(proxy_port=proxy_port + 1)
+        Environment.objects.filter(name=ENVIRONMENT).update(proxy_port=proxy_port, target=kind)
+        user = User.objects.create_user("bench-oncall")
+        user.groups.add(Group.objects.get(name="on-call"))
+        self.token = ApiToken.issue(user, "bench", ["rollback", "releases:read"])[1]
+        model = Model.objects.create(name="bench", task="regression")
+        ReleasePolicy.objects.create(model=model)
+        artifact = Artifact.objects.create(sha256="0" * 64, size_bytes=0, kind="original", file_format="onnx")
+        self.releases = [
+            Release.objects.create(status="released", version=ModelVersion.objects.create(
+                model=model, label=label, git_commit="0" * 7, artifact=artifact, eval_data=artifact, author=user))
+            for label in ("A", "B")
+        ]
+
+    def serve(self, release_index: int, instance: Instance, canary_percent: int | None) -> None:
+        from releases import deploys
+        from releases.actors import Actor
+
+        deploys.put_in_service(self.releases[release_index].pk, ENVIRONMENT, instance,
+                               canary_percent=canary_percent, actor=Actor.system("bench"))
+
+    def promote(self) -> None:
+        from releases import deploys
+        from releases.actors import Actor
+
+        deploys.end_canary(ENVIRONMENT, promote=True, actor=Actor.system("bench"), reason="bench")
+
+    def rollback_call(self) -> int:
+        from django.test import Client
+
+        answer = Client().post(f"/api/v1/environments/{ENVIRONMENT}/rollback/",
+                               {"reason": "bench", "expected_release": self.releases[1].pk},
+                               content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {self.token}")
+        return answer.status_code
+
+    def warm_up(self) -> None:
+        """A web process that has served requests before: its URLs, views and database connection loaded
+        (the first request of a fresh process spends ~0.25 s importing them)."""
+        from django.test import Client
+
+        answer = Client().get(f"/api/v1/environments/{ENVIRONMENT}/", HTTP_AUTHORIZATION=f"Bearer {self.token}")
+        assert answer.status_code == 200, answer.content
+
+
 def run_traffic(kind: str, rate: float, clients: int, hold: float, folder: Path) -> dict:
+    from django.conf import settings
+
     ports = PortAllocator()
     client = docker_client() if kind == "docker" else None
     target = make_target(kind, folder)
-    config = proxy.ProxyConfig(state_dir=folder / "haproxy", environments={ENVIRONMENT: ports.allocate()})
+    config = proxy.ProxyConfig(state_dir=settings.SLIPWAY_PROXY_DIR, environments={ENVIRONMENT: ports.allocate()})
     proxy.ensure_running(config)
-    spec_a = spec_for(kind, "A", ports.allocate(), folder, client)
-    spec_b = spec_for(kind, "B", ports.allocate(), folder, client)
+    slipway = Slipway(config.environments[ENVIRONMENT], kind)
+    id_a, id_b = (str(r.pk) for r in slipway.releases)
+    spec_a = spec_for(kind, id_a, ports.allocate(), folder, client)
+    spec_b = spec_for(kind, id_b, ports.allocate(), folder, client)
     instances: list[Instance] = []
     phases = Phases()
     try:
         a = target.launch(spec_a)
         instances.append(a)
-        proxy.set_traffic(config, ENVIRONMENT, {a: 100})
+        slipway.serve(0, a, canary_percent=None)
         with SteadyLoad(config.endpoint(ENVIRONMENT) + "/v1/predict", rate=rate, clients=clients) as load:
             phases.start()
             time.sleep(hold)
@@ -133,7 +200,7 @@ def run_traffic(kind: str, rate: float, clients: int, hold: float, folder: Path)
             instances.append(b)
             phases.end("deploy")
             before = canary.scrape(a.url), canary.scrape(b.url)
-            proxy.set_traffic(config, ENVIRONMENT, {a: 90, b: 10})
+            slipway.serve(1, b, canary_percent=10)
             time.sleep(hold)
             after = canary.scrape(a.url), canary.scrape(b.url)
             verdict = canary.analyse(
@@ -142,13 +209,14 @@ def run_traffic(kind: str, rate: float, clients: int, hold: float, folder: Path)
                 canary.Thresholds(min_requests=int(rate * hold * 0.05)),
             )
             phases.end("canary")
+            slipway.warm_up()
             promote_call = time.perf_counter()
-            proxy.set_traffic(config, ENVIRONMENT, {b: 100})
+            slipway.promote()
             promote_seconds = time.perf_counter() - promote_call
             time.sleep(hold)
             phases.end("promote")
             rollback_call = time.perf_counter()
-            proxy.set_traffic(config, ENVIRONMENT, {a: 100})
+            status = slipway.rollback_call()
             call_seconds = time.perf_counter() - rollback_call
             time.sleep(hold)
             phases.end("rollback")
@@ -169,7 +237,8 @@ def run_traffic(kind: str, rate: float, clients: int, hold: float, folder: Path)
         "achieved_rate": round(len(load.outcomes) / (phases.spans["rollback"][1] - phases.spans["steady"][0]), 1),
         "failed_requests": len(load.failures),
         "failed_by_phase": failed,
-        "rollback_seconds": rollback_seconds(load, rollback_call, call_seconds, "A"),
+        "rollback_api_status": status,
+        "rollback_seconds": rollback_seconds(load, rollback_call, call_seconds, id_a),
         "rollback_call_seconds": round(call_seconds, 4),
         "promote_call_seconds": round(promote_seconds, 4),
         "canary_verdict": {"passed": verdict.passed, "reason": verdict.reason},
@@ -202,20 +271,26 @@ def main() -> None:
     parser.add_argument("--model-mb", type=int, default=100, help="model size for the image rebuild")
     parser.add_argument("--skip-image", action="store_true", help="do not measure the image rebuild")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="slipway-bench-") as scratch:
-        folder = Path(scratch)
-        figures = run_traffic(args.target, args.rate, args.clients, args.hold, folder)
-        if not args.skip_image:
-            figures |= rebuild_seconds(args.model_mb, folder)
+    recreate_database()
+    django.setup()
+    try:
+        with tempfile.TemporaryDirectory(prefix="slipway-bench-") as scratch:
+            folder = Path(scratch)
+            figures = run_traffic(args.target, args.rate, args.clients, args.hold, folder)
+            if not args.skip_image:
+                figures |= rebuild_seconds(args.model_mb, folder)
+    finally:
+        drop_database()
     rollback = figures["rollback_seconds"]
     print(f"target: {figures['target']}; {figures['requests']} requests at {figures['achieved_rate']}/s")
     print(
-        f"rollback: every request served by A {rollback * 1000:.1f} ms after the call"
+        f"rollback (API answered {figures['rollback_api_status']}): every request served by A "
+        f"{rollback * 1000:.1f} ms after the API call"
         if rollback is not None
         else "rollback: requests were still not all served by A at the end"
     )
     print(
-        f"traffic switch calls: rollback {figures['rollback_call_seconds'] * 1000:.1f} ms, "
+        f"calls: rollback API {figures['rollback_call_seconds'] * 1000:.1f} ms, "
         f"promote {figures['promote_call_seconds'] * 1000:.1f} ms"
     )
     print(f"failed requests: {figures['failed_requests']} ({figures['failed_by_phase']})")

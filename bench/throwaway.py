@@ -1,0 +1,51 @@
+"""A throwaway PostgreSQL database and data folder for a benchmark; call configure() before Django loads.
+
+The database is dropped and created afresh by recreate_database() and dropped by drop_database();
+nothing else is touched. BENCH_DATABASE_URL picks another server or name.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import psycopg
+
+
+def configure(name: str, **extra: str) -> Path:
+    """Point Slipway's settings at the benchmark's database and a fresh data folder; returns the folder."""
+    data_dir = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    (data_dir / "static").mkdir()  # STATIC_ROOT: WhiteNoise warns on every request without it
+    os.environ.update({
+        "DJANGO_SETTINGS_MODULE": "slipway.settings",
+        "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{name}"),
+        "REDIS_URL": "",
+        "SLIPWAY_DATA_DIR": str(data_dir),
+        "SLIPWAY_ALLOWED_HOSTS": "testserver",
+        "SLIPWAY_LOG_LEVEL": "WARNING",
+        **extra,
+    })
+    return data_dir
+
+
+def database_name() -> str:
+    return urlparse(os.environ["DATABASE_URL"]).path.lstrip("/")
+
+
+def _admin_connection() -> psycopg.Connection:
+    url = urlparse(os.environ["DATABASE_URL"])
+    return psycopg.connect(urlunparse(url._replace(scheme="postgresql", path="/postgres")), autocommit=True)
+
+
+def recreate_database() -> None:
+    with _admin_connection() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database_name()}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{database_name()}"')
+
+
+def drop_database() -> None:
+    from django.db import connections
+
+    connections.close_all()
+    with _admin_connection() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database_name()}" WITH (FORCE)')
