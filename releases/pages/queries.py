@@ -67,7 +67,7 @@ def task_metric(model: Model) -> tuple[str, bool]:
 
 def waiting_for(user: AbstractBaseUser, limit: int = 20) -> list[Release]:
     """Releases waiting at an approval gate that this user may approve and has not decided on there
-    (the rules of releases.approvals.why_not, asked of the database). Each has `.gate`."""
+    (the rules of releases.approvals.why_not, asked of the database). Each has `.at_production`."""
     waits = StageRun.objects.filter(release=OuterRef("pk"), status=StageStatus.WAITING)
     mine = Approval.objects.filter(release=OuterRef("pk"), user=user)
     decided_here = Q()

@@ -52,7 +52,9 @@ def release_context(request: HttpRequest, release_id: int) -> dict:
         "plane": plane_chart(table),
         "gate": gate,
         "cannot_approve": cannot_approve,
-        "may_pick": gate == "release" and approvals.why_not(request.user, release) is None,
+        # Another candidate while nobody has decided on this one yet (releases.candidates.pick's rules).
+        "may_pick": gate == "release" and approvals.why_not(request.user, release) is None
+        and not any(a.gate == "release" for a in release.approvals.all()),
         "still_needed": approvals.waiting_on(release),
         "approver_group": group,
         "eligible": queries.eligible_approvers(release, group, gate) if gate else [],

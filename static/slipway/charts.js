@@ -109,7 +109,7 @@
     afterDatasetsDraw: function (chart, args, options) {
       const area = chart.chartArea;
       const ctx = chart.ctx;
-      (options.marks || []).forEach(function (mark) {
+      (options.marks || []).forEach(function (mark, i) {
         const x = chart.scales.x.getPixelForValue(mark[0]);
         if (x < area.left || x > area.right) { return; }
         ctx.save();
@@ -123,7 +123,7 @@
         ctx.font = "11px system-ui, sans-serif";
         const fits = x + 3 + ctx.measureText(mark[1]).width < area.right;
         ctx.textAlign = fits ? "left" : "right";
-        ctx.fillText(mark[1], fits ? x + 3 : x - 3, area.top + 11);
+        ctx.fillText(mark[1], fits ? x + 3 : x - 3, area.top + (i % 2 ? 24 : 11));  // alternate heights: close neighbours stay readable
         ctx.restore();
       });
     },

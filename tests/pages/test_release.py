@@ -176,6 +176,7 @@ def test_a_pick_that_fails_the_gate_changes_nothing(users, scene):
 def test_nobody_picks_once_someone_decided_and_the_buttons_go(users, scene):
     Approval.objects.create(release=scene.at_gate, gate="release", user=users["bob"], decision="approve")
     d.ReleasePolicy.objects.filter(pk=scene.at_gate.version.model.policy.pk).update(required_approvals=2)
+    assert "/pick/" not in page(users["alice"], scene.at_gate).content.decode()
     fp16 = scene.candidates["fp16"]
     response = client_for(users["alice"]).post(f"/releases/{scene.at_gate.pk}/pick/", {"artifact": fp16.pk},
                                                follow=True)
