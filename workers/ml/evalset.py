@@ -39,11 +39,6 @@ class EvalSet:
     def num_samples(self) -> int:
         return len(next(iter(self.inputs.values())))
 
-    def take(self, indices: np.ndarray | slice) -> EvalSet:
-        """The same evaluation set restricted to some samples (``extra`` is kept whole)."""
-        labels = None if self.labels is None else self.labels[indices]
-        return EvalSet({k: v[indices] for k, v in self.inputs.items()}, labels, self.extra)
-
 
 def load_evalset(path: str | Path) -> EvalSet:
     """Read and check an ``.npz`` evaluation set; raise :class:`EvalDataError` when unusable."""

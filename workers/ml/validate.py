@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,10 +38,6 @@ class ModelSignature:
     outputs: list[TensorSpec]
     opset: int
     size_bytes: int
-
-    def as_dict(self) -> dict[str, object]:
-        """A JSON-ready form, for storing with the artifact."""
-        return asdict(self)
 
 
 def validate_model(model_path: str | Path, evalset: EvalSet) -> ModelSignature:

@@ -33,7 +33,6 @@ def test_named_inputs_labels_and_training_arrays(tmp_path: Path) -> None:
     assert data.labels is not None and data.labels.tolist() == [0, 1, 1]
     assert sorted(data.extra) == ["inputs", "labels"]
     assert data.num_samples == 3
-    assert data.take(slice(1, 3)).labels.tolist() == [1, 1]
 
 
 def test_single_unnamed_input_without_labels(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import chdir, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -115,13 +115,18 @@ def int8_static(source: Path, out: Path, ctx: BuildContext) -> dict[str, Any]:
 
 def _pre_process(source: Path, target: Path) -> bool:
     """quant_pre_process, without symbolic shape inference when it cannot finish (data-dependent
-    shapes such as trimmed padding); returns whether symbolic inference ran."""
-    try:
-        quant_pre_process(str(source), str(target))
-        return True
-    except Exception:  # onnxruntime raises a bare Exception("Incomplete symbolic shape inference")
-        quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
-        return False
+    shapes such as trimmed padding); returns whether symbolic inference ran.
+
+    It runs in a scratch folder: ONNX Runtime's shape inference leaves its temporary files
+    (sym_shape_infer_temp.onnx and a large <uuid>.data) in the working directory."""
+    source, target = source.resolve(), target.resolve()
+    with tempfile.TemporaryDirectory(prefix="quant-pre-") as scratch, chdir(scratch):
+        try:
+            quant_pre_process(str(source), str(target))
+            return True
+        except Exception:  # onnxruntime raises a bare Exception("Incomplete symbolic shape inference")
+            quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
+            return False
 
 
 def fp16(source: Path, out: Path, ctx: BuildContext) -> dict[str, Any]:
