@@ -56,11 +56,6 @@ def move_traffic(environment: Environment, shares: dict[Deployment, int]) -> Non
     set_traffic(proxy_config(), environment.name, {instance_of(d): share for d, share in shares.items()})
 
 
-def serving_now(environment: Environment) -> list[Deployment]:
-    return list(environment.deployments.filter(traffic_percent__gt=0).select_related("release__version__model")
-                .order_by("-traffic_percent"))
-
-
 def rollback_target(environment: Environment) -> Deployment | None:
     """The warm release that would serve after a rollback: the most recent one that served before."""
     return (environment.deployments.filter(role=Role.WARM).select_related("release__version__model")

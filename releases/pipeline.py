@@ -82,3 +82,14 @@ def advance(release_id: int, actor: Actor) -> StageRun | None:
     elif Release.objects.filter(pk=release_id, status=ReleaseStatus.SHIPPING).exists():
         transition_release(release_id, "release", actor=actor)
     return nxt
+
+
+def cancel(release_id: int, actor: Actor, reason: str) -> Release:
+    """Stop a release before it ships: the stages not started are skipped, a waiting gate closes."""
+    with transaction.atomic():
+        release = transition_release(release_id, "cancel", actor=actor, reason=reason, failure_reason=reason)
+        for stage in release.stages.filter(status__in=[StageStatus.PENDING, StageStatus.QUEUED]):
+            transition_stage(stage.pk, "skip", actor=actor)
+        for stage in release.stages.filter(status=StageStatus.WAITING):
+            transition_stage(stage.pk, "fail", actor=actor, reason=f"cancelled: {reason}")
+        return release

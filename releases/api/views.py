@@ -11,7 +11,8 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from releases import approvals
+from releases import approvals, pipeline
+from releases.actors import Actor
 from releases.api import serializers as s
 from releases.builds import BuildRequest, create_build
 from releases.models import ApiToken, Model, ModelVersion, Release
@@ -76,7 +77,8 @@ class ModelViewSet(viewsets.ReadOnlyModelViewSet):
 
 @extend_schema_view(list=extend_schema(parameters=[s.ReleaseFilterSerializer]))
 class ReleaseViewSet(viewsets.ReadOnlyModelViewSet):
-    scopes = {"approve": "approve", "reject": "approve"}
+    scopes = {"approve": "approve", "reject": "approve", "cancel": "deploy"}
+    roles = {"cancel": "cancel"}
 
     def get_queryset(self):  # noqa: ANN201
         rows = Release.objects.select_related("version__model")
@@ -96,6 +98,8 @@ class ReleaseViewSet(viewsets.ReadOnlyModelViewSet):
             return s.ReleaseSummarySerializer
         if self.action in ("approve", "reject"):
             return s.DecisionSerializer
+        if self.action == "cancel":
+            return s.CancelSerializer
         return s.ReleaseSerializer
 
     def _decide(self, request: Request, pk: str, decision: str) -> Response:
@@ -115,6 +119,16 @@ class ReleaseViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def reject(self, request: Request, pk: str) -> Response:
         return self._decide(request, pk, "reject")
+
+    @extend_schema(request=s.CancelSerializer, responses={200: s.ReleaseSummarySerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        serializer = s.CancelSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        release = get_object_or_404(Release, pk=pk)
+        reason = f"cancelled by {request.user.get_username()}: {serializer.validated_data['reason']}"
+        release = pipeline.cancel(release.pk, Actor.person(request.user, token_name(request)), reason)
+        return Response(s.ReleaseSummarySerializer(release).data)
 
     @extend_schema(responses=s.AuditEventSerializer(many=True))
     @action(detail=True)
