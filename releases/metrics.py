@@ -8,12 +8,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from releases.models import Release, StageRun, TrafficChange
+from releases.models import Deployment, Release, StageRun, TrafficChange
 from releases.models.pipeline import ReleaseStatus, StageStatus
 
 STAGE_BUCKETS = (1, 5, 15, 60, 300, 900, 1800, 3600)
@@ -70,10 +70,31 @@ def queue_depths() -> dict[str, int]:
     return {queue: sum(1 for _ in settings.BROKER_DIR.glob(f"*.{queue}.msg")) for queue in QUEUES}
 
 
-def metrics_view(request: HttpRequest) -> HttpResponse:
+def _refused(request: HttpRequest) -> HttpResponse | None:
+    """The answer when SLIPWAY_METRICS_TOKEN is set and the request does not carry it."""
     token = settings.SLIPWAY_METRICS_TOKEN
     if token and request.headers.get("Authorization") != f"Bearer {token}":
         return HttpResponse("a bearer token is required\n", status=401, content_type="text/plain")
+    return None
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    if refused := _refused(request):
+        return refused
     registry = CollectorRegistry()
     registry.register(SlipwayCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+def scrape_targets_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus HTTP service discovery: every running model server, labelled by what it serves."""
+    if refused := _refused(request):
+        return refused
+
+    running = (Deployment.objects.exclude(role=Deployment.Role.STOPPED).exclude(endpoint="")
+               .select_related("environment", "release__version__model").order_by("id"))
+    groups = [{"targets": [d.endpoint.removeprefix("http://").removeprefix("https://")],
+               "labels": {"environment": d.environment.name, "release": str(d.release_id), "role": d.role,
+                          "model": d.release.version.model.name, "version": d.release.version.label}}
+              for d in running]
+    return JsonResponse(groups, safe=False)

@@ -16,7 +16,7 @@ def compose() -> dict:
 def test_every_service_the_design_names_is_there_with_its_queue():
     services = compose()["services"]
     assert set(services) == {"postgres", "redis", "migrate", "web", "beat", "worker-cpu", "worker-gpu",
-                             "worker-deploy"}
+                             "worker-deploy", "prometheus"}
     queues = {name: s["command"][s["command"].index("-Q") + 1] for name, s in services.items()
               if name.startswith("worker-")}
     assert queues == {"worker-cpu": "cpu", "worker-gpu": "gpu", "worker-deploy": "deploy"}
@@ -34,7 +34,8 @@ def test_services_are_health_checked_and_started_in_order():
 
 def test_data_is_kept_in_volumes_and_the_gpu_worker_asks_for_a_gpu():
     spec = compose()
-    assert set(spec["volumes"]) == {"data", "postgres", "redis"}
+    assert set(spec["volumes"]) == {"data", "postgres", "redis", "prometheus"}
+    assert (ROOT / spec["services"]["prometheus"]["volumes"][0].split(":")[0]).is_file()
     assert "postgres:/var/lib/postgresql/data" in spec["services"]["postgres"]["volumes"]
     gpu = spec["services"]["worker-gpu"]
     assert gpu["deploy"]["resources"]["reservations"]["devices"] == [

@@ -63,3 +63,32 @@ def test_a_configured_token_is_required(db, settings):
     settings.SLIPWAY_METRICS_TOKEN = "s3cret"
     assert Client().get("/metrics").status_code == 401
     assert Client(HTTP_AUTHORIZATION="Bearer s3cret").get("/metrics").status_code == 200
+
+
+def test_prometheus_finds_every_running_model_server(users, settings, tmp_path):
+    from releases.models import Deployment
+
+    settings.ARTIFACT_DIR = tmp_path
+    ci = token_client(users["ci"])
+    ids = [ci.post("/api/v1/builds/", build_form(version=str(i)), format="multipart").json()["release"]["id"]
+           for i in range(3)]
+    production = Environment.objects.get(name="production")
+    for release_id, role, port in zip(ids, ["active", "warm", "stopped"], [9101, 9102, 9103], strict=True):
+        Deployment.objects.create(environment=production, release_id=release_id, role=role,
+                                  endpoint=f"http://127.0.0.1:{port}")
+    groups = Client().get("/metrics/targets").json()
+    assert groups == [
+        {"targets": ["127.0.0.1:9101"], "labels": {"environment": "production", "release": str(ids[0]),
+                                                   "role": "active", "model": "digits", "version": "0"}},
+        {"targets": ["127.0.0.1:9102"], "labels": {"environment": "production", "release": str(ids[1]),
+                                                   "role": "warm", "model": "digits", "version": "1"}},
+    ]
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="apt-get install prometheus (for promtool)")
+def test_promtool_accepts_the_prometheus_configuration():
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "prometheus.yml"
+    check = subprocess.run(["promtool", "check", "config", str(config)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
