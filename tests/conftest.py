@@ -10,7 +10,8 @@ from django.contrib.auth.models import Group, User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
-from releases.models import ApiToken, Release
+from releases.models import ApiToken, Release, StageRun
+from releases.models.pipeline import StageStatus
 from tests import services
 from tests.factories import digits_eval_npz, digits_model
 
@@ -66,8 +67,31 @@ def worker_database_url() -> str:
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+@pytest.fixture
+def celery_worker(_worker_process: subprocess.Popen, transactional_db) -> subprocess.Popen:
+    """The real worker, for one transactional test; afterwards it is left idle, so that nothing it runs
+    meets the flush of the database."""
+    yield _worker_process
+    wait_until_idle()
+
+
+def wait_until_idle(timeout: float = 120) -> None:
+    busy = StageRun.objects.filter(status__in=[StageStatus.QUEUED, StageStatus.RUNNING])
+    deadline = time.monotonic() + timeout
+    while busy.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+@pytest.fixture(autouse=True)
+def _no_broker_without_worker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests that commit but do not ask for the worker queue their stages in the database only: the
+    session's worker, still running for other tests, must not act on their records meanwhile."""
+    if "celery_worker" not in request.fixturenames and not request.node.get_closest_marker("real_broker"):
+        monkeypatch.setattr("releases.pipeline.send", lambda stage: False)
+
+
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker) -> subprocess.Popen:
+def _worker_process(django_db_setup, django_db_blocker) -> subprocess.Popen:
     """A real `celery worker` process on the test database and the test Redis database."""
     if "postgresql" not in settings.DATABASES["default"]["ENGINE"]:
         pytest.skip("the worker tests run against PostgreSQL (set DATABASE_URL)")

@@ -23,6 +23,7 @@ def cpu_queue_length() -> int:
     return redis.Redis.from_url(settings.REDIS_URL).llen("cpu")
 
 
+@pytest.mark.real_broker
 def test_a_queued_stage_nobody_took_is_sent_again(release_id):
     redis.Redis.from_url(settings.REDIS_URL).delete("cpu")
     StageRun.objects.filter(release_id=release_id, name="validate").update(
