@@ -32,6 +32,7 @@ from releases.roles import ADMIN, APPROVER, groups_of, has_role
 RELEASE_LEVEL = Q(artifact_id=F("release__chosen_artifact_id")) | Q(artifact__isnull=True,
                                                                     release__chosen_artifact__isnull=True)
 TREND_VERSIONS = 100  # versions drawn on a model's trend charts
+NOT_APPLICABLE = "not applicable: "  # how workers.ml.compress words a candidate the build cannot have
 SERVING_SAMPLES = 600  # newest samples drawn on an environment's charts
 CHART_MARKS = 100  # traffic changes marked on them
 
@@ -128,7 +129,12 @@ class Candidate:
 
     @property
     def failed(self) -> bool:
-        return bool(self.artifact.error)
+        return bool(self.artifact.error) and not self.not_applicable
+
+    @property
+    def not_applicable(self) -> bool:
+        """The build gave nothing to make this kind from (e.g. no student to distil): not a failure."""
+        return self.artifact.error.startswith(NOT_APPLICABLE)
 
 
 @dataclass
