@@ -57,3 +57,14 @@ def mlp_forward(x: np.ndarray, weights: list[np.ndarray], biases: list[np.ndarra
         if i < len(weights) - 1:
             h = np.maximum(h, 0)
     return h
+
+
+def log_model(path: Path) -> Path:
+    """y = log(x) on [batch, 2]: gives -inf or NaN for inputs at or below zero."""
+    graph = helper.make_graph(
+        [helper.make_node("Log", ["x"], ["y"])],
+        "log",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])],
+    )
+    return save_model(graph, path)

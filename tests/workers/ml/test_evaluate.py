@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
 
 from tests.workers.ml.conftest import Digits, TrainedMLP
-from tests.workers.ml.onnx_builders import mlp_forward, mlp_graph, save_model
+from tests.workers.ml.onnx_builders import log_model, mlp_forward, mlp_graph, save_model
 from workers.ml.evalset import EvalSet
 from workers.ml.evaluate import EvaluationError, Measurement, evaluate
 from workers.ml.validate import ModelInvalid
@@ -92,13 +91,7 @@ def test_fixed_batch_models_run_in_their_batch_size(tmp_path: Path) -> None:
 
 
 def test_non_finite_outputs_are_an_error(tmp_path: Path) -> None:
-    graph = helper.make_graph(
-        [helper.make_node("Log", ["x"], ["y"])],
-        "log",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])],
-    )
-    path = save_model(graph, tmp_path / "log.onnx")
+    path = log_model(tmp_path / "log.onnx")
     x = np.array([[1, 2], [0, 1]], np.float32)
     with pytest.raises(EvaluationError, match="produced 1 NaN or infinite output values"):
         evaluate(path, EvalSet({"": x}), "regression")
