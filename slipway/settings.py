@@ -135,6 +135,8 @@ SLIPWAY_METRICS_TOKEN = env.str("SLIPWAY_METRICS_TOKEN", default="")
 # Serving: HAProxy fronts each environment on its Environment.proxy_port; instances listen on loopback.
 SLIPWAY_PROXY_DIR = Path(env.str("SLIPWAY_PROXY_DIR", default=str(DATA_DIR / "proxy"))).resolve()
 SLIPWAY_PROXY_HOST = env.str("SLIPWAY_PROXY_HOST", default="127.0.0.1")
+# The first install's environments: staging on this port, production on the next.
+SLIPWAY_FIRST_PROXY_PORT = env.int("SLIPWAY_FIRST_PROXY_PORT", default=18081)
 SLIPWAY_SERVING_DIR = Path(env.str("SLIPWAY_SERVING_DIR", default=str(DATA_DIR / "serving"))).resolve()
 SLIPWAY_BASE_IMAGE = env.str("SLIPWAY_BASE_IMAGE", default="python:3.11-slim")
 SLIPWAY_CONTAINER_MEMORY = env.str("SLIPWAY_CONTAINER_MEMORY", default="1g")

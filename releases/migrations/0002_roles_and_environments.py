@@ -1,7 +1,8 @@
+from django.conf import settings
 from django.db import migrations
 
 ROLES = ["viewer", "approver", "deployer", "on-call", "admin"]
-ENVIRONMENTS = [("staging", 0, 18081, False), ("production", 1, 18082, True)]
+ENVIRONMENTS = [("staging", 0, 0, False), ("production", 1, 1, True)]  # port: offset from the first proxy port
 
 
 def create(apps, schema_editor):
@@ -9,8 +10,9 @@ def create(apps, schema_editor):
     Environment = apps.get_model("releases", "Environment")
     for name in ROLES:
         Group.objects.get_or_create(name=name)
-    for name, position, port, approval in ENVIRONMENTS:
-        Environment.objects.get_or_create(name=name, defaults={"position": position, "proxy_port": port,
+    first_port = getattr(settings, "SLIPWAY_FIRST_PROXY_PORT", 18081)
+    for name, position, offset, approval in ENVIRONMENTS:
+        Environment.objects.get_or_create(name=name, defaults={"position": position, "proxy_port": first_port + offset,
                                                                "requires_approval": approval})
 
 

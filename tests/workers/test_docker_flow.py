@@ -3,6 +3,7 @@
 import docker
 import pytest
 import requests
+from django.conf import settings
 
 from releases.models import Deployment, Environment, Release
 from tests.conftest import build_form, token_client, wait_for_status
@@ -40,6 +41,6 @@ def test_the_staging_container_runs_the_release_image_non_root_and_read_only(cel
     config = container.attrs["HostConfig"]
     assert container.attrs["Config"]["User"] == "10001:10001"
     assert config["ReadonlyRootfs"] is True and config["Memory"] > 0 and config["NanoCpus"] > 0
-    answer = requests.get("http://127.0.0.1:18081/readyz", timeout=5)
+    answer = requests.get(f"http://127.0.0.1:{settings.SLIPWAY_FIRST_PROXY_PORT}/readyz", timeout=5)
     assert answer.status_code == 200 and answer.headers["X-Release-Id"] == str(release_id)
     container.remove(force=True)

@@ -5,6 +5,7 @@ import time
 
 import pytest
 import requests
+from django.conf import settings
 
 from releases.models import Deployment, ReleasePolicy, TrafficChange
 from tests.conftest import build_form, token_client, wait_for_status
@@ -12,7 +13,7 @@ from tests.factories import digits_model
 from tests.workers.shipping.load import SteadyLoad
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
-PRODUCTION = "http://127.0.0.1:18082"
+PRODUCTION = f"http://127.0.0.1:{settings.SLIPWAY_FIRST_PROXY_PORT + 1}"
 
 
 def ship(ci, alice, bob, version: str) -> int:
