@@ -13,10 +13,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from releases.health import release_health
 from releases.models import Deployment, Release, StageRun, TrafficChange
 from releases.models.pipeline import ReleaseStatus, StageStatus
 
 STAGE_BUCKETS = (1, 5, 15, 60, 300, 900, 1800, 3600)
+HEALTH_WINDOW_DAYS = 30
+# Collectors of other apps (their AppConfig.ready adds them), served beside SlipwayCollector.
+EXTRA_COLLECTORS: list[type[Collector]] = []
 
 
 class SlipwayCollector(Collector):
@@ -38,6 +42,29 @@ class SlipwayCollector(Collector):
         for queue, n in queue_depths().items():
             depth.add_metric([queue], n)
         yield depth
+        yield from health_families()
+
+
+def health_families() -> Iterator[GaugeMetricFamily]:
+    """Release health over the last HEALTH_WINDOW_DAYS days, per model and environment (releases/health.py)."""
+    labels = ["model", "environment"]
+    families = {
+        "deploys_per_week": GaugeMetricFamily("slipway_deploys_per_week", "Deployments per week.", labels=labels),
+        "lead_time_s": GaugeMetricFamily("slipway_lead_time_seconds", "Median time from build to deployment.",
+                                         labels=labels),
+        "change_failure_rate": GaugeMetricFamily("slipway_change_failure_ratio",
+                                                 "Changes rolled back over all changes.", labels=labels),
+        "time_to_restore_s": GaugeMetricFamily("slipway_time_to_restore_seconds",
+                                               "Mean time from a failure's start to its rollback.", labels=labels),
+        "time_between_failures_s": GaugeMetricFamily("slipway_time_between_failures_seconds",
+                                                     "Time in service over the number of failures.", labels=labels),
+    }
+    for health in release_health(HEALTH_WINDOW_DAYS):
+        for name, family in families.items():
+            value = getattr(health, name)
+            if value is not None:
+                family.add_metric([health.model, health.environment], value)
+    yield from families.values()
 
 
 def stage_durations() -> HistogramMetricFamily:
@@ -83,6 +110,8 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         return refused
     registry = CollectorRegistry()
     registry.register(SlipwayCollector())
+    for collector in EXTRA_COLLECTORS:
+        registry.register(collector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 

@@ -70,3 +70,13 @@ def figure(value: float, unit: str) -> str:
         return f"{value:.3g} ms" if value < 100 else f"{value:,.0f} ms"
     text = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
     return f"{text} {unit}" if unit and unit != "ratio" else text
+
+
+def duration(seconds: float | None) -> str:
+    """A span of time in its largest fitting unit: "45 s", "12 min", "3.5 h", "2.1 days"; "—" if unknown."""
+    if seconds is None:
+        return "—"
+    for size, unit in ((86400, "days"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"

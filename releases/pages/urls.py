@@ -1,6 +1,6 @@
 from django.urls import path
 
-from releases.pages import catalog, environment, home, release
+from releases.pages import catalog, environment, health, home, release
 
 urlpatterns = [
     path("", home.home, name="home"),
@@ -14,4 +14,5 @@ urlpatterns = [
     path("environments/<str:name>/", environment.environment_detail, name="environment"),
     path("environments/<str:name>/live/", environment.environment_live, name="environment-live"),
     path("environments/<str:name>/rollback/", environment.rollback, name="rollback"),
+    path("health/", health.health, name="health"),
 ]

@@ -192,14 +192,12 @@ def test_an_on_call_engineer_rolls_production_back_in_one_click(production_behin
         f"Afterwards #{previous.pk} digits:1.0.0 serves 100% of production's traffic, "
         f"instead of #{serving.pk} digits:1.1.0.")
     screenshot(page, "rollback-confirm")
-    started = time.monotonic()
+    # How fast is bench/rollback.py's figure; a timing here would only measure the test machine's load.
     dialog.get_by_role("button", name="Yes, roll back").click()
-    page.get_by_role("status").filter(has_text="Rolled back production").wait_for(timeout=1000)
-    elapsed = time.monotonic() - started
+    page.get_by_role("status").filter(has_text="Rolled back production").wait_for()
 
     assert page.get_by_role("status").inner_text() == (
         f"Rolled back production: #{previous.pk} digits:1.0.0 at 100% serves now.")
-    assert elapsed < 1.0, f"the result showed after {elapsed:.2f} s"
     assert requests.get(endpoint, timeout=5).text == "previous"
     rows = page.locator("#environment-live tbody tr")
     assert [cell.strip() for cell in rows.first.inner_text().split("\t")[:3]] == [
