@@ -33,10 +33,17 @@ class SlipwayCollector(Collector):
         yield GaugeMetricFamily("slipway_pending_approvals", "Releases waiting for people at a gate.",
                                 value=counts.get(ReleaseStatus.AWAITING_APPROVAL, 0))
         rollbacks = CounterMetricFamily("slipway_rollbacks", "Rollbacks by environment.", labels=["environment"])
-        for name, n in (TrafficChange.objects.filter(action="rollback").values_list("environment__name")
-                        .annotate(n=Count("id"))):
+        moves = CounterMetricFamily("slipway_traffic_changes", "Traffic moves by environment and action.",
+                                    labels=["environment", "action"])
+        rolled_back: dict[str, int] = {}
+        for name, action, n in TrafficChange.objects.values_list("environment__name", "action").annotate(n=Count("id")):
+            moves.add_metric([name, action], n)
+            if action == "rollback":
+                rolled_back[name] = n
+        for name, n in rolled_back.items():
             rollbacks.add_metric([name], n)
         yield rollbacks
+        yield moves
         yield stage_durations()
         depth = GaugeMetricFamily("slipway_queue_depth", "Messages waiting in each worker queue.", labels=["queue"])
         for queue, n in queue_depths().items():

@@ -16,7 +16,7 @@ def compose() -> dict:
 def test_every_service_the_design_names_is_there_with_its_queue():
     services = compose()["services"]
     assert set(services) == {"postgres", "redis", "migrate", "web", "beat", "worker-cpu", "worker-gpu",
-                             "worker-deploy", "prometheus"}
+                             "worker-deploy", "prometheus", "grafana"}
     queues = {name: s["command"][s["command"].index("-Q") + 1] for name, s in services.items()
               if name.startswith("worker-")}
     assert queues == {"worker-cpu": "cpu", "worker-gpu": "gpu", "worker-deploy": "deploy"}
@@ -25,7 +25,7 @@ def test_every_service_the_design_names_is_there_with_its_queue():
 
 def test_services_are_health_checked_and_started_in_order():
     services = compose()["services"]
-    for name in ("postgres", "redis", "web"):
+    for name in ("postgres", "redis", "web", "prometheus", "grafana"):
         assert services[name]["healthcheck"]["test"][0] == "CMD"
     for name in ("web", "worker-cpu", "worker-gpu", "worker-deploy"):
         assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
@@ -34,7 +34,7 @@ def test_services_are_health_checked_and_started_in_order():
 
 def test_data_is_kept_in_volumes_and_the_gpu_worker_asks_for_a_gpu():
     spec = compose()
-    assert set(spec["volumes"]) == {"data", "postgres", "redis", "prometheus"}
+    assert set(spec["volumes"]) == {"data", "postgres", "redis", "prometheus", "grafana"}
     assert (ROOT / spec["services"]["prometheus"]["volumes"][0].split(":")[0]).is_file()
     assert "postgres:/var/lib/postgresql/data" in spec["services"]["postgres"]["volumes"]
     gpu = spec["services"]["worker-gpu"]
