@@ -4,11 +4,12 @@ from dataclasses import dataclass, field
 
 from django.db import IntegrityError, transaction
 
-from releases import pipeline, store
+from releases import pipeline
 from releases.actors import Actor
 from releases.intake import check_eval_data, model_format
 from releases.models import Artifact, Model, ModelVersion, Release, ReleasePolicy
 from releases.statemachine import TransitionError, record
+from releases.storage import get_store
 from releases.uploads import HashedUpload
 
 
@@ -60,7 +61,7 @@ def create_build(req: BuildRequest, user, *, token_name: str | None = None) -> t
     new_objects = []
     try:
         for upload in (req.artifact, req.eval_data):
-            if store.commit(upload.temp_path, upload.sha256):
+            if upload.commit():
                 new_objects.append(upload.sha256)
         with transaction.atomic():
             model = _model_for(req)
@@ -95,9 +96,10 @@ def create_build(req: BuildRequest, user, *, token_name: str | None = None) -> t
 
 
 def _discard_unreferenced(shas: list[str]) -> None:
+    store = get_store()
     for sha in shas:
         if not Artifact.objects.filter(sha256=sha).exists():
-            store.discard(sha)
+            store.delete(sha)
 
 
 def _safe_name(name: str | None) -> str:

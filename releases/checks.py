@@ -15,4 +15,15 @@ def slipway_settings(app_configs, **kwargs) -> list:  # noqa: ANN001
             "postgresql"):
         problems.append(Warning("PostgreSQL is configured but REDIS_URL is not: the filesystem broker only "
                                 "works when web and workers share a disk", id="slipway.W001"))
+    problems += _store_problems()
     return problems
+
+
+def _store_problems() -> list:
+    if settings.SLIPWAY_STORE not in ("fs", "s3"):
+        return [Error(f"SLIPWAY_STORE must be fs or s3, not {settings.SLIPWAY_STORE!r}", id="slipway.E003")]
+    if settings.SLIPWAY_STORE == "s3" and not settings.SLIPWAY_S3_BUCKET:
+        return [Error("SLIPWAY_STORE=s3 needs SLIPWAY_S3_BUCKET", id="slipway.E004")]
+    if settings.SLIPWAY_STORE == "s3" and settings.SLIPWAY_S3_PART_BYTES < 5 * 1024**2:
+        return [Error("SLIPWAY_S3_PART_BYTES must be at least 5 MiB (S3's smallest part)", id="slipway.E005")]
+    return []

@@ -50,10 +50,17 @@ def instance_record(instance: object) -> dict:
 
 
 def move_traffic(environment: Environment, shares: dict[Deployment, int]) -> None:
-    """Set the proxy's weights: each deployment gets its share, every other slot none."""
+    """Set the proxy's weights (a cluster's HTTPRoute weights): each deployment gets its share, every other
+    slot none."""
+    weights = {instance_of(d): share for d, share in shares.items()}
+    if environment.target == "kubernetes":
+        from workers.deploying import kubernetes_target
+
+        kubernetes_target().route_traffic(environment.name, weights)
+        return
     from workers.shipping.proxy import set_traffic
 
-    set_traffic(proxy_config(), environment.name, {instance_of(d): share for d, share in shares.items()})
+    set_traffic(proxy_config(), environment.name, weights)
 
 
 def rollback_target(environment: Environment) -> Deployment | None:

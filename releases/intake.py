@@ -57,7 +57,7 @@ def check_eval_data(upload: HashedUpload) -> list[str]:
     if _head(upload, 4) != ZIP_MAGIC:
         raise BadUpload("eval_data is not an .npz file (numpy.savez)")
     try:
-        with zipfile.ZipFile(upload.temporary_file_path()) as archive:
+        with zipfile.ZipFile(upload.file) as archive:
             infos = archive.infolist()
             if not infos:
                 raise BadUpload("eval_data holds no arrays")

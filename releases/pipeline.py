@@ -14,7 +14,7 @@ from django.db import transaction
 from releases.actors import Actor
 from releases.models import Release, StageRun
 from releases.models.pipeline import ReleaseStatus, StageStatus
-from releases.statemachine import transition_release, transition_stage
+from releases.statemachine import TERMINAL, TransitionError, locked_release, transition_release, transition_stage
 
 RUN_STAGE_TASK = "workers.tasks.run_stage"
 log = logging.getLogger(__name__)
@@ -64,9 +64,9 @@ def send(stage: StageRun) -> bool:
     return True
 
 
-def enqueue(stage: StageRun, actor: Actor) -> None:
+def enqueue(stage: StageRun, actor: Actor, reason: str = "") -> None:
     """Mark the stage queued and send it to its worker queue once the transaction commits."""
-    stage = transition_stage(stage.pk, "queue", actor=actor)
+    stage = transition_stage(stage.pk, "queue", actor=actor, reason=reason)
     transaction.on_commit(lambda: send(stage))
 
 
@@ -93,3 +93,32 @@ def cancel(release_id: int, actor: Actor, reason: str) -> Release:
         for stage in release.stages.filter(status=StageStatus.WAITING):
             transition_stage(stage.pk, "fail", actor=actor, reason=f"cancelled: {reason}")
         return release
+
+
+def fail_stage(stage: StageRun, actor: Actor, reason: str, *, holder: str | None = None) -> None:
+    """The stage failed: so does its release, with the reason, and the stages after it are skipped.
+    `holder`: the claim of the run that fails it (refused with StageBusy once another run holds it)."""
+    with transaction.atomic():
+        transition_stage(stage.pk, "fail", actor=actor, reason=reason, holder=holder)
+        for later in StageRun.objects.filter(release_id=stage.release_id, status=StageStatus.PENDING):
+            transition_stage(later.pk, "skip", actor=actor)
+        try:
+            transition_release(stage.release_id, "fail", actor=actor, reason=f"{stage.name}: {reason}")
+        except TransitionError:
+            log.warning("release %s could not be failed from its current status", stage.release_id)
+
+
+def retry_or_fail(stage: StageRun, actor: Actor, reason: str, *, holder: str | None = None) -> str:
+    """A run of the stage was lost (its worker died, its database connection broke): the stage is queued
+    again while attempts are left (SLIPWAY_STAGE_MAX_ATTEMPTS), else it fails with the reason.
+    Returns "retried" or "failed"."""
+    with transaction.atomic():
+        release = locked_release(stage.release_id)
+        stage.refresh_from_db()
+        if stage.attempt < settings.SLIPWAY_STAGE_MAX_ATTEMPTS and release.status not in TERMINAL:
+            queued = transition_stage(stage.pk, "queue", actor=actor, holder=holder,
+                                      reason=f"{reason}; attempt {stage.attempt + 1} follows")
+            transaction.on_commit(lambda: send(queued))
+            return "retried"
+        fail_stage(stage, actor, f"{reason}, {stage.attempt} attempts", holder=holder)
+        return "failed"

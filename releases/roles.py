@@ -13,6 +13,8 @@ ACTION_ROLES: dict[str, set[str]] = {
     "deploy": {DEPLOYER, ADMIN},
     "rollback": {ON_CALL, DEPLOYER, ADMIN},
     "cancel": {DEPLOYER, ADMIN},
+    "feedback": {DEPLOYER, ON_CALL, ADMIN},
+    "manage_webhooks": {ADMIN},
 }
 
 

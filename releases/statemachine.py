@@ -4,6 +4,10 @@ Every change of status goes through here: it is checked against the allowed tran
 a transaction holding the row lock, and recorded as an AuditEvent with the state before and after.
 """
 
+from datetime import timedelta
+from uuid import uuid4
+
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -28,6 +32,7 @@ TERMINAL = {RS.RELEASED, RS.ROLLED_BACK, RS.REJECTED, RS.FAILED, RS.CANCELLED}
 
 STAGE_TRANSITIONS: dict[str, dict[str, str]] = {
     "queue": {SS.PENDING: SS.QUEUED, SS.FAILED: SS.QUEUED, SS.RUNNING: SS.QUEUED},
+    # RUNNING → RUNNING: a redelivered message takes over a run that has gone silent (see transition_stage).
     "start": {SS.QUEUED: SS.RUNNING, SS.RUNNING: SS.RUNNING},
     "wait": {SS.RUNNING: SS.WAITING},
     "succeed": {SS.RUNNING: SS.SUCCEEDED, SS.WAITING: SS.SUCCEEDED},
@@ -40,9 +45,20 @@ class TransitionError(Exception):
     """The transition is not allowed from the current state; the API answers 409."""
 
 
+class StageBusy(TransitionError):
+    """Another run holds the stage: a duplicate or redelivered message, or a run the sweeper gave up on."""
+
+
+def heartbeat_fresh(stage: StageRun) -> bool:
+    """Whether the run holding this stage gave a sign of life within the heartbeat timeout."""
+    timeout = timedelta(seconds=settings.SLIPWAY_STAGE_HEARTBEAT_TIMEOUT_S)
+    return stage.heartbeat_at is not None and timezone.now() - stage.heartbeat_at < timeout
+
+
 def locked_release(release_id: int) -> Release:
-    """The release row, locked until the surrounding transaction ends."""
-    return Release.objects.select_for_update().get(pk=release_id)
+    """The release row, locked until the surrounding transaction ends (with its version and model, which
+    its audit events name, read but not locked)."""
+    return Release.objects.select_for_update(of=("self",)).select_related("version__model").get(pk=release_id)
 
 
 def transition_release(release_id: int, action: str, *, actor: Actor, reason: str = "",
@@ -66,14 +82,26 @@ def transition_release(release_id: int, action: str, *, actor: Actor, reason: st
         return release
 
 
-def transition_stage(stage_id: int, action: str, *, actor: Actor, reason: str = "",
+def transition_stage(stage_id: int, action: str, *, actor: Actor, reason: str = "", holder: str | None = None,
                      **fields: object) -> StageRun:
-    """Move one stage along `action` under the release's lock; raises TransitionError if not allowed."""
+    """Move one stage along `action` under the release's lock; raises TransitionError if not allowed.
+
+    "start" gives the stage a new claim token, and refuses (StageBusy) a running stage whose run is
+    alive; a run passes its claim as `holder` to record its outcome, refused (StageBusy) once another run
+    holds the stage. A failed stage is held by no run.
+    """
     allowed = STAGE_TRANSITIONS[action]
-    with transaction.atomic():
-        stage = StageRun.objects.select_related("release").get(pk=stage_id)
-        release = locked_release(stage.release_id)
-        stage.refresh_from_db()
+    # No savepoint inside a caller's transaction (two queries less per transition): nothing catches a
+    # failed transition inside the transaction that holds it, so it undoes that whole transaction.
+    with transaction.atomic(savepoint=False):
+        # Lock the release first (found through the stage: one query), then read the stage under the lock.
+        release = Release.objects.select_for_update(of=("self",)).get(stages__id=stage_id)
+        stage = StageRun.objects.get(pk=stage_id)
+        stage.release = release
+        if holder is not None and stage.claim != holder:
+            raise StageBusy(f"stage {stage.name} of release #{release.pk} is held by another run now")
+        if action == "start" and stage.status == SS.RUNNING and heartbeat_fresh(stage):
+            raise StageBusy(f"stage {stage.name} of release #{release.pk} is running on {stage.worker_host}")
         if stage.status not in allowed:
             raise TransitionError(f"stage {stage.name} of release #{release.pk} is {stage.status}; "
                                   f"it cannot {action}")
@@ -81,16 +109,17 @@ def transition_stage(stage_id: int, action: str, *, actor: Actor, reason: str = 
         stage.status = allowed[stage.status]
         now = timezone.now()
         if action == "queue":
-            stage.queued_at, stage.error = now, ""
+            stage.queued_at, stage.error, stage.claim, stage.heartbeat_at = now, "", "", None
         elif action == "start":
             stage.attempt += 1
+            stage.claim, stage.heartbeat_at = uuid4().hex, now
             stage.started_at, stage.finished_at, stage.progress, stage.error = now, None, 0, ""
         elif action in ("succeed", "fail", "skip"):
             stage.finished_at = now
             if action == "succeed":
                 stage.progress = 100
             if action == "fail":
-                stage.error = reason
+                stage.error, stage.claim = reason, ""
         for name, value in fields.items():
             setattr(stage, name, value)
         stage.save()

@@ -1,9 +1,11 @@
 """Finds stages the pipeline lost track of, from the database alone.
 
-- queued but never picked up (the broker was down, or lost the message): sent again;
-- running past the stage time limit (its worker died): failed with the reason, or sent again when
-  the stage may be retried.
-Runs every SWEEP_EVERY_S seconds on Celery beat; safe to run from several processes at once.
+- queued but never picked up (the broker was down, or lost the message): sent again after
+  SLIPWAY_STAGE_RESEND_AFTER_S;
+- running without a heartbeat for SLIPWAY_STAGE_HEARTBEAT_TIMEOUT_S (its worker died), or past the
+  stage time limit: sent again while attempts are left (SLIPWAY_STAGE_MAX_ATTEMPTS), else failed with
+  the reason. The old run's claim is dropped, so nothing it records later counts.
+Runs every SLIPWAY_SWEEP_EVERY_S seconds on Celery beat; safe to run from several processes at once.
 """
 
 import logging
@@ -11,41 +13,67 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from releases import pipeline
 from releases.actors import Actor
 from releases.models import StageRun
 from releases.models.pipeline import StageStatus
-from releases.statemachine import TransitionError, transition_release, transition_stage
+from releases.statemachine import TransitionError, heartbeat_fresh, locked_release
 
 log = logging.getLogger(__name__)
-RESEND_AFTER = timedelta(seconds=60)
-MAX_ATTEMPTS = 3
 
 
 def sweep() -> dict[str, int]:
     actor = Actor.system("sweeper")
     now = timezone.now()
     resent = 0
-    for stage in StageRun.objects.filter(status=StageStatus.QUEUED, queued_at__lt=now - RESEND_AFTER):
-        StageRun.objects.filter(pk=stage.pk).update(queued_at=now)
-        resent += pipeline.send(stage)
-    stuck = StageRun.objects.filter(status=StageStatus.RUNNING,
-                                    started_at__lt=now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60))
+    resend_before = now - timedelta(seconds=settings.SLIPWAY_STAGE_RESEND_AFTER_S)
+    for stage in StageRun.objects.filter(status=StageStatus.QUEUED, queued_at__lt=resend_before):
+        # Only the sweeper that renews queued_at sends it: two sweepers at once send it once.
+        if StageRun.objects.filter(pk=stage.pk, status=StageStatus.QUEUED, queued_at=stage.queued_at).update(
+                queued_at=now):
+            resent += pipeline.send(stage)
+    silent = now - timedelta(seconds=settings.SLIPWAY_STAGE_HEARTBEAT_TIMEOUT_S)
+    stuck = StageRun.objects.filter(Q(heartbeat_at__lt=silent) | Q(started_at__lt=now - over_time_limit()),
+                                    status=StageStatus.RUNNING)
     failed = retried = 0
     for stage in stuck:
         try:
-            with transaction.atomic():
-                if stage.attempt < MAX_ATTEMPTS:
-                    pipeline.enqueue(stage, actor)
-                    retried += 1
-                    continue
-                reason = (f"no word from worker {stage.worker_host or '?'} for longer than the stage time limit "
-                          f"({settings.CELERY_TASK_TIME_LIMIT} s), {stage.attempt} attempts")
-                transition_stage(stage.pk, "fail", actor=actor, reason=reason)
-                transition_release(stage.release_id, "fail", actor=actor, reason=f"{stage.name}: {reason}")
-                failed += 1
+            outcome = settle_stuck(stage.pk, actor)
         except TransitionError as exc:
             log.warning("sweeper: %s", exc)
+            continue
+        retried += outcome == "retried"
+        failed += outcome == "failed"
     return {"resent": resent, "retried": retried, "failed": failed}
+
+
+def over_time_limit() -> timedelta:
+    return timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+
+
+def why_stuck(stage: StageRun) -> str | None:
+    """Why the run holding this running stage is taken as lost, or None if it is not."""
+    worker = stage.worker_host or "?"
+    if stage.started_at is not None and timezone.now() - stage.started_at > over_time_limit():
+        limit = settings.CELERY_TASK_TIME_LIMIT
+        return f"no word from worker {worker} for longer than the stage time limit ({limit} s)"
+    if stage.heartbeat_at is not None and not heartbeat_fresh(stage):
+        return (f"worker {worker} went silent: no heartbeat for "
+                f"{(timezone.now() - stage.heartbeat_at).total_seconds():.0f} s "
+                f"(timeout {settings.SLIPWAY_STAGE_HEARTBEAT_TIMEOUT_S:g} s)")
+    return None
+
+
+def settle_stuck(stage_id: int, actor: Actor) -> str:
+    """Send a lost stage again while attempts are left, else fail it and its release."""
+    with transaction.atomic():
+        stage = StageRun.objects.get(pk=stage_id)
+        locked_release(stage.release_id)
+        stage.refresh_from_db()
+        reason = why_stuck(stage) if stage.status == StageStatus.RUNNING else None
+        if reason is None:
+            return "alive"  # its run renewed its heartbeat or finished meanwhile
+        return pipeline.retry_or_fail(stage, actor, reason)

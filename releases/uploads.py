@@ -1,11 +1,10 @@
-"""Streams uploaded files into the artifact store's tmp/ while computing their sha256.
+"""Streams uploaded files into the artifact store's staging area while computing their sha256.
 
-Memory stays flat whatever the file's size: Django hands us chunks and we write them straight to
-disk. Files over SLIPWAY_MAX_UPLOAD_BYTES stop the request with 413.
+Memory stays flat whatever the file's size: Django hands us chunks and we pass them straight to
+the store (a temp file for the filesystem store, a multipart upload for S3), so every web process
+and worker sees the same objects. Files over SLIPWAY_MAX_UPLOAD_BYTES stop the request with 413,
+and an interrupted upload is aborted: nothing half-stored.
 """
-
-import hashlib
-from pathlib import Path
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
@@ -13,7 +12,8 @@ from django.core.files.uploadhandler import FileUploadHandler
 from rest_framework import status
 from rest_framework.exceptions import APIException
 
-from releases import store
+from releases.storage import ArtifactStore, Staged, get_store
+from releases.storage.base import Writer
 
 
 class UploadTooLarge(APIException):
@@ -22,19 +22,24 @@ class UploadTooLarge(APIException):
 
 
 class HashedUpload(UploadedFile):
-    """A finished upload: a temp file in the store, its sha256 and size."""
+    """A finished upload: an object staged in the store, its sha256 and size."""
 
-    def __init__(self, temp_path: Path, name: str, content_type: str, size: int, sha256: str) -> None:
-        super().__init__(open(temp_path, "rb"), name, content_type, size)  # noqa: SIM115
-        self.temp_path = temp_path
-        self.sha256 = sha256
+    def __init__(self, store: ArtifactStore, staged: Staged, name: str, content_type: str) -> None:
+        super().__init__(store.open_staged(staged), name, content_type, staged.size)
+        self.store, self.staged, self.sha256 = store, staged, staged.sha256
+        self.committed = False
 
-    def temporary_file_path(self) -> str:
-        return str(self.temp_path)
+    def commit(self) -> bool:
+        """Move the object under its sha256. Returns True when it is new to the store."""
+        self.close()
+        new = self.store.commit(self.staged)
+        self.committed = True
+        return new
 
     def discard(self) -> None:
         self.close()
-        self.temp_path.unlink(missing_ok=True)
+        if not self.committed:
+            self.store.discard_staged(self.staged)
 
 
 class HashingUploadHandler(FileUploadHandler):
@@ -43,7 +48,9 @@ class HashingUploadHandler(FileUploadHandler):
     def __init__(self, request=None) -> None:  # noqa: ANN001
         super().__init__(request)
         self.limit = settings.SLIPWAY_MAX_UPLOAD_BYTES
-        self.temp_paths: list[Path] = []
+        self.store = get_store()
+        self.writer: Writer | None = None
+        self.uploads: list[HashedUpload] = []
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None) -> None:  # noqa: ANN001
         # The body holds every file and field, so it may be a little over one file's limit.
@@ -53,30 +60,26 @@ class HashingUploadHandler(FileUploadHandler):
 
     def new_file(self, *args, **kwargs) -> None:
         super().new_file(*args, **kwargs)
-        self.temp_path = store.new_temp_path()
-        self.temp_paths.append(self.temp_path)
-        self.file = open(self.temp_path, "wb")  # noqa: SIM115
-        self.hash = hashlib.sha256()
-        self.size = 0
+        self.writer = self.store.writer()
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
-        self.size += len(raw_data)
-        if self.size > self.limit:
+        if self.writer.size + len(raw_data) > self.limit:
             self.cleanup()
             raise UploadTooLarge(f"{self.field_name} is larger than the limit of {self.limit} bytes")
-        self.hash.update(raw_data)
-        self.file.write(raw_data)
+        self.writer.write(raw_data)
 
     def file_complete(self, file_size: int) -> HashedUpload:
-        self.file.close()
-        return HashedUpload(self.temp_path, self.file_name, self.content_type, self.size, self.hash.hexdigest())
+        staged, self.writer = self.writer.finish(), None
+        self.uploads.append(HashedUpload(self.store, staged, self.file_name, self.content_type))
+        return self.uploads[-1]
 
     def upload_interrupted(self) -> None:
         self.cleanup()
 
     def cleanup(self) -> None:
-        """Remove every temp file of this request that was not moved into the store."""
-        if getattr(self, "file", None) is not None:
-            self.file.close()
-        for path in self.temp_paths:
-            path.unlink(missing_ok=True)
+        """Drop every object of this request that was not committed to the store."""
+        if self.writer is not None:
+            self.writer.abort()
+            self.writer = None
+        for upload in self.uploads:
+            upload.discard()

@@ -1,7 +1,9 @@
-"""The WSGI application: /v1/predict, /healthz, /readyz and /metrics.
+"""The WSGI application: /v1/predict, /healthz, /readyz, /metrics and /v1/monitoring.
 
 Every response names the model, version, artifact sha256 and release; predictions also carry
 a prediction id. A request the model cannot take gets a 4xx JSON body that says why.
+/v1/monitoring reports what serving/watch.py keeps: input summaries, abnormal outputs, crashes
+and the recent predictions (``?after=<seq>`` for those not collected yet).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -20,11 +24,13 @@ from serving import codec
 from serving.config import ServingConfig
 from serving.metrics import ServingMetrics
 from serving.model import InferenceError, InputError, ModelLoadError, ModelRunner
+from serving.watch import Profile, Watcher
 
 log = logging.getLogger("serving")
 
 StartResponse = Callable[..., Any]
 PREDICT_PATH = "/v1/predict"
+MONITORING_PATH = "/v1/monitoring"
 
 
 class RequestFailed(Exception):
@@ -41,6 +47,7 @@ class ServingApp:
         self.config = config
         self.metrics = ServingMetrics(config.model_name, config.version)
         self._runner: ModelRunner | None = None
+        self.watcher = Watcher(None, config.prediction_log)
         self._load_error: str | None = None
         self._identity = [
             ("X-Model-Name", config.model_name),
@@ -53,11 +60,14 @@ class ServingApp:
             "/readyz": ("GET", self._readyz),
             "/metrics": ("GET", self._metrics),
             PREDICT_PATH: ("POST", self._predict),
+            MONITORING_PATH: ("GET", self._monitoring),
         }
 
     def load_model(self) -> None:
         """Load the model and run one warm-up inference; a failure is kept and shown by /readyz."""
         try:
+            if self.config.profile is not None:
+                self.watcher = Watcher(self._load_profile(self.config.profile), self.config.prediction_log)
             runner = ModelRunner(self.config.model, self.config.sha256, self.config.intra_op_threads)
             try:
                 runner.warm_up()
@@ -70,6 +80,13 @@ class ServingApp:
         self._runner = runner
         self.metrics.set_ready(True)
         log.info("model %s %s ready", self.config.model_name, self.config.version)
+
+    @staticmethod
+    def _load_profile(path: Path) -> Profile:
+        try:
+            return Profile.load(path)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ModelLoadError(f"monitoring profile {path} is unusable: {error}") from error
 
     def start_loading(self) -> threading.Thread:
         thread = threading.Thread(target=self.load_model, name="model-loader", daemon=True)
@@ -118,6 +135,12 @@ class ServingApp:
     def _metrics(self, _environ: dict[str, Any]) -> tuple[HTTPStatus, list, bytes]:
         return HTTPStatus.OK, [("Content-Type", CONTENT_TYPE_LATEST)], self.metrics.render()
 
+    def _monitoring(self, environ: dict[str, Any]) -> tuple[HTTPStatus, list, bytes]:
+        raw = parse_qs(environ.get("QUERY_STRING", "")).get("after", ["0"])[0]
+        if not raw.isdigit():
+            return self._error(HTTPStatus.BAD_REQUEST, f"after must be a sequence number, not {raw!r}")
+        return self._json(HTTPStatus.OK, self.watcher.report(int(raw)))
+
     def _predict(self, environ: dict[str, Any]) -> tuple[HTTPStatus, list, bytes]:
         started = time.perf_counter()
         prediction_id = str(uuid.uuid4())
@@ -137,6 +160,7 @@ class ServingApp:
             )
         except Exception:
             log.exception("prediction %s failed", prediction_id)
+            self.watcher.crashed()
             reason = "internal"
             status, headers, body = self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error; see the server log")
         self.metrics.observe_request(status.value, time.perf_counter() - started, reason)
@@ -176,7 +200,9 @@ class ServingApp:
             raise RequestFailed(HTTPStatus.BAD_REQUEST, "bad_input", str(error)) from None
         except InferenceError as error:
             raise RequestFailed(HTTPStatus.UNPROCESSABLE_ENTITY, "inference_failed", str(error)) from None
-        self.metrics.batch.observe(runner.batch_size(arrays))
+        rows = runner.batch_size(arrays)
+        self.metrics.batch.observe(rows)
+        self.metrics.observe_abnormal(self.watcher.observe(prediction_id, arrays, outputs, rows))
         if request.binary:
             return codec.encode_binary(outputs)
         document = {"outputs": codec.outputs_to_lists(outputs), "prediction_id": prediction_id}

@@ -29,10 +29,16 @@ class ServingConfig:
     max_body_bytes: int = 64 * 1024 * 1024
     graceful_timeout: int = 30
     keepalive: int = 75
+    profile: Path | None = None
+    prediction_log: int = 10000
 
 
 def _env_name(option: str) -> str:
     return ENV_PREFIX + option.upper().replace("-", "_")
+
+
+def _optional_path(text: str) -> Path | None:
+    return Path(text) if text else None
 
 
 def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -63,6 +69,8 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     option("max-body-bytes", int, "largest request body accepted", defaults.max_body_bytes)
     option("graceful-timeout", int, "seconds to finish in-flight requests on SIGTERM", defaults.graceful_timeout)
     option("keepalive", int, "seconds an idle keep-alive connection stays open", defaults.keepalive)
+    option("profile", _optional_path, "monitoring profile (profile.json: feature bins, output ranges)", None)
+    option("prediction-log", int, "recent predictions kept for Slipway to collect", defaults.prediction_log)
     return parser
 
 

@@ -5,6 +5,8 @@ Only /v1/predict requests are counted, so canary analysis compares like with lik
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
@@ -15,6 +17,7 @@ ERRORS = "slipway_model_errors_total"
 LATENCY = "slipway_model_request_duration_seconds"
 BATCH = "slipway_model_batch_size"
 READY = "slipway_model_ready"
+ABNORMAL = "slipway_model_abnormal_outputs_total"
 
 
 class ServingMetrics:
@@ -43,6 +46,12 @@ class ServingMetrics:
         self.batch = Histogram(
             BATCH, "Rows per prediction request.", labels, buckets=BATCH_BUCKETS, registry=self.registry
         ).labels(**self._labels)
+        self._abnormal = Counter(
+            ABNORMAL.removesuffix("_total"),
+            "Answered rows whose outputs hold NaN, infinities, or values outside the evaluation range.",
+            (*labels, "kind"),
+            registry=self.registry,
+        )
         self._ready = Gauge(READY, "1 once the model is loaded and warmed up.", labels, registry=self.registry).labels(
             **self._labels
         )
@@ -52,6 +61,11 @@ class ServingMetrics:
         self._latency.observe(seconds)
         if error_reason is not None:
             self._errors.labels(**self._labels, reason=error_reason).inc()
+
+    def observe_abnormal(self, rows_by_kind: Mapping[str, int]) -> None:
+        for kind, rows in rows_by_kind.items():
+            if rows:
+                self._abnormal.labels(**self._labels, kind=kind).inc(rows)
 
     def set_ready(self, ready: bool) -> None:
         self._ready.set(1 if ready else 0)

@@ -13,5 +13,4 @@ app = Celery("slipway")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 # One exchange per queue, so a task sent to "gpu" is only ever taken by a worker consuming "gpu".
 app.conf.task_queues = [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES]
-app.conf.beat_schedule = {"sweep": {"task": "workers.tasks.sweep", "schedule": 30.0, "options": {"queue": "cpu"}}}
-app.autodiscover_tasks(["workers"])
+app.autodiscover_tasks(["workers", "webhooks", "monitoring"])

@@ -47,6 +47,9 @@ INSTALLED_APPS = [
     "axes",
     "csp",
     "releases",
+    "webhooks",
+    "monitoring",
+    "fleet",
 ]
 
 MIDDLEWARE = [
@@ -128,6 +131,16 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("SLIPWAY_MAX_FIELDS_BYTES", default=1024 *
 SLIPWAY_MAX_EVAL_UNPACKED_BYTES = env.int("SLIPWAY_MAX_EVAL_UNPACKED_BYTES", default=2 * 1024**3)
 SLIPWAY_MAX_METADATA_BYTES = env.int("SLIPWAY_MAX_METADATA_BYTES", default=64 * 1024)
 ARTIFACT_DIR = Path(env.str("SLIPWAY_ARTIFACT_DIR", default=str(DATA_DIR / "artifacts"))).resolve()
+# The artifact store (releases.storage): "fs" keeps objects in ARTIFACT_DIR; "s3" keeps them in an
+# S3-compatible bucket (credentials: boto3's AWS_* variables), and ARTIFACT_DIR then only holds this
+# machine's download cache and stage work folders.
+SLIPWAY_STORE = env.str("SLIPWAY_STORE", default="fs")
+SLIPWAY_S3_BUCKET = env.str("SLIPWAY_S3_BUCKET", default="")
+SLIPWAY_S3_ENDPOINT_URL = env.str("SLIPWAY_S3_ENDPOINT_URL", default="")
+SLIPWAY_S3_PREFIX = env.str("SLIPWAY_S3_PREFIX", default="")
+SLIPWAY_S3_PART_BYTES = env.int("SLIPWAY_S3_PART_BYTES", default=64 * 1024**2)
+SLIPWAY_S3_URL_SECONDS = env.int("SLIPWAY_S3_URL_SECONDS", default=3600)
+SLIPWAY_CACHE_DIR = Path(env.str("SLIPWAY_CACHE_DIR", default=str(ARTIFACT_DIR / "cache"))).resolve()
 
 # /metrics asks for this bearer token when set (Prometheus' authorization.credentials).
 SLIPWAY_METRICS_TOKEN = env.str("SLIPWAY_METRICS_TOKEN", default="")
@@ -141,9 +154,22 @@ SLIPWAY_SERVING_DIR = Path(env.str("SLIPWAY_SERVING_DIR", default=str(DATA_DIR /
 SLIPWAY_BASE_IMAGE = env.str("SLIPWAY_BASE_IMAGE", default="python:3.11-slim")
 SLIPWAY_CONTAINER_MEMORY = env.str("SLIPWAY_CONTAINER_MEMORY", default="1g")
 SLIPWAY_CONTAINER_CPUS = env.float("SLIPWAY_CONTAINER_CPUS", default=1.0)
+# Environments with target "kubernetes": the cluster (a kubeconfig path, or "in-cluster"), the namespace,
+# the Gateway ("name" or "namespace/name") the routes attach to, and the registry repository that
+# release images are pushed to (pods pull them by digest).
+SLIPWAY_KUBECONFIG = env.str("SLIPWAY_KUBECONFIG", default="")
+SLIPWAY_K8S_NAMESPACE = env.str("SLIPWAY_K8S_NAMESPACE", default="slipway")
+SLIPWAY_K8S_GATEWAY = env.str("SLIPWAY_K8S_GATEWAY", default="slipway")
+SLIPWAY_K8S_REPLICAS = env.int("SLIPWAY_K8S_REPLICAS", default=1)
+SLIPWAY_K8S_IMAGE_REPOSITORY = env.str("SLIPWAY_K8S_IMAGE_REPOSITORY", default="")
 
 # Celery: Redis when REDIS_URL is set, else kombu's filesystem transport in the data folder.
 REDIS_URL = env.str("REDIS_URL", default="")
+# The cache (rate limits, throttles) is shared by every web process through Redis when there is one;
+# only the embedded default keeps it in its one process.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "KEY_PREFIX": "slipway-cache"}}
 BROKER_DIR = DATA_DIR / "broker"
 CELERY_BROKER_URL = REDIS_URL or "filesystem://"
 if not REDIS_URL:
@@ -163,11 +189,36 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
+# Celery closes the database connection around every task unless this is set, so each stage would
+# pay a new PostgreSQL connection (a new server process); workers/tasks.py closes it only when it is
+# broken or older than CONN_MAX_AGE, as the web does after each request.
+CELERY_DB_REUSE_MAX = 10_000
 # Compression and evaluation go to this queue: set "gpu" when GPU workers consume it.
 SLIPWAY_ACCELERATED_QUEUE = env.str("SLIPWAY_ACCELERATED_QUEUE", default="cpu")
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("SLIPWAY_STAGE_SOFT_TIME_LIMIT", default=1800)
 CELERY_TASK_TIME_LIMIT = env.int("SLIPWAY_STAGE_TIME_LIMIT", default=1900)
+# A running stage's worker renews its heartbeat this often; the sweeper (every SLIPWAY_SWEEP_EVERY_S)
+# takes a stage whose heartbeat is older than the timeout as lost (its worker died) and retries it,
+# up to the attempts, and sends again a queued stage no worker took within SLIPWAY_STAGE_RESEND_AFTER_S.
+SLIPWAY_STAGE_HEARTBEAT_S = env.float("SLIPWAY_STAGE_HEARTBEAT_S", default=10.0)
+SLIPWAY_STAGE_HEARTBEAT_TIMEOUT_S = env.float("SLIPWAY_STAGE_HEARTBEAT_TIMEOUT_S", default=60.0)
+SLIPWAY_STAGE_RESEND_AFTER_S = env.float("SLIPWAY_STAGE_RESEND_AFTER_S", default=60.0)
+SLIPWAY_STAGE_MAX_ATTEMPTS = env.int("SLIPWAY_STAGE_MAX_ATTEMPTS", default=3)
+CELERY_BEAT_SCHEDULE = {"sweep": {"task": "workers.tasks.sweep", "options": {"queue": "cpu"},
+                                  "schedule": env.float("SLIPWAY_SWEEP_EVERY_S", default=30.0)}}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Workers announce themselves (fleet app) and mark themselves seen this often; the /workers/ page
+# shows a worker as gone after three missed heartbeats.
+SLIPWAY_WORKER_HEARTBEAT_S = env.float("SLIPWAY_WORKER_HEARTBEAT_S", default=15.0)
+# Webhooks (webhooks/): a failed delivery is tried again after SLIPWAY_WEBHOOK_BACKOFF_S, then twice that,
+# and so on, SLIPWAY_WEBHOOK_MAX_ATTEMPTS attempts in all; beat sends again any delivery whose message was lost.
+SLIPWAY_WEBHOOK_MAX_ATTEMPTS = env.int("SLIPWAY_WEBHOOK_MAX_ATTEMPTS", default=8)
+SLIPWAY_WEBHOOK_BACKOFF_S = env.float("SLIPWAY_WEBHOOK_BACKOFF_S", default=10.0)
+CELERY_BEAT_SCHEDULE["webhooks"] = {"task": "webhooks.tasks.resend_due", "schedule": 15.0,
+                                    "options": {"queue": "cpu"}}
+# Monitoring (monitoring/): predictions, abnormal outputs and input summaries collected from every model server.
+CELERY_BEAT_SCHEDULE["monitoring"] = {"task": "monitoring.tasks.collect", "schedule": 15.0,
+                                      "options": {"queue": "deploy"}}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -12,8 +12,12 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     path("metrics/targets", scrape_targets_view, name="metrics-targets"),
     path("api/v1/", include("releases.api.urls")),
+    path("api/v1/", include("webhooks.api.urls")),
+    path("api/v1/", include("monitoring.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
+    path("webhooks/", include("webhooks.pages.urls")),
+    path("workers/", include("fleet.urls")),
     path("", include("releases.pages.urls")),
 ]
 

@@ -15,7 +15,8 @@ from releases.models.pipeline import StageStatus
 from tests import services
 from tests.factories import digits_eval_npz, digits_model
 
-ALL_SCOPES = ["builds:write", "releases:read", "approve", "deploy", "rollback"]
+ALL_SCOPES = ["builds:write", "releases:read", "approve", "deploy", "rollback", "webhooks:write", "feedback", "alerts"]
+pytest_plugins = ["tests.s3server"]  # the S3-compatible server fixtures
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -88,6 +89,8 @@ def _no_broker_without_worker(request: pytest.FixtureRequest, monkeypatch: pytes
     session's worker, still running for other tests, must not act on their records meanwhile."""
     if "celery_worker" not in request.fixturenames and not request.node.get_closest_marker("real_broker"):
         monkeypatch.setattr("releases.pipeline.send", lambda stage: False)
+        monkeypatch.setattr("webhooks.deliveries.enqueue", lambda delivery_id, countdown=None: False)
+        monkeypatch.setattr("releases.deploys.stop_instance_later", lambda deployment: None)
 
 
 @pytest.fixture(scope="session")

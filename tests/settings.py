@@ -14,6 +14,9 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgr
 os.environ.setdefault("REDIS_URL", f"redis://127.0.0.1:6379/{15 - SLOT}")
 os.environ.setdefault("SLIPWAY_DATA_DIR", tempfile.mkdtemp(prefix="slipway-test-"))
 os.environ.setdefault("SLIPWAY_FIRST_PROXY_PORT", str(18081 + 10 * SLOT))
+# Webhook retries in a second, not minutes (the worker process reads them from the environment too).
+os.environ.setdefault("SLIPWAY_WEBHOOK_BACKOFF_S", "0.25")
+os.environ.setdefault("SLIPWAY_WEBHOOK_MAX_ATTEMPTS", "3")
 
 from slipway.settings import *  # noqa: E402, F403
 

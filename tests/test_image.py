@@ -4,7 +4,6 @@ web answering. No registry is reachable here, so it builds on the local base ima
 over loopback (--no-index): the same Dockerfile, with PIP_OPTIONS and BASE_IMAGE as build args."""
 
 import functools
-import socket
 import threading
 import time
 import tomllib
@@ -18,6 +17,7 @@ import requests
 from django.conf import settings
 
 from workers.shipping.image import DEFAULT_CACHE_DIR, download_wheels
+from workers.shipping.ports import ephemeral_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TAG = "slipway:test"
@@ -43,11 +43,6 @@ def wheel_server(tmp_path: Path) -> Iterator[str]:
     server.shutdown()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_the_image_builds_and_serves_the_dashboard(wheel_server: str):
     client = docker.from_env()
@@ -59,7 +54,7 @@ def test_the_image_builds_and_serves_the_dashboard(wheel_server: str):
         TAG, ["python", "-c", "import django, celery, onnxruntime, torch; print(torch.__version__, django.VERSION[0])"],
         remove=True).decode().split()
     assert versions == ["2.13.0+cpu", "5"]
-    port = free_port()
+    port = ephemeral_port()
     container = client.containers.run(
         TAG, ["sh", "-c", f"python manage.py migrate -v0 && exec gunicorn slipway.wsgi -b 127.0.0.1:{port} -w 1"],
         detach=True, network_mode="host", environment={"SLIPWAY_SECRET_KEY": "image-test"})

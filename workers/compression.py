@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from releases import store
 from releases.models import Artifact, Metric, Release, ReleasePolicy
+from releases.storage import get_store
 from workers.ml.compress import Candidate
 from workers.ml.evaluate import Measurement
 from workers.ml.policy import KINDS, CompressionPolicy
@@ -33,19 +33,19 @@ def original_with_suffix(release: Release, work_dir: Path) -> Path:
     artifact = release.version.artifact
     link = work_dir / f"upload{FORMAT_SUFFIX[artifact.file_format]}"
     link.unlink(missing_ok=True)
-    link.symlink_to(store.path_for(artifact.sha256))
+    link.symlink_to(get_store().local_path(artifact.sha256))
     return link
 
 
 def store_candidate(release: Release, parent: Artifact, candidate: Candidate) -> Artifact:
-    sha256, size = store.put_file(candidate.path) if candidate.path else ("", 0)
+    sha256, size = get_store().put_file(candidate.path) if candidate.path else ("", 0)
     return Artifact.objects.create(sha256=sha256, size_bytes=size, kind=candidate.kind, file_format="onnx",
                                    filename=f"{candidate.kind}.onnx", parent=parent, release=release,
                                    recipe=candidate.recipe, error=candidate.error or "")
 
 
 def candidate_of(artifact: Artifact) -> Candidate:
-    path = store.path_for(artifact.sha256) if artifact.sha256 else None
+    path = get_store().local_path(artifact.sha256) if artifact.sha256 else None
     return Candidate(kind=artifact.kind, path=path, recipe=artifact.recipe, error=artifact.error or None)
 
 

@@ -1,20 +1,36 @@
 """Starting a release's model server in an environment, and keeping the proxy in step with the records."""
 
+import logging
+from pathlib import Path
+
 from django.conf import settings
 
-from releases import deploys, store
+from releases import deploys
 from releases.models import Artifact, Deployment, Environment, Release
+from releases.storage import get_store, work_root
 from workers.shipping.docker_target import DockerTarget
+from workers.shipping.kubernetes.manifests import Cluster
+from workers.shipping.kubernetes.target import KubernetesTarget, api_client
 from workers.shipping.local_target import LocalTarget
 from workers.shipping.ports import PortAllocator
 from workers.shipping.proxy import ensure_running, servers
 from workers.shipping.targets import Instance, InstanceSpec, Target
 
+log = logging.getLogger(__name__)
 _ports = PortAllocator()
 READY_TIMEOUT_S = 120
 
 
+def kubernetes_target() -> KubernetesTarget:
+    cluster = Cluster(namespace=settings.SLIPWAY_K8S_NAMESPACE, gateway=settings.SLIPWAY_K8S_GATEWAY,
+                      replicas=settings.SLIPWAY_K8S_REPLICAS, memory=settings.SLIPWAY_CONTAINER_MEMORY,
+                      cpus=settings.SLIPWAY_CONTAINER_CPUS)
+    return KubernetesTarget(api_client(settings.SLIPWAY_KUBECONFIG), cluster)
+
+
 def target_for(environment: Environment) -> Target:
+    if environment.target == "kubernetes":
+        return kubernetes_target()
     if environment.target == "docker":
         return DockerTarget(memory=settings.SLIPWAY_CONTAINER_MEMORY, cpus=settings.SLIPWAY_CONTAINER_CPUS)
     return LocalTarget(log_dir=settings.SLIPWAY_SERVING_DIR / "logs")
@@ -28,6 +44,25 @@ def serving_artifact(release: Release) -> Artifact:
     return converted or release.version.artifact
 
 
+def monitoring_profile(release: Release) -> Path | None:
+    """The release's monitoring profile (workers/ml/profile.py), made once per model and evaluation data.
+
+    None when it cannot be made: the release then serves without input summaries or range checks."""
+    from workers.ml.evalset import EvalDataError, load_evalset
+    from workers.ml.profile import write_profile
+    from workers.ml.validate import ModelInvalid
+
+    artifact, eval_data = serving_artifact(release), release.version.eval_data
+    destination = work_root() / "profiles" / f"{artifact.sha256}-{eval_data.sha256}.json"
+    store = get_store()
+    try:
+        return write_profile(store.local_path(artifact.sha256), load_evalset(store.local_path(eval_data.sha256)),
+                             release.version.model.task, destination)
+    except (EvalDataError, ModelInvalid, OSError) as exc:
+        log.warning("release %s serves without a monitoring profile: %s", release.pk, exc)
+        return None
+
+
 def launch(release: Release, environment: Environment) -> Instance:
     """Start the release's server and wait for it to pass its health check (else HealthCheckFailed)."""
     artifact = serving_artifact(release)
@@ -35,15 +70,19 @@ def launch(release: Release, environment: Environment) -> Instance:
     spec = InstanceSpec(
         release_id=str(release.pk), environment=environment.name, port=_ports.allocate(exclude=taken),
         model_name=release.version.model.name, version=release.version.label, sha256=artifact.sha256,
-        model_path=store.path_for(artifact.sha256), image=release.image or None)
+        model_path=get_store().local_path(artifact.sha256), image=release.image or None,
+        profile_path=monitoring_profile(release))
     return target_for(environment).launch(spec, timeout=READY_TIMEOUT_S)
 
 
 def ensure_proxy() -> None:
     """Start HAProxy if needed; a freshly started one gets the traffic the records say back."""
+    environments = list(Environment.objects.exclude(target="kubernetes"))
+    if not environments:  # a cluster's Gateway routes every environment
+        return
     config = deploys.proxy_config()
     ensure_running(config)
-    for environment in Environment.objects.all():
+    for environment in environments:
         serving = list(environment.deployments.filter(traffic_percent__gt=0))
         if serving and not any(state.serving for state in servers(config, environment.name)):
             deploys.move_traffic(environment, {d: d.traffic_percent for d in serving})
@@ -54,5 +93,6 @@ def stop(deployment: Deployment) -> None:
     from workers.shipping.proxy import detach
 
     instance = deploys.instance_of(deployment)
-    detach(deploys.proxy_config(), deployment.environment.name, instance)
+    if deployment.environment.target != "kubernetes":  # a route no longer names a stopped release
+        detach(deploys.proxy_config(), deployment.environment.name, instance)
     target_for(deployment.environment).stop(instance)

@@ -1,8 +1,17 @@
 """Celery tasks: keyword-only ids in, the work handed to plain functions."""
 
-from celery import shared_task
+from celery import shared_task, signals
+from django.db import close_old_connections
 
 from workers import runner
+
+
+@signals.task_prerun.connect
+@signals.task_postrun.connect
+def _reuse_database_connection(**_: object) -> None:
+    """Around each task, as Django does around each request: keep the connection unless it is broken or
+    older than CONN_MAX_AGE (CELERY_DB_REUSE_MAX stops Celery from closing it every time)."""
+    close_old_connections()
 
 
 @shared_task(name="workers.tasks.run_stage", acks_late=True)

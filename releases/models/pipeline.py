@@ -71,6 +71,9 @@ class StageRun(models.Model):
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The run that holds the stage: set when a worker starts it, renewed by that worker while it runs.
+    claim = models.CharField(max_length=32, blank=True, help_text="token of the run that holds the stage")
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="last sign of life of that run")
 
     class Meta:
         ordering = ["release", "position"]

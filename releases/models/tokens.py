@@ -13,6 +13,9 @@ SCOPES = {
     "approve": "approve or reject releases (the user must be an approver)",
     "deploy": "deploy releases (the user must be a deployer)",
     "rollback": "roll environments back (the user must be on-call or a deployer)",
+    "webhooks:write": "create, change and delete webhook subscriptions, redeliver (the user must be an admin)",
+    "feedback": "post ground-truth labels of served predictions (the user must be a deployer or on-call)",
+    "alerts": "post Alertmanager notifications; rollbacks need a user who may roll back",
 }
 TOKEN_PREFIX = "slw_"  # noqa: S105 (a prefix, not a secret)
 

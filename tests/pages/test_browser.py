@@ -20,6 +20,7 @@ from tests.pages import data as d
 from tests.pages import scenes
 from tests.pages.conftest import screenshot
 from workers.shipping import proxy
+from workers.shipping.ports import ephemeral_port
 from workers.shipping.targets import Instance
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -117,18 +118,13 @@ def test_pages_work_from_the_keyboard(users, open_as):
     assert page.evaluate("document.activeElement.textContent") == "staging"  # the first link in the page body
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture
 def production_behind_haproxy(users) -> Iterator[dict[str, Release]]:
     """Production served through a real HAProxy: `serving` active at 100%, `previous` warm at 0%.
     Each release is a small HTTP server that answers with its own name."""
     for env in Environment.objects.all():  # ports of our own, so that parallel runs never collide
-        env.proxy_port = free_port()
+        env.proxy_port = ephemeral_port()
         env.save()
     config = deploys.proxy_config()
     model = d.make_model("digits")
@@ -136,7 +132,7 @@ def production_behind_haproxy(users) -> Iterator[dict[str, Release]]:
     serving = d.make_release(d.make_version(model, "1.1.0", users["ci"]), "released", d.STAGES_DONE)
     servers, instances = [], {}
     for name, release in (("previous", previous), ("serving", serving)):
-        port = free_port()
+        port = ephemeral_port()
         servers.append(subprocess.Popen([sys.executable, "-m", "tests.pages.instance", str(port), name]))
         instances[name] = Instance(kind="local", handle=str(servers[-1].pid), release_id=str(release.pk),
                                    environment="production", host="127.0.0.1", port=port)

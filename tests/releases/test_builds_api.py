@@ -11,8 +11,9 @@ from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
-from releases import pipeline, store
+from releases import pipeline
 from releases.models import Artifact, AuditEvent, ModelVersion, Release
+from releases.storage import get_store
 from tests.conftest import build_form, token_client
 from tests.factories import digits_model, npz_bytes
 
@@ -20,11 +21,11 @@ URL = "/api/v1/builds/"
 
 
 def stored_objects() -> list[Path]:
-    return sorted(p for p in (store.root() / "objects").rglob("*") if p.is_file())
+    return sorted(p for p in (get_store().root / "objects").rglob("*") if p.is_file())
 
 
 def temp_files() -> list[Path]:
-    return list((store.root() / "tmp").glob("*"))
+    return list((get_store().root / "tmp").glob("*"))
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def test_a_build_is_stored_with_its_release_stages_and_audit_event(ci, users):
     assert version.artifact.sha256 == hashlib.sha256(onnx_bytes).hexdigest()
     assert version.artifact.size_bytes == len(onnx_bytes)
     assert version.artifact.file_format == "onnx"
-    assert store.path_for(version.artifact.sha256).read_bytes() == onnx_bytes
+    assert get_store().path_for(version.artifact.sha256).read_bytes() == onnx_bytes
     assert version.git_commit == "0123456789abcdef0123456789abcdef01234567"
     release = Release.objects.get()
     assert [s.name for s in release.stages.all()] == [spec.name for spec in pipeline.STAGES]

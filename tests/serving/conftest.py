@@ -17,10 +17,12 @@ class Answer:
 
 
 def call(app: ServingApp, method: str, path: str, body: bytes = b"", content_type: str = "application/json") -> Answer:
-    """Call the WSGI app in-process, as a WSGI server would."""
+    """Call the WSGI app in-process, as a WSGI server would (a query string after '?')."""
+    path, _, query = path.partition("?")
     environ = {
         "REQUEST_METHOD": method,
         "PATH_INFO": path,
+        "QUERY_STRING": query,
         "CONTENT_TYPE": content_type,
         "CONTENT_LENGTH": str(len(body)),
         "wsgi.input": io.BytesIO(body),

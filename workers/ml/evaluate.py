@@ -40,6 +40,10 @@ TASKS: tuple[Task, ...] = ("classification", "regression", "embedding")
 Progress = Callable[[float, str], None]
 
 EVAL_BATCH = 64
+# One intra-op thread: how the model servers run a release (InstanceSpec.intra_op_threads), so the
+# latency measured is the latency served; and several worker processes share the cores without
+# their thread pools spinning against each other.
+SESSION_THREADS = 1
 NEIGHBOURS = 5
 
 
@@ -80,7 +84,7 @@ def evaluate(
     report = progress or (lambda percent, step: None)
     report(0, "loading model")
     with track_peak_memory() as memory:
-        session = make_session(model_path, device)
+        session = make_session(model_path, device, threads=SESSION_THREADS)
         specs = specs_of(session.get_inputs())
         feeds = match_inputs(specs, evalset)
         fixed = fixed_batch_size(specs)

@@ -51,7 +51,7 @@ def validate_model(model_path: str | Path, evalset: EvalSet) -> ModelSignature:
     except Exception as exc:  # the checker and the protobuf parser raise several kinds
         raise ModelInvalid(f"not a valid ONNX model: {_first_line(exc)}") from exc
     try:
-        session = make_session(path, "cpu")
+        session = make_session(path, "cpu", threads=1)  # one thread per worker process: they share the cores
     except Exception as exc:  # onnxruntime raises its own non-standard exception classes
         raise ModelInvalid(f"ONNX Runtime cannot load the model: {_first_line(exc)}") from exc
     inputs = specs_of(session.get_inputs())

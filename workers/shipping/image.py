@@ -53,6 +53,7 @@ class ReleaseImageSpec:
     base_image: str = DEFAULT_BASE_IMAGE
     cache_dir: Path = DEFAULT_CACHE_DIR
     extra_labels: Mapping[str, str] = field(default_factory=dict)
+    profile_path: Path | None = None  # the monitoring profile (serving/watch.py), baked in beside the model
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,9 @@ def build_release_image(client: docker.DockerClient, spec: ReleaseImageSpec) -> 
     labels = release_labels(spec)
     files: dict[str, Path | bytes] = {"Dockerfile": (DOCKER_DIR / "Dockerfile.release").read_bytes()}
     files.update({f"serving/{path.name}": path for path in sorted(SERVING_DIR.glob("*.py"))})
-    files["model.onnx"] = spec.model_path
+    files["model/model.onnx"] = spec.model_path
+    if spec.profile_path is not None:
+        files["model/profile.json"] = spec.profile_path
     built = _build(
         client,
         files,
@@ -209,6 +212,7 @@ def build_release_image(client: docker.DockerClient, spec: ReleaseImageSpec) -> 
             "MODEL_VERSION": spec.version,
             "MODEL_SHA256": spec.sha256,
             "RELEASE_ID": spec.release_id,
+            "PROFILE": "/model/profile.json" if spec.profile_path is not None else "",
         },
         labels,
     )

@@ -68,6 +68,8 @@ class LocalTarget(Target):
             "--intra-op-threads",
             str(spec.intra_op_threads),
         ]
+        if spec.profile_path is not None:
+            command += ["--profile", str(spec.profile_path)]
         search_path = [str(SERVING_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(search_path)}
         with self.log_path(spec).open("ab") as log:

@@ -51,3 +51,10 @@ class PortAllocator:
                     self._recent.append(port)
                     return port
         raise NoFreePort(f"no free port in {self.low}-{self.high} on {self.host}")
+
+
+def ephemeral_port(host: str = "127.0.0.1") -> int:
+    """A port free now, as the operating system picks one (for servers started by tests and benches)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]

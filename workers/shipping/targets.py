@@ -35,6 +35,7 @@ class InstanceSpec:
     version: str = ""
     sha256: str = ""
     model_path: Path | None = None  # what LocalTarget serves
+    profile_path: Path | None = None  # its monitoring profile (LocalTarget; images carry their own)
     image: str | None = None  # what DockerTarget runs (the model is baked in)
     host: str = "127.0.0.1"
     threads: int = 8

@@ -7,11 +7,13 @@ and promotes it or takes it out again with the measured values as the reason.
 
 import time
 
+from django.db import transaction
 from django.utils import timezone
 
-from releases import deploys, store
+from releases import deploys
 from releases.actors import Actor
-from releases.models import Environment, ServingSample
+from releases.models import Deployment, Environment, ServingSample
+from releases.storage import get_store
 from workers.context import StageContext, StageFailed
 from workers.deploying import ensure_proxy, launch, serving_artifact, target_for
 from workers.ml.evalset import load_evalset
@@ -37,7 +39,7 @@ def _start_checked(ctx: StageContext, environment: Environment) -> Instance:
             f"({instance.kind} {instance.handle})")
     ctx.progress(40, "smoke test on evaluation samples")
     evalset = load_evalset(ctx.eval_data_path)
-    signature = validate_model(store.path_for(serving_artifact(ctx.release).sha256), evalset)
+    signature = validate_model(get_store().local_path(serving_artifact(ctx.release).sha256), evalset)
     feeds = match_inputs(signature.inputs, evalset)
     rows = min(SMOKE_SAMPLES, evalset.num_samples)
     samples = [{name: array[i:i + 1] for name, array in feeds.items()} for i in range(rows)]
@@ -49,17 +51,31 @@ def _start_checked(ctx: StageContext, environment: Environment) -> Instance:
     return instance
 
 
+def _in_service(ctx: StageContext, environment: Environment) -> Deployment | None:
+    """The release's deployment in `environment` that an earlier run of this stage put in service and
+    that still runs: a retried stage (its worker died) goes on from there instead of deploying twice."""
+    deployment = environment.deployments.filter(release=ctx.release, traffic_percent__gt=0).first()
+    if deployment is None or not target_for(environment).is_alive(deploys.instance_of(deployment)):
+        return None
+    ctx.log(f"{environment.name}: release #{ctx.release.pk} already serves ({deployment.role}, "
+            f"{deployment.traffic_percent}%, {deployment.endpoint}) since an earlier attempt; not started again")
+    return deployment
+
+
 def _serve(ctx: StageContext, environment: Environment, instance: Instance, canary_percent: int | None) -> None:
     try:
-        deploys.put_in_service(ctx.release.pk, environment.name, instance, canary_percent=canary_percent,
-                               actor=Actor.worker(), image=ctx.release.image_digest)
+        with transaction.atomic():
+            ctx.hold_claim()
+            deploys.put_in_service(ctx.release.pk, environment.name, instance, canary_percent=canary_percent,
+                                   actor=Actor.worker(), image=ctx.release.image_digest)
     except ProxyError as exc:
         raise StageFailed(f"the proxy refused the traffic change: {exc}") from None
 
 
 def run_staging(ctx: StageContext) -> None:
     staging = Environment.objects.get(name="staging")
-    _serve(ctx, staging, _start_checked(ctx, staging), canary_percent=None)
+    if _in_service(ctx, staging) is None:
+        _serve(ctx, staging, _start_checked(ctx, staging), canary_percent=None)
 
 
 def _record(environment: Environment, release_id: int, before: Sample, after: Sample, seconds: float) -> None:
@@ -71,14 +87,20 @@ def _record(environment: Environment, release_id: int, before: Sample, after: Sa
 
 def run_canary(ctx: StageContext) -> None:
     production = Environment.objects.get(name="production")
-    stable = production.deployments.filter(role="active").first()
-    instance = _start_checked(ctx, production)
-    policy = ctx.policy
-    if stable is None:
-        ctx.log("nothing serves in production yet: the release takes all traffic, no canary to compare")
-        _serve(ctx, production, instance, canary_percent=None)
+    earlier = _in_service(ctx, production)
+    if earlier is not None and earlier.role == Deployment.Role.ACTIVE:
         return
-    _serve(ctx, production, instance, canary_percent=policy.canary_percent)
+    stable = production.deployments.filter(role="active").first()
+    policy = ctx.policy
+    if earlier is not None:
+        instance = deploys.instance_of(earlier)
+    else:
+        instance = _start_checked(ctx, production)
+        if stable is None:
+            ctx.log("nothing serves in production yet: the release takes all traffic, no canary to compare")
+            _serve(ctx, production, instance, canary_percent=None)
+            return
+        _serve(ctx, production, instance, canary_percent=policy.canary_percent)
     stable_url = deploys.instance_of(stable).url
     first = {"stable": scrape(stable_url), "canary": scrape(instance.url)}
     last, last_at, started = dict(first), time.monotonic(), time.monotonic()
@@ -96,7 +118,9 @@ def run_canary(ctx: StageContext) -> None:
                                  max_p95_ratio=policy.canary_max_p95_ratio,
                                  min_requests=policy.canary_min_requests))
     ctx.log(f"canary analysis: {verdict.reason}")
-    deploys.end_canary("production", promote=verdict.passed, actor=Actor.worker(),
-                       reason=f"canary analysis of release #{ctx.release.pk}: {verdict.reason}")
+    with transaction.atomic():
+        ctx.hold_claim()
+        deploys.end_canary("production", promote=verdict.passed, actor=Actor.worker(),
+                           reason=f"canary analysis of release #{ctx.release.pk}: {verdict.reason}")
     if not verdict.passed:
         raise StageFailed(f"canary rolled back automatically: {verdict.reason}")

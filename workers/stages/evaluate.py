@@ -5,9 +5,9 @@ the fastest candidate inside the accuracy budget is chosen and every other one's
 When a release of the model serves in production, its model is measured on this data too.
 """
 
-from releases import store
 from releases.gates import TASK_METRIC
 from releases.models import Artifact, Deployment, Release
+from releases.storage import get_store
 from workers.compression import candidate_of, compression_policy, fp32_artifact, save_metrics
 from workers.context import StageContext, StageFailed
 from workers.deploying import serving_artifact
@@ -22,8 +22,8 @@ def _evaluate(ctx: StageContext, artifact: Artifact, evalset: EvalSet, start: fl
     def progress(percent: float, step: str) -> None:
         ctx.progress(start + share * percent / 100, f"{artifact.kind}: {step}")
 
-    return evaluate(store.path_for(artifact.sha256), evalset, ctx.model.task, device=ctx.device, progress=progress,
-                    reference_outputs=None if reference is None else reference.outputs)
+    return evaluate(get_store().local_path(artifact.sha256), evalset, ctx.model.task, device=ctx.device,
+                    progress=progress, reference_outputs=None if reference is None else reference.outputs)
 
 
 def run(ctx: StageContext) -> None:

@@ -1,0 +1,15 @@
+from django.contrib import admin
+
+from monitoring import models as m
+
+
+@admin.register(m.MonitoringPolicy)
+class MonitoringPolicyAdmin(admin.ModelAdmin):
+    list_display = ["model", "on_alert", "cooldown_seconds"]
+
+
+@admin.register(m.AlertAction)
+class AlertActionAdmin(admin.ModelAdmin):
+    list_display = ["at", "alertname", "environment", "release", "action"]
+    list_filter = ["action", "environment"]
+    readonly_fields = ["environment", "release", "alertname", "fingerprint", "at", "action", "detail"]

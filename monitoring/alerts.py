@@ -1,0 +1,126 @@
+"""Alerts from Prometheus' Alertmanager (webhook format, version 4), acted on by the model's policy.
+
+A firing alert labelled with `model` and `environment` either notifies — an audit event with
+action "alert.fired", which the webhooks turn into alert_firing deliveries — or rolls the
+environment back with the alert as the reason. An environment rolled back by an alert is not
+rolled back by another within the policy's cool-down: a flapping alert notifies instead.
+"""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from monitoring.models import AlertAction, MonitoringPolicy
+from releases import deploys
+from releases.actors import Actor
+from releases.approvals import NotAllowed
+from releases.models import Deployment, Environment, Model
+from releases.statemachine import TransitionError, record
+from workers.shipping.proxy import ProxyError
+
+Action = AlertAction.Action
+
+
+class MalformedNotification(ValueError):
+    """The body is not an Alertmanager notification (the API answers 400)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    alertname: str
+    fingerprint: str
+    action: str
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"alertname": self.alertname, "fingerprint": self.fingerprint, "action": self.action,
+                "detail": self.detail}
+
+
+def alerts_of(document: object) -> list[dict]:
+    if not isinstance(document, dict) or not isinstance(document.get("alerts"), list):
+        raise MalformedNotification('expected an Alertmanager webhook notification: {"version": "4", '
+                                    '"status": ..., "alerts": [...]}')
+    if not all(isinstance(a, dict) and isinstance(a.get("labels", {}), dict) for a in document["alerts"]):
+        raise MalformedNotification("every alert must be an object with a labels object")
+    return document["alerts"]
+
+
+def policy_of(model: Model) -> MonitoringPolicy:
+    return MonitoringPolicy.objects.get_or_create(model=model)[0]
+
+
+def _reason(alert: dict, labels: dict) -> str:
+    annotations = alert.get("annotations") if isinstance(alert.get("annotations"), dict) else {}
+    summary = annotations.get("summary") or annotations.get("description") or ""
+    since = f" since {alert['startsAt']}" if alert.get("startsAt") else ""
+    return f"alert {labels.get('alertname', '?')} firing{since}" + (f": {summary}" if summary else "")
+
+
+def handle(alert: dict, user: AbstractBaseUser, token_name: str | None) -> Outcome:
+    labels = {str(k): str(v) for k, v in alert.get("labels", {}).items()}
+    name, fingerprint = labels.get("alertname", ""), str(alert.get("fingerprint", ""))[:64]
+
+    def outcome(action: str, detail: str, environment: Environment | None = None,
+                active: Deployment | None = None) -> Outcome:
+        AlertAction.objects.create(environment=environment, release_id=active.release_id if active else None,
+                                   alertname=name[:200], fingerprint=fingerprint, action=action, detail=detail)
+        return Outcome(name, fingerprint, action, detail)
+
+    if alert.get("status") != "firing":
+        return Outcome(name, fingerprint, Action.IGNORED, f"status {alert.get('status')!r}: only firing alerts act")
+    model = Model.objects.filter(name=labels.get("model", "")).first()
+    environment = Environment.objects.filter(name=labels.get("environment", "")).first()
+    if model is None or environment is None:
+        return outcome(Action.IGNORED, "the alert's model and environment labels name no known model and environment")
+    reason = _reason(alert, labels)
+    actor = Actor.person(user, token_name)
+    with transaction.atomic():
+        policy = MonitoringPolicy.objects.select_for_update().get(pk=policy_of(model).pk)
+        active = environment.deployments.filter(role=Deployment.Role.ACTIVE).select_related(
+            "release__version").first()
+        why_not = _why_no_rollback(policy, environment, active, model, labels)
+        fired = {"alert": name, "labels": labels, "fingerprint": fingerprint,
+                 "starts_at": str(alert.get("startsAt", "")), "policy": policy.on_alert}
+        if why_not is None:
+            # Recorded before the rollback, so that the failure it reports starts before its repair.
+            record(actor, "alert.fired", release=active.release, subject=f"environment {environment.name}",
+                   after=fired, reason=reason)
+            try:
+                deploys.rollback(environment.name, user, reason, expected_release_id=active.release_id,
+                                 token_name=token_name)
+            except (NotAllowed, TransitionError, ValueError, ProxyError) as exc:
+                why_not = f"the rollback failed: {exc}"
+                record(actor, "alert.rollback_failed", release=active.release,
+                       subject=f"environment {environment.name}", after=fired, reason=why_not)
+                return outcome(Action.NOTIFIED, why_not, environment, active)
+            return outcome(Action.ROLLED_BACK, reason, environment, active)
+        record(actor, "alert.fired", release=active.release if active else None,
+               subject=f"environment {environment.name}",
+               after=fired | ({"not_rolled_back": why_not} if policy.on_alert == "rollback" else {}),
+               reason=reason)
+        return outcome(Action.NOTIFIED, why_not if policy.on_alert == "rollback" else reason, environment, active)
+
+
+def _why_no_rollback(policy: MonitoringPolicy, environment: Environment, active: Deployment | None,
+                     model: Model, labels: dict[str, str]) -> str | None:
+    """None when this alert should roll the environment back now, else why it only notifies."""
+    if policy.on_alert != MonitoringPolicy.OnAlert.ROLLBACK:
+        return "the policy is to notify"
+    if active is None or active.release.version.model_id != model.pk:
+        return f"no release of {model.name} serves in {environment.name}"
+    if labels.get("release") and labels["release"] != str(active.release_id):
+        return f"release #{labels['release']} no longer serves in {environment.name}"
+    since = timezone.now() - timedelta(seconds=policy.cooldown_seconds)
+    earlier = AlertAction.objects.filter(environment=environment, action=Action.ROLLED_BACK, at__gte=since).first()
+    if earlier is not None:
+        return (f"cool-down: alert {earlier.alertname} rolled {environment.name} back at "
+                f"{earlier.at:%Y-%m-%d %H:%M:%S} UTC; no second rollback within {policy.cooldown_seconds} s")
+    return None
+
+
+def receive(document: object, user: AbstractBaseUser, token_name: str | None) -> list[dict[str, str]]:
+    return [handle(alert, user, token_name).as_dict() for alert in alerts_of(document)]

@@ -1,0 +1,118 @@
+"""The artifact store interface: content-addressed objects (by sha256), written as streams.
+
+A writer receives an object's bytes chunk by chunk and hashes them on the way into a staging
+place that no reader looks at; `commit` moves a finished object under its sha256, `discard_staged`
+drops it. So a failed request leaves nothing half-stored, and two uploads of the same bytes make
+one object. Workers never read the web machine's disk: `local_path` gives them a file on their
+own machine (the object itself for the filesystem store, a verified cached download for S3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+COPY_CHUNK = 1024 * 1024
+
+
+class StoreError(RuntimeError):
+    """The store refused or lost an object."""
+
+
+def check_sha256(sha256: str) -> str:
+    if not _SHA256.match(sha256):
+        raise ValueError(f"not a sha256: {sha256!r}")
+    return sha256
+
+
+def object_key(sha256: str) -> str:
+    """Where an object lives inside a store: objects/ab/abcdef…"""
+    return f"objects/{check_sha256(sha256)[:2]}/{sha256}"
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A finished, not yet committed object: where it waits, its sha256 and size."""
+
+    location: str
+    sha256: str
+    size: int
+
+
+class Writer(ABC):
+    """Receives one object's bytes; computes its sha256 on the way."""
+
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        self.hash.update(chunk)
+        self.size += len(chunk)
+        self._write(chunk)
+
+    @abstractmethod
+    def _write(self, chunk: bytes) -> None: ...
+
+    @abstractmethod
+    def finish(self) -> Staged:
+        """Close the object; it waits in staging until committed or discarded."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Drop everything written so far (an interrupted upload)."""
+
+
+class ArtifactStore(ABC):
+    kind: str
+
+    @abstractmethod
+    def writer(self) -> Writer: ...
+
+    @abstractmethod
+    def open_staged(self, staged: Staged) -> BinaryIO:
+        """A seekable read-only file of a staged object (the web's cheap checks read it)."""
+
+    @abstractmethod
+    def commit(self, staged: Staged) -> bool:
+        """Move a staged object under its sha256. Returns True when the object is new."""
+
+    @abstractmethod
+    def discard_staged(self, staged: Staged) -> None: ...
+
+    @abstractmethod
+    def exists(self, sha256: str) -> bool: ...
+
+    @abstractmethod
+    def open(self, sha256: str) -> BinaryIO:
+        """Read an object as a stream."""
+
+    @abstractmethod
+    def delete(self, sha256: str) -> None: ...
+
+    @abstractmethod
+    def download_url(self, sha256: str, expires_s: int) -> str:
+        """A URL from which the object can be read without credentials until it expires."""
+
+    @abstractmethod
+    def local_path(self, sha256: str) -> Path:
+        """A read-only file of the object on this machine."""
+
+    def put_file(self, path: Path) -> tuple[str, int]:
+        """Store a file made on this machine (hashing on the way). Returns (sha256, size)."""
+        writer = self.writer()
+        try:
+            with open(path, "rb") as source:
+                while chunk := source.read(COPY_CHUNK):
+                    writer.write(chunk)
+            staged = writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+        self.commit(staged)
+        return staged.sha256, staged.size

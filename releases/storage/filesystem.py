@@ -1,0 +1,86 @@
+"""The filesystem store: objects/ab/abcdef… under SLIPWAY_ARTIFACT_DIR, staged in tmp/.
+
+A finished object is moved into place with one rename, so a reader never sees a partial object.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import BinaryIO
+
+from releases.storage.base import ArtifactStore, Staged, StoreError, Writer, object_key
+
+
+class FileWriter(Writer):
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self.file = open(path, "wb")  # noqa: SIM115 (closed in finish/abort)
+
+    def _write(self, chunk: bytes) -> None:
+        self.file.write(chunk)
+
+    def finish(self) -> Staged:
+        self.file.close()
+        return Staged(str(self.path), self.hash.hexdigest(), self.size)
+
+    def abort(self) -> None:
+        self.file.close()
+        self.path.unlink(missing_ok=True)
+
+
+class FilesystemStore(ArtifactStore):
+    kind = "fs"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path_for(self, sha256: str) -> Path:
+        return self.root / object_key(sha256)
+
+    def writer(self) -> FileWriter:
+        tmp = self.root / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        return FileWriter(tmp / f"{uuid.uuid4().hex}.part")
+
+    def open_staged(self, staged: Staged) -> BinaryIO:
+        return open(staged.location, "rb")
+
+    def commit(self, staged: Staged) -> bool:
+        temp, target = Path(staged.location), self.path_for(staged.sha256)
+        if target.exists():
+            temp.unlink(missing_ok=True)
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        moving = target.with_suffix(".moving")
+        os.replace(temp, moving)
+        moving.chmod(0o444)
+        os.replace(moving, target)
+        return True
+
+    def discard_staged(self, staged: Staged) -> None:
+        Path(staged.location).unlink(missing_ok=True)
+
+    def exists(self, sha256: str) -> bool:
+        return self.path_for(sha256).is_file()
+
+    def open(self, sha256: str) -> BinaryIO:
+        try:
+            return open(self.path_for(sha256), "rb")
+        except FileNotFoundError:
+            raise StoreError(f"no object {sha256} in {self.root}") from None
+
+    def delete(self, sha256: str) -> None:
+        self.path_for(sha256).unlink(missing_ok=True)
+
+    def download_url(self, sha256: str, expires_s: int) -> str:
+        """On one machine the object's own file is the download (file://; it never expires)."""
+        return self.local_path(sha256).as_uri()
+
+    def local_path(self, sha256: str) -> Path:
+        path = self.path_for(sha256)
+        if not path.is_file():
+            raise StoreError(f"no object {sha256} in {self.root}")
+        return path

@@ -1,0 +1,24 @@
+import pytest
+
+from releases.models import Deployment, Environment
+from tests.conftest import build_form, token_client
+
+
+@pytest.fixture
+def serving(users, settings, tmp_path) -> dict:
+    """Two digits releases in production: the first kept warm, the second active (no servers run)."""
+    settings.ARTIFACT_DIR = tmp_path
+    ci = token_client(users["ci"])
+    ids = [ci.post("/api/v1/builds/", build_form(version=str(v)), format="multipart").json()["release"]["id"]
+           for v in (1, 2)]
+    production = Environment.objects.get(name="production")
+    warm = Deployment.objects.create(environment=production, release_id=ids[0], role="warm", traffic_percent=0,
+                                     endpoint="http://127.0.0.1:9", instance={"port": 9})
+    active = Deployment.objects.create(environment=production, release_id=ids[1], role="active",
+                                       traffic_percent=100, endpoint="http://127.0.0.1:10", instance={"port": 10})
+    return {"ids": ids, "production": production, "warm": warm, "active": active}
+
+
+from tests.pages.conftest import browser, open_as  # noqa: E402 - the page tests' Chromium fixtures
+
+__all__ = ["browser", "open_as", "serving"]

@@ -1,0 +1,142 @@
+"""The Kubernetes target: manifests validated against the Kubernetes schema (kubernetes-validate) and,
+for the HTTPRoute (a CRD), against the CRD's constraints for the fields written (jsonschema); then
+the official client's calls and bodies against a recording stand-in for the API server (kube_stub.py).
+No cluster runs here: nothing is scheduled, pulled or probed."""
+
+import json
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+
+from releases import deploys
+from releases.actors import Actor
+from releases.models import Environment
+from tests.conftest import make_user
+from tests.pages.data import make_model, make_release, make_version
+from tests.workers.shipping.kube_stub import kube_stub
+from workers.deploying import target_for
+from workers.shipping.kubernetes import manifests
+from workers.shipping.kubernetes.manifests import Cluster, ManifestError
+from workers.shipping.targets import InstanceSpec
+
+K8S_VERSION = "1.33.0"
+DIGEST = "registry.example.com/slipway-release@sha256:" + "ab" * 32
+CLUSTER = Cluster(namespace="models", gateway="infra/public", replicas=2, memory="512m", cpus=0.5)
+ROUTE_SCHEMA = json.loads((Path(__file__).parent / "schemas" / "httproute_v1_subset.schema.json").read_text())
+NS = "/namespaces/models"
+
+
+def check_route(route: dict) -> None:
+    jsonschema.validate(route, ROUTE_SCHEMA)
+    for rule in route["spec"]["rules"]:  # the CRD's CEL rule: a Service backend names its port
+        assert all("port" in ref for ref in rule["backendRefs"] if ref["group"] == "" and ref["kind"] == "Service")
+
+
+def render(release_id: str = "12", image: str = DIGEST) -> tuple[dict, dict]:
+    return (manifests.deployment(CLUSTER, environment="production", release_id=release_id, image=image,
+                                 model_name="digits", version="1.0.1"),
+            manifests.service(CLUSTER, environment="production", release_id=release_id))
+
+
+def test_a_release_renders_to_a_valid_locked_down_deployment_and_service():
+    deployment, service = render()
+    kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+    kubernetes_validate.validate(service, K8S_VERSION, strict=True)
+    assert deployment["metadata"]["name"] == service["metadata"]["name"] == "slipway-production-r12"
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == DIGEST
+    assert container["securityContext"] == {
+        "runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    assert container["resources"] == {"requests": {"cpu": "500m", "memory": "512Mi"},
+                                      "limits": {"cpu": "500m", "memory": "512Mi"}}
+    assert container["readinessProbe"]["httpGet"] == {"port": "http", "scheme": "HTTP", "path": "/readyz"}
+    assert container["livenessProbe"]["httpGet"] == {"port": "http", "scheme": "HTTP", "path": "/healthz"}
+    assert pod["automountServiceAccountToken"] is False
+    assert deployment["spec"]["replicas"] == 2
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"] == {
+        "slipway.io/environment": "production", "slipway.io/release-id": "12"}
+
+
+def test_an_environment_renders_to_one_weighted_http_route():
+    route = manifests.http_route(CLUSTER, environment="production", weights={"12": 90, "13": 10})
+    check_route(route)
+    assert route["metadata"] == {"name": "slipway-production", "namespace": "models",
+                                 "labels": {"app.kubernetes.io/managed-by": "slipway",
+                                            "slipway.io/environment": "production"}}
+    assert route["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                            "name": "public", "namespace": "infra"}]
+    assert [(b["name"], b["port"], b["weight"]) for b in route["spec"]["rules"][0]["backendRefs"]] == [
+        ("slipway-production-r12", 8000, 90), ("slipway-production-r13", 8000, 10)]
+
+
+def test_what_cannot_be_rendered_is_refused():
+    with pytest.raises(ManifestError, match="is not pinned by digest"):
+        render(image="slipway-release:digits-12")
+    with pytest.raises(ManifestError, match="at most 16 backends"):
+        manifests.http_route(CLUSTER, environment="production", weights={str(i): 5 for i in range(17)})
+    with pytest.raises(ManifestError, match="expected a number with b, k, m or g"):
+        manifests.memory_quantity("lots")
+    # The validators catch what a broken renderer would send.
+    broken = render()[0]
+    broken["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] = {"cores": 1}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+    route = manifests.http_route(CLUSTER, environment="production", weights={"12": 100})
+    route["spec"]["rules"][0]["backendRefs"][0]["weight"] = 2_000_000
+    with pytest.raises(jsonschema.ValidationError):
+        check_route(route)
+
+
+@pytest.mark.django_db
+def test_releases_are_applied_traffic_moves_and_rollback_moves_it_back(settings, tmp_path):
+    on_call = make_user("olga", "on-call")
+    model = make_model(keep_warm=2)
+    old, new = (make_release(make_version(model, label, on_call), status="released", image=DIGEST)
+                for label in ("1.0.0", "1.0.1"))
+    Environment.objects.filter(name="production").update(target="kubernetes")
+    production = Environment.objects.get(name="production")
+    with kube_stub() as stub:
+        settings.SLIPWAY_KUBECONFIG = str(stub.kubeconfig(tmp_path))
+        settings.SLIPWAY_K8S_NAMESPACE, settings.SLIPWAY_K8S_GATEWAY = "models", "infra/public"
+        settings.SLIPWAY_K8S_REPLICAS, settings.SLIPWAY_CONTAINER_MEMORY = 2, "512m"
+        settings.SLIPWAY_CONTAINER_CPUS = 0.5
+
+        target = target_for(production)
+        instances = {}
+        for release in (old, new):
+            spec = InstanceSpec(release_id=str(release.pk), environment="production", port=0, model_name="digits",
+                                version=release.version.label, image=DIGEST)
+            instances[release] = target.launch(spec, timeout=5)
+        assert instances[old].url == f"http://slipway-production-r{old.pk}.models.svc:8000"
+        for release in (old, new):
+            deploys.put_in_service(release.pk, "production", instances[release], canary_percent=None,
+                                   actor=Actor.person(on_call, None))
+        deploys.rollback("production", on_call, "p95 doubled")
+        target.stop(instances[new])
+
+    apps, core = f"/apis/apps/v1{NS}/deployments", f"/api/v1{NS}/services"
+    route = f"/apis/gateway.networking.k8s.io/v1{NS}/httproutes"
+    names = {r: f"slipway-production-r{r.pk}" for r in (old, new)}
+    assert stub.calls() == [
+        ("POST", apps), ("POST", core), ("GET", f"{apps}/{names[old]}/status"),
+        ("POST", apps), ("POST", core), ("GET", f"{apps}/{names[new]}/status"),
+        ("PATCH", f"{route}/slipway-production"), ("POST", route),  # the first move creates the route
+        ("PATCH", f"{route}/slipway-production"),
+        ("PATCH", f"{route}/slipway-production"),  # the rollback
+        ("DELETE", f"{core}/{names[new]}"), ("DELETE", f"{apps}/{names[new]}")]
+    bodies = [r.body for r in stub.requests]
+    for body in bodies[0:2] + bodies[3:5]:
+        kubernetes_validate.validate(body, K8S_VERSION, strict=True)
+    assert bodies[0] == manifests.deployment(CLUSTER, environment="production", release_id=str(old.pk),
+                                             image=DIGEST, model_name="digits", version="1.0.0")
+    moves = [r for r in stub.requests if r.path.endswith("/slipway-production")]
+    for move in moves:
+        check_route(move.body)
+    assert {r.content_type for r in moves} == {"application/merge-patch+json"}
+    assert [[(b["name"], b["weight"]) for b in m.body["spec"]["rules"][0]["backendRefs"]] for m in moves] == [
+        [(names[old], 100)], [(names[new], 100)], [(names[old], 100)]]
+    assert production.deployments.get(role="active").release == old

@@ -1,0 +1,1 @@
+"""Webhooks: subscriptions to release events, HMAC-signed deliveries retried from the database."""
