@@ -73,7 +73,8 @@ def test_shifted_inputs_and_late_labels_show_on_the_pages_and_an_alert_rolls_bac
 
     viewer = Client()
     viewer.force_login(users["victor"])
-    for url, line in (("/environments/production/", release_label(release)), (f"/releases/{second}/", "production")):
+    for url, line in (("/monitoring/environments/production/", release_label(release)),
+                      (f"/monitoring/releases/{second}/", "production")):
         page = viewer.get(url).content.decode()
         lines = {s["label"]: s["points"] for s in page_data(page, "monitoring-quality")["series"]}
         assert line in lines, (url, list(lines))

@@ -13,6 +13,7 @@ from releases.pages.queries import release_label
 from tests.pages import scenes
 from tests.pages.conftest import client_for
 
+DRAWN = "id => document.getElementById(id) !== null && Chart.getChart(document.getElementById(id)) !== undefined"
 NOW = (timezone.now() - timedelta(minutes=30)).replace(second=0, microsecond=0)  # minute windows: 4 labels each
 
 
@@ -51,13 +52,17 @@ def test_the_environment_and_release_pages_show_the_figures(users):
     scene = scenes.build(users)
     watched(scene, 40)
     client = client_for(users["victor"])
-    page = client.get("/environments/production/").content.decode()
+    assert 'hx-get="/monitoring/environments/production/" hx-trigger="load"' in client.get(
+        "/environments/production/").content.decode()  # the page loads the panel after it shows
+    page = client.get("/monitoring/environments/production/").content.decode()
     assert 'data-source="monitoring-quality"' in page and 'data-source="monitoring-watch"' in page
     assert (f'<tr><th scope="row">{release_label(scene.serving)}</th><td>0.250</td><td>') in page
     assert "<td>0.780</td>" in page  # the newest drift point
-    release_page = client.get(f"/releases/{scene.serving.pk}/").content.decode()
+    assert f'hx-get="/monitoring/releases/{scene.serving.pk}/"' in client.get(
+        f"/releases/{scene.serving.pk}/").content.decode()
+    release_page = client.get(f"/monitoring/releases/{scene.serving.pk}/").content.decode()
     assert '<tr><th scope="row">production</th><td>0.250</td>' in release_page
-    empty = client.get(f"/releases/{scene.at_gate.pk}/").content.decode()
+    empty = client.get(f"/monitoring/releases/{scene.at_gate.pk}/").content.decode()
     assert f"No live quality, abnormal-output or drift figures for release #{scene.at_gate.pk} yet" in empty
 
 
@@ -67,6 +72,7 @@ def test_chromium_draws_the_monitoring_charts(users, open_as):
     watched(scene, 40)
     page = open_as("victor")
     page.goto("/environments/production/")
+    page.wait_for_function(DRAWN, arg="chart-drift")  # the panel arrives after the page (htmx)
     data = page.evaluate("id => Chart.getChart(document.getElementById(id)).data.datasets.map(s => s.data)",
                          "chart-drift")
     assert [p["y"] for p in data[0]] == [round(0.02 * i, 2) for i in range(40)]
@@ -75,4 +81,5 @@ def test_chromium_draws_the_monitoring_charts(users, open_as):
     quality = page.evaluate("Chart.getChart(document.getElementById('chart-live-quality')).data.datasets[0].data")
     assert quality[0]["y"] == 1.0 and quality[-1]["y"] == 0.25
     page.goto(f"/releases/{scene.serving.pk}/")
+    page.wait_for_function(DRAWN, arg="chart-drift")
     assert page.evaluate("Chart.getChart(document.getElementById('chart-drift')).data.datasets.length") == 1

@@ -1,0 +1,35 @@
+"""The monitoring panel of the environment and release pages: live quality, abnormal outputs and drift,
+drawn by static/slipway/charts.js like the serving figures. The pages load it after they show
+(htmx), and it refreshes itself at the collection interval, so it costs the pages themselves nothing."""
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+
+from monitoring.queries import charts_of_environment, charts_of_release
+from releases.models import Environment, Release
+
+REFRESH_SECONDS = 15  # the collection interval (slipway/settings.py, the "monitoring" beat entry)
+
+
+def _panel(request: HttpRequest, charts: dict, line_kind: str, subject: str, url: str) -> HttpResponse:
+    return render(request, "monitoring/_charts.html", {
+        "charts": charts, "time_zone": settings.TIME_ZONE, "line_kind": line_kind, "subject": subject,
+        "has_data": bool(charts["watch"]["series"] or charts["quality"]["series"]),
+        "refresh_url": url, "refresh_seconds": REFRESH_SECONDS})
+
+
+@login_required
+def environment_panel(request: HttpRequest, name: str) -> HttpResponse:
+    environment = get_object_or_404(Environment, name=name)
+    return _panel(request, charts_of_environment(environment), "release", environment.name,
+                  reverse("monitoring-environment", args=[name]))
+
+
+@login_required
+def release_panel(request: HttpRequest, release_id: int) -> HttpResponse:
+    release = get_object_or_404(Release, pk=release_id)
+    return _panel(request, charts_of_release(release), "environment", f"release #{release.pk}",
+                  reverse("monitoring-release", args=[release_id]))
