@@ -38,7 +38,9 @@ def test_a_receiver_that_fails_twice_gets_the_third_attempt_after_growing_delays
         [delivery] = settled()
     assert [(h.signed, h.delivery) for h in hits] == [(True, str(delivery.uuid))] * 3
     first_wait, second_wait = hits[1].at - hits[0].at, hits[2].at - hits[1].at
-    assert backoff <= first_wait < second_wait and 2 * backoff <= second_wait, (first_wait, second_wait)
+    # Each retry waits at least its scheduled delay (the backoff, then twice it); how much longer depends
+    # on the machine's load, so the two waits are not compared with each other.
+    assert backoff <= first_wait and 2 * backoff <= second_wait, (first_wait, second_wait)
     assert (delivery.status, delivery.attempts, delivery.last_response_code, delivery.last_error) == (
         "succeeded", 3, 200, "")
 
