@@ -66,8 +66,9 @@ def test_workers_announce_what_they_have_and_run_and_go(celery_worker, users, se
             running = wait_for(lambda: WorkerNode.objects.get(pk=nodes["fleet-cpu"].pk).running)
             assert running[0]["release_id"] == release_id
             assert running[0]["stage"] in {"validate", "convert", "compress", "evaluate", "gate"}
-            page = viewer.get("/workers/table/").content.decode()
-            assert f'href="/releases/{release_id}/">#{release_id}</a>' in page
+            # Stages take a fraction of a second each: the page is asked until it catches one running.
+            link = f'href="/releases/{release_id}/">#{release_id}</a>'
+            wait_for(lambda: link in viewer.get("/workers/table/").content.decode(), timeout=30, every=0.01)
             wait_for_status(release_id, "awaiting_approval", timeout=120)
             assert WorkerNode.objects.get(pk=nodes["fleet-deploy"].pk).running == []
             wait_for(lambda: WorkerNode.objects.get(pk=nodes["fleet-cpu"].pk).running == [])
