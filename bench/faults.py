@@ -28,8 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.throwaway import configure, drop_database, recreate_database
+from shipping.ports import port_is_free
 from tests.reliability.processes import DRILL_ENV, RedisServer, Worker, worker_env
-from workers.shipping.ports import port_is_free
 
 
 def free_port_pair() -> int:
@@ -142,7 +142,7 @@ def stop_serving(data_dir: Path) -> None:
     """The HAProxy and the model servers of this bench (found by its own data folder), by their pids."""
     from django.conf import settings
 
-    from workers.shipping.proxy import ProxyConfig, stop
+    from shipping.proxy import ProxyConfig, stop
 
     stop(ProxyConfig(state_dir=settings.SLIPWAY_PROXY_DIR))
     listing = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout

@@ -41,12 +41,12 @@ MIN_LABELS_PER_S = 5000
 
 def _servers(folder: Path) -> tuple[list, object]:
     from serving.integrity import file_sha256
+    from shipping.local_target import LocalTarget
+    from shipping.ports import PortAllocator
+    from shipping.targets import InstanceSpec
     from workers.demo_model import digits_model
     from workers.ml.evalset import evalset_from_arrays
     from workers.ml.profile import write_profile
-    from workers.shipping.local_target import LocalTarget
-    from workers.shipping.ports import PortAllocator
-    from workers.shipping.targets import InstanceSpec
 
     m = digits_model()
     model = folder / "digits.onnx"

@@ -35,11 +35,11 @@ import docker
 from docker.errors import DockerException
 
 from serving.integrity import file_sha256
+from shipping import canary, proxy
+from shipping.ports import PortAllocator
+from shipping.targets import Instance, InstanceSpec, Target
 from tests.serving.onnx_models import linear_model
-from tests.workers.shipping.load import SteadyLoad
-from workers.shipping import canary, proxy
-from workers.shipping.ports import PortAllocator
-from workers.shipping.targets import Instance, InstanceSpec, Target
+from tests.shipping.load import SteadyLoad
 
 ENVIRONMENT = "production"
 
@@ -51,8 +51,8 @@ def docker_client():
 
 
 def build_image(client, folder: Path, release_id: str, megabytes: int, seed: int):
-    from workers.shipping.base_image import LOCAL_BASE_IMAGE, build_local_base_image
-    from workers.shipping.image import ReleaseImageSpec, build_release_image
+    from shipping.base_image import LOCAL_BASE_IMAGE, build_local_base_image
+    from shipping.image import ReleaseImageSpec, build_release_image
 
     build_local_base_image(client)
     model = linear_model(folder / f"{release_id}.onnx", padding_megabytes=megabytes, seed=seed)
@@ -69,10 +69,10 @@ def build_image(client, folder: Path, release_id: str, megabytes: int, seed: int
 
 def make_target(kind: str, folder: Path) -> Target:
     if kind == "docker":
-        from workers.shipping.docker_target import DockerTarget
+        from shipping.docker_target import DockerTarget
 
         return DockerTarget(docker_client())
-    from workers.shipping.local_target import LocalTarget
+    from shipping.local_target import LocalTarget
 
     return LocalTarget(log_dir=folder / "logs")
 

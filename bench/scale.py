@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.scale_services import BackendCpu, Services, backends_of, peak_rss_mb
 from bench.throwaway import configure, database_name, drop_database, recreate_database
-from workers.shipping.ports import ephemeral_port
+from shipping.ports import ephemeral_port
 
 REDIS_PORT = ephemeral_port()
 PROBES = Path(tempfile.mkdtemp(prefix="slipway-bench-scale-probes-"))
@@ -203,11 +203,11 @@ class Serving:
         from django.conf import settings
 
         from releases.models import Artifact, Environment, Model, ModelVersion, Release, ReleasePolicy
+        from shipping import proxy
+        from shipping.local_target import LocalTarget
+        from shipping.ports import PortAllocator
+        from shipping.targets import InstanceSpec
         from tests.serving.onnx_models import linear_model
-        from workers.shipping import proxy
-        from workers.shipping.local_target import LocalTarget
-        from workers.shipping.ports import PortAllocator
-        from workers.shipping.targets import InstanceSpec
 
         ports = PortAllocator()
         environments = {"staging": ports.allocate(), "production": ports.allocate()}
@@ -241,7 +241,7 @@ class Serving:
     def stop(self) -> None:
         from django.db import connection
 
-        from workers.shipping import proxy
+        from shipping import proxy
 
         for instance in self.instances:
             self.target.stop(instance, timeout=10)

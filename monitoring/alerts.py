@@ -19,7 +19,7 @@ from releases.actors import Actor
 from releases.approvals import NotAllowed
 from releases.models import Deployment, Environment, Model
 from releases.statemachine import TransitionError, record
-from workers.shipping.proxy import ProxyError
+from shipping.proxy import ProxyError
 
 Action = AlertAction.Action
 

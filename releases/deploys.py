@@ -30,17 +30,17 @@ DOUBLE_CLICK_WINDOW = timedelta(minutes=5)
 UNGUARDED_REPEAT = timedelta(seconds=30)
 
 
-def proxy_config():  # noqa: ANN201 - workers.shipping.proxy.ProxyConfig, imported late
+def proxy_config():  # noqa: ANN201 - shipping.proxy.ProxyConfig, imported late
     """The HAProxy that fronts every environment, one stable port each (Environment.proxy_port)."""
-    from workers.shipping.proxy import ProxyConfig
+    from shipping.proxy import ProxyConfig
 
     ports = dict(Environment.objects.values_list("name", "proxy_port"))
     return ProxyConfig(state_dir=settings.SLIPWAY_PROXY_DIR, environments=ports,
                        bind_host=settings.SLIPWAY_PROXY_HOST)
 
 
-def instance_of(deployment: Deployment):  # noqa: ANN201 - workers.shipping.targets.Instance
-    from workers.shipping.targets import Instance
+def instance_of(deployment: Deployment):  # noqa: ANN201 - shipping.targets.Instance
+    from shipping.targets import Instance
 
     return Instance(**deployment.instance)
 
@@ -58,7 +58,7 @@ def move_traffic(environment: Environment, shares: dict[Deployment, int]) -> Non
 
         kubernetes_target().route_traffic(environment.name, weights)
         return
-    from workers.shipping.proxy import set_traffic
+    from shipping.proxy import set_traffic
 
     set_traffic(proxy_config(), environment.name, weights)
 

@@ -119,7 +119,7 @@ def _worker_process(django_db_setup, django_db_blocker) -> subprocess.Popen:
 
 def stop_serving() -> None:
     """Stop the HAProxy and the model servers that this test session's worker started."""
-    from workers.shipping.proxy import ProxyConfig, stop
+    from shipping.proxy import ProxyConfig, stop
 
     stop(ProxyConfig(state_dir=settings.SLIPWAY_PROXY_DIR))
     subprocess.run(["pkill", "-f", f"serving --model {settings.ARTIFACT_DIR}"], check=False)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
-from workers.shipping.ports import ephemeral_port
+from shipping.ports import ephemeral_port
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "slipway-test", "AWS_SECRET_ACCESS_KEY": "slipway-test-secret",
                "AWS_DEFAULT_REGION": "us-east-1"}

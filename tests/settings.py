@@ -23,6 +23,6 @@ from slipway.settings import *  # noqa: E402, F403
 DATABASES["default"]["TEST"] = {"NAME": f"test_slipway_{SLOT}"}  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast users; never in production
 WHITENOISE_USE_FINDERS = True  # no collectstatic before tests
-# No registry is reachable here: images build on the local base (python -m workers.shipping.base_image).
+# No registry is reachable here: images build on the local base (python -m shipping.base_image).
 os.environ.setdefault("SLIPWAY_BASE_IMAGE", "slipway-base:bookworm")
 SLIPWAY_BASE_IMAGE = os.environ["SLIPWAY_BASE_IMAGE"]

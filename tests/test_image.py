@@ -1,6 +1,6 @@
 """Slipway's own image (Dockerfile), built here as compose builds it and run: migrations, then the
 web answering. No registry is reachable here, so it builds on the local base image
-(workers/shipping/base_image.py) and pip installs wheels downloaded on the host, served to the build
+(shipping/base_image.py) and pip installs wheels downloaded on the host, served to the build
 over loopback (--no-index): the same Dockerfile, with PIP_OPTIONS and BASE_IMAGE as build args."""
 
 import functools
@@ -16,8 +16,8 @@ import pytest
 import requests
 from django.conf import settings
 
-from workers.shipping.image import DEFAULT_CACHE_DIR, download_wheels
-from workers.shipping.ports import ephemeral_port
+from shipping.image import DEFAULT_CACHE_DIR, download_wheels
+from shipping.ports import ephemeral_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TAG = "slipway:test"

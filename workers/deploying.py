@@ -8,13 +8,13 @@ from django.conf import settings
 from releases import deploys
 from releases.models import Artifact, Deployment, Environment, Release
 from releases.storage import get_store, work_root
-from workers.shipping.docker_target import DockerTarget
-from workers.shipping.kubernetes.manifests import Cluster
-from workers.shipping.kubernetes.target import KubernetesTarget, api_client
-from workers.shipping.local_target import LocalTarget
-from workers.shipping.ports import PortAllocator
-from workers.shipping.proxy import ensure_running, servers
-from workers.shipping.targets import Instance, InstanceSpec, Target
+from shipping.docker_target import DockerTarget
+from shipping.kubernetes.manifests import Cluster
+from shipping.kubernetes.target import KubernetesTarget, api_client
+from shipping.local_target import LocalTarget
+from shipping.ports import PortAllocator
+from shipping.proxy import ensure_running, servers
+from shipping.targets import Instance, InstanceSpec, Target
 
 log = logging.getLogger(__name__)
 _ports = PortAllocator()
@@ -90,7 +90,7 @@ def ensure_proxy() -> None:
 
 def stop(deployment: Deployment) -> None:
     """Take a deployment's instance out of the proxy and stop it."""
-    from workers.shipping.proxy import detach
+    from shipping.proxy import detach
 
     instance = deploys.instance_of(deployment)
     if deployment.environment.target != "kubernetes":  # a route no longer names a stopped release

@@ -11,7 +11,7 @@ from releases.approvals import NotAllowed
 from releases.builds import UnknownModel
 from releases.intake import BadUpload
 from releases.statemachine import TransitionError
-from workers.shipping.proxy import ProxyError, ProxyUnavailable
+from shipping.proxy import ProxyError, ProxyUnavailable
 
 DOMAIN_ERRORS = {
     TransitionError: (status.HTTP_409_CONFLICT, "conflict"),

@@ -20,7 +20,7 @@ from releases.pages import queries
 from releases.pages.display import moment, stamp
 from releases.roles import may
 from releases.statemachine import TransitionError
-from workers.shipping.proxy import ProxyError
+from shipping.proxy import ProxyError
 
 HISTORY_PER_PAGE = 20
 POLL_SECONDS = 5

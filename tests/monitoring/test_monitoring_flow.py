@@ -19,7 +19,7 @@ from releases.pages.queries import release_label
 from tests.conftest import make_user, token_client, wait_for_status
 from tests.factories import digits_model
 from tests.monitoring.test_alerts import notification
-from tests.workers.shipping.load import SteadyLoad
+from tests.shipping.load import SteadyLoad
 from tests.workers.test_shipping_flow import PRODUCTION, served_by, ship
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)

@@ -15,13 +15,13 @@ from django.utils import timezone
 
 from releases import deploys
 from releases.models import Deployment, Environment, Release
+from shipping import proxy
+from shipping.ports import ephemeral_port
+from shipping.targets import Instance
 from tests.conftest import build_form, make_user, token_client
 from tests.pages import data as d
 from tests.pages import scenes
 from tests.pages.conftest import screenshot
-from workers.shipping import proxy
-from workers.shipping.ports import ephemeral_port
-from workers.shipping.targets import Instance
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import redis
 
-from workers.shipping.ports import ephemeral_port
+from shipping.ports import ephemeral_port
 
 HEARTBEAT_S, HEARTBEAT_TIMEOUT_S, RESEND_AFTER_S = 0.5, 3.0, 2.0
 DRILL_ENV = {"SLIPWAY_STAGE_HEARTBEAT_S": str(HEARTBEAT_S), "SLIPWAY_STAGE_RESEND_AFTER_S": str(RESEND_AFTER_S),

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from serving.integrity import file_sha256
-from workers.shipping.ports import PortAllocator
+from shipping.ports import PortAllocator
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ from django.conf import settings
 from releases.models import Deployment, ReleasePolicy, TrafficChange
 from tests.conftest import build_form, token_client, wait_for_status
 from tests.factories import digits_model
-from tests.workers.shipping.load import SteadyLoad
+from tests.shipping.load import SteadyLoad
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 PRODUCTION = f"http://127.0.0.1:{settings.SLIPWAY_FIRST_PROXY_PORT + 1}"

@@ -14,14 +14,14 @@ from releases import deploys
 from releases.actors import Actor
 from releases.models import Deployment, Environment, ServingSample
 from releases.storage import get_store
+from shipping.canary import Sample, Thresholds, analyse, scrape, window
+from shipping.proxy import ProxyError
+from shipping.smoke import smoke_test
+from shipping.targets import Instance, TargetError
 from workers.context import StageContext, StageFailed
 from workers.deploying import ensure_proxy, launch, serving_artifact, target_for
 from workers.ml.evalset import load_evalset
 from workers.ml.validate import match_inputs, validate_model
-from workers.shipping.canary import Sample, Thresholds, analyse, scrape, window
-from workers.shipping.proxy import ProxyError
-from workers.shipping.smoke import smoke_test
-from workers.shipping.targets import Instance, TargetError
 
 SMOKE_SAMPLES = 8
 SAMPLE_EVERY_S = 5.0

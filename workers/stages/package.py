@@ -7,10 +7,10 @@ from django.conf import settings
 
 from releases.models import Environment, Release
 from releases.storage import get_store
+from shipping.image import ImageBuildError, ReleaseImageSpec, build_release_image
+from shipping.kubernetes.registry import push_release_image
 from workers.context import StageContext, StageFailed
 from workers.deploying import monitoring_profile, serving_artifact
-from workers.shipping.image import ImageBuildError, ReleaseImageSpec, build_release_image
-from workers.shipping.kubernetes.registry import push_release_image
 
 
 def run(ctx: StageContext) -> None:

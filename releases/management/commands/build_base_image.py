@@ -13,8 +13,8 @@ class Command(BaseCommand):
     def handle(self, tag: str, force: bool, **options) -> None:
         import docker
 
-        from workers.shipping.base_image import build_local_base_image
-        from workers.shipping.image import ensure_deps_image
+        from shipping.base_image import build_local_base_image
+        from shipping.image import ensure_deps_image
 
         client = docker.from_env()
         self.stdout.write(f"base image {tag}: {build_local_base_image(client, tag, force=force)}")

@@ -5,11 +5,11 @@ from collections.abc import Callable
 import pytest
 import requests
 
-from tests.workers.shipping.conftest import ports
-from tests.workers.shipping.load import SteadyLoad
-from workers.shipping import proxy
-from workers.shipping.proxy import ProxyConfig, ProxyError, ProxyUnavailable, ServerState
-from workers.shipping.targets import Instance
+from shipping import proxy
+from shipping.proxy import ProxyConfig, ProxyError, ProxyUnavailable, ServerState
+from shipping.targets import Instance
+from tests.shipping.conftest import ports
+from tests.shipping.load import SteadyLoad
 
 
 def releases_seen(config: ProxyConfig, environment: str, count: int) -> list[str]:

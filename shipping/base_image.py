@@ -4,7 +4,7 @@ Real deployments use an official base (``python:3.11-slim``, see image.DEFAULT_B
 here no registry is reachable, so a minimal Debian with Python 3.11 is bootstrapped from the
 distribution's default mirror and imported into Docker Engine (about 95 s, done once).
 
-    python -m workers.shipping.base_image   # base (if missing) + the serving dependencies image
+    python -m shipping.base_image   # base (if missing) + the serving dependencies image
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import docker
 from docker.errors import ImageNotFound
 
-from workers.shipping import image
+from shipping import image
 
 LOCAL_BASE_IMAGE = "slipway-base:bookworm"
 

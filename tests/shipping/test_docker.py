@@ -13,13 +13,13 @@ import requests
 from docker.errors import DockerException, NotFound
 
 from serving.integrity import file_sha256
+from shipping import proxy
+from shipping.base_image import LOCAL_BASE_IMAGE, build_local_base_image
+from shipping.docker_target import DockerTarget
+from shipping.image import BuiltImage, ImageBuildError, ReleaseImageSpec, build_release_image, ensure_deps_image
+from shipping.targets import HealthCheckFailed, InstanceSpec
 from tests.serving.onnx_models import linear_model
-from tests.workers.shipping.conftest import ports
-from workers.shipping import proxy
-from workers.shipping.base_image import LOCAL_BASE_IMAGE, build_local_base_image
-from workers.shipping.docker_target import DockerTarget
-from workers.shipping.image import BuiltImage, ImageBuildError, ReleaseImageSpec, build_release_image, ensure_deps_image
-from workers.shipping.targets import HealthCheckFailed, InstanceSpec
+from tests.shipping.conftest import ports
 
 
 @pytest.fixture(scope="module")

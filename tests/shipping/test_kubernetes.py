@@ -13,13 +13,13 @@ import pytest
 from releases import deploys
 from releases.actors import Actor
 from releases.models import Environment
+from shipping.kubernetes import manifests
+from shipping.kubernetes.manifests import Cluster, ManifestError
+from shipping.targets import InstanceSpec
 from tests.conftest import make_user
 from tests.pages.data import make_model, make_release, make_version
-from tests.workers.shipping.kube_stub import kube_stub
+from tests.shipping.kube_stub import kube_stub
 from workers.deploying import target_for
-from workers.shipping.kubernetes import manifests
-from workers.shipping.kubernetes.manifests import Cluster, ManifestError
-from workers.shipping.targets import InstanceSpec
 
 K8S_VERSION = "1.33.0"
 DIGEST = "registry.example.com/slipway-release@sha256:" + "ab" * 32

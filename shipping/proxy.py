@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
-from workers.shipping.targets import Instance
+from shipping.targets import Instance
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "deploy" / "haproxy"
+TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "deploy" / "haproxy"
 MAX_WEIGHT = 256
 # srv_admin_state bits that put a server in maintenance (HAProxy's SRV_ADMF_MAINT: forced, inherited,
 # resolver). The "configured" bit 0x04 of a `disabled` slot stays set after `state ready`; it is not one.

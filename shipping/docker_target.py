@@ -12,8 +12,8 @@ import re
 import docker
 from docker.errors import APIError, ImageNotFound, NotFound
 
-from workers.shipping.image import LABEL_PREFIX, SERVING_USER
-from workers.shipping.targets import Instance, InstanceSpec, Target, TargetError
+from shipping.image import LABEL_PREFIX, SERVING_USER
+from shipping.targets import Instance, InstanceSpec, Target, TargetError
 
 
 class DockerTarget(Target):

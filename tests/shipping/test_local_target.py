@@ -7,10 +7,10 @@ import pytest
 import requests
 
 from serving.integrity import file_sha256
-from workers.shipping import local_target as local_module
-from workers.shipping.local_target import LocalTarget
-from workers.shipping.ports import NoFreePort, PortAllocator, port_is_free
-from workers.shipping.targets import HealthCheckFailed, Instance, InstanceSpec, TargetError
+from shipping import local_target as local_module
+from shipping.local_target import LocalTarget
+from shipping.ports import NoFreePort, PortAllocator, port_is_free
+from shipping.targets import HealthCheckFailed, Instance, InstanceSpec, TargetError
 
 
 def test_launch_serves_the_release_then_stops(launch: Callable[..., Instance], local_target: LocalTarget) -> None:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 SERVING_PORT = 8000
-SERVING_UID = 10001  # the user the release image runs as (workers/shipping/image.py SERVING_USER)
+SERVING_UID = 10001  # the user the release image runs as (shipping/image.py SERVING_USER)
 PINNED_IMAGE = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 _DOCKER_UNITS = {"b": "", "k": "Ki", "m": "Mi", "g": "Gi"}
 LABEL = "slipway.io/"

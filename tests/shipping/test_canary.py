@@ -5,7 +5,7 @@ import pytest
 import requests
 
 from serving.metrics import ServingMetrics
-from workers.shipping.canary import (
+from shipping.canary import (
     Sample,
     Thresholds,
     Verdict,
@@ -16,7 +16,7 @@ from workers.shipping.canary import (
     scrape,
     window,
 )
-from workers.shipping.targets import Instance
+from shipping.targets import Instance
 
 
 def metrics_text(*requests_: tuple[int, float, int]) -> str:

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 
 from serving.integrity import file_sha256
+from shipping import proxy
+from shipping.local_target import LocalTarget
+from shipping.ports import PortAllocator
+from shipping.targets import Instance, InstanceSpec
 from tests.serving import conftest as serving_fixtures
-from workers.shipping import proxy
-from workers.shipping.local_target import LocalTarget
-from workers.shipping.ports import PortAllocator
-from workers.shipping.targets import Instance, InstanceSpec
 
 ports = PortAllocator()
 linear_path = serving_fixtures.linear_path  # the same model fixture as the serving tests

@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from workers.shipping.kubernetes import manifests
-from workers.shipping.kubernetes.manifests import Cluster
-from workers.shipping.targets import Instance, InstanceSpec, Target, TargetError
+from shipping.kubernetes import manifests
+from shipping.kubernetes.manifests import Cluster
+from shipping.targets import Instance, InstanceSpec, Target, TargetError
 
 ROUTE_GROUP, ROUTE_VERSION, ROUTE_PLURAL = "gateway.networking.k8s.io", "v1", "httproutes"
 

@@ -2,8 +2,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from workers.shipping.smoke import SmokeResult, smoke_test
-from workers.shipping.targets import Instance
+from shipping.smoke import SmokeResult, smoke_test
+from shipping.targets import Instance
 
 SAMPLES = [{"x": np.array([[1, 2, 3, 4], [0, 0, 0, 0]], dtype=np.float32)}, {"x": np.ones((1, 4))}]
 

@@ -13,7 +13,7 @@ from collections import deque
 from pathlib import Path
 
 import serving
-from workers.shipping.targets import Instance, InstanceSpec, Target, TargetError
+from shipping.targets import Instance, InstanceSpec, Target, TargetError
 
 SERVING_ROOT = Path(serving.__file__).resolve().parents[1]  # the folder `python -m serving` runs from
 

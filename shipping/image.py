@@ -30,7 +30,7 @@ from serving.integrity import file_sha256
 
 SERVING_DIR = Path(serving.__file__).resolve().parent
 REQUIREMENTS = SERVING_DIR / "requirements.txt"
-DOCKER_DIR = Path(__file__).resolve().parents[2] / "deploy" / "docker"
+DOCKER_DIR = Path(__file__).resolve().parents[1] / "deploy" / "docker"
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "slipway"
 DEPS_REPOSITORY = "slipway-serving-deps"
@@ -159,7 +159,7 @@ def ensure_deps_image(client: docker.DockerClient, base_image: str, cache_dir: P
     except ImageNotFound:
         raise ImageBuildError(
             f"base image {base_image} is not present; pull it, or build the local one with "
-            "`python -m workers.shipping.base_image`"
+            "`python -m shipping.base_image`"
         ) from None
     wheels = sorted(download_wheels(cache_dir).iterdir())
     dockerfile = (DOCKER_DIR / "Dockerfile.deps").read_bytes()

@@ -2,7 +2,7 @@
 
 import docker
 
-from workers.shipping.image import ImageBuildError
+from shipping.image import ImageBuildError
 
 
 def push_release_image(client: docker.DockerClient, tag: str, repository: str) -> str:
