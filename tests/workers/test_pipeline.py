@@ -120,3 +120,23 @@ def test_hostile_files_fail_the_release_at_validate_with_the_reason(celery_worke
     release = wait_for_status(post(token_client(users["ci"]), **form), "failed")
     assert release.failure_reason.startswith(reason), release.failure_reason
     assert release.stages.get(name="validate").status == "failed"
+
+
+def test_a_scikit_learn_pipeline_reaches_the_gate_with_its_accuracy_and_the_not_applicable_candidates(
+        celery_worker, users):
+    from tests.workers.ml.sklearn_builders import scaled_logistic_regression
+
+    model = scaled_logistic_regression()
+    eval_data = npz_bytes(inputs=model.x_test, labels=model.y_test)
+    release_id = post(token_client(users["ci"]), model="breast-cancer",
+                      artifact=SimpleUploadedFile("model.onnx", model.onnx_bytes),
+                      eval_data=SimpleUploadedFile("eval.npz", eval_data))
+    release = wait_for_status(release_id, "awaiting_approval")
+    original = release.version.artifact
+    assert release.chosen_artifact_id == original.pk
+    accuracy = Metric.objects.get(release=release, artifact=original, name="accuracy")
+    assert accuracy.value == pytest.approx(model.accuracy, abs=1e-12)
+    compress_log = release.stages.get(name="compress").log
+    for artifact in release.artifacts.exclude(pk=original.pk).exclude(kind__in=["eval-data", "original"]):
+        assert artifact.error.startswith("not applicable: "), (artifact.kind, artifact.error)
+        assert f"{artifact.kind}: {artifact.error}" in compress_log

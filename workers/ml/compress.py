@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workers.ml.candidates.applicable import not_applicable_reason
 from workers.ml.candidates.distill import NotApplicable, distilled
 from workers.ml.candidates.mixed import int8_mixed
 from workers.ml.candidates.prune import pruned
@@ -20,9 +21,12 @@ from workers.ml.candidates.quantize import fp16, int8_dynamic, int8_static
 from workers.ml.evalset import EvalSet
 from workers.ml.evaluate import Progress, Task
 from workers.ml.policy import BuildContext, CompressionPolicy
+from workers.ml.runtime import load_proto
 from workers.ml.validate import ModelInvalid, validate_model
 
 logger = logging.getLogger(__name__)
+
+NOT_APPLICABLE = "not applicable: "  # how a candidate the model cannot have is worded everywhere
 
 Builder = Callable[[Path, Path, BuildContext], dict[str, Any]]
 
@@ -42,6 +46,17 @@ class Candidate:
     path: Path | None  # None when it could not be built
     recipe: dict[str, Any]
     error: str | None = None
+
+    @property
+    def not_applicable(self) -> bool:
+        return bool(self.error) and self.error.startswith(NOT_APPLICABLE)  # type: ignore[union-attr]
+
+    @property
+    def outcome(self) -> str:
+        """How the build ended, in the words the compress log and the candidates table both use."""
+        if self.error is None:
+            return "built"
+        return self.error if self.not_applicable else f"failed: {self.error}"
 
 
 def build_candidates(
@@ -64,6 +79,7 @@ def build_candidates(
     out_dir.mkdir(parents=True, exist_ok=True)
     candidates = []
     share = 100 / max(1, len(policy.kinds))
+    proto = load_proto(original)
     for index, kind in enumerate(policy.kinds):
         start = index * share
 
@@ -71,10 +87,13 @@ def build_candidates(
             report(round(start + share * percent / 100, 2), f"{kind}: {step}")
 
         sub(0, "building")
-        candidates.append(
-            _build_one(kind, original, out_dir / f"{kind}.onnx", BuildContext(evalset, task, policy, device, sub))
-        )
-        sub(100, "failed" if candidates[-1].error else "built")
+        reason = not_applicable_reason(kind, proto)
+        if reason is not None:
+            candidates.append(Candidate(kind, None, {}, NOT_APPLICABLE + reason))
+        else:
+            context = BuildContext(evalset, task, policy, device, sub)
+            candidates.append(_build_one(kind, original, out_dir / f"{kind}.onnx", context))
+        sub(100, candidates[-1].outcome)
     return candidates
 
 
@@ -83,7 +102,7 @@ def _build_one(kind: str, original: Path, out: Path, ctx: BuildContext) -> Candi
         recipe = BUILDERS[kind](original, out, ctx)
         validate_model(out, ctx.evalset)
     except NotApplicable as exc:
-        return Candidate(kind, None, {}, f"not applicable: {exc}")
+        return Candidate(kind, None, {}, f"{NOT_APPLICABLE}{exc}")
     except ModelInvalid as exc:
         return Candidate(kind, None, {}, f"the built model is invalid: {exc}")
     except Exception as exc:  # one broken technique must not stop the others

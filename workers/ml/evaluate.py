@@ -8,15 +8,19 @@ Metric names and units (``Measurement(value, unit)``):
   when present, otherwise against ``reference_outputs``; with a reference also
   ``parity_cosine_mean``, ``parity_cosine_min`` and ``top5_agreement`` (share of each sample's
   5 nearest neighbours in the evaluation set that the reference also finds)
-* with a reference, any task: ``parity_max_abs_diff`` (unit "abs")
+* with a reference, any task with float outputs: ``parity_max_abs_diff`` (unit "abs")
 * always: ``latency_p50_ms``, ``latency_p95_ms``, ``latency_p99_ms`` (ms, batch 1 or the model's
   fixed batch, after warm-up), ``throughput_per_s`` (samples/s at ``throughput_batch``),
   ``size_bytes`` (bytes, file plus external data), ``peak_memory_bytes`` (bytes, growth of
   resident memory over session creation and the full evaluation run; see
   :class:`workers.ml.measure.PeakMemory`).
 
-The model's first output is the one judged. ``Evaluation.outputs`` holds it for every sample so
-the caller can pass the original model's outputs as ``reference_outputs`` for its candidates.
+The judged output is the first one, except for classifiers with a label output (ONNX-ML models
+converted from scikit-learn, LightGBM or XGBoost), whose predicted labels are judged; probability
+maps (``ZipMap``) are read as (N, classes) arrays (see :mod:`workers.ml.outputs`). A model with a
+fixed batch size runs in batches of that size, the last one padded and the padding's rows dropped.
+``Evaluation.outputs`` holds the judged output for every sample so the caller can pass the
+original model's outputs as ``reference_outputs`` for its candidates.
 """
 
 from __future__ import annotations
@@ -32,7 +36,16 @@ import onnxruntime as ort
 from workers.ml import metrics
 from workers.ml.evalset import EvalSet
 from workers.ml.measure import batch_of, time_runs, track_peak_memory, warm_up
-from workers.ml.runtime import make_session, model_size_bytes, session_device
+from workers.ml.outputs import (
+    OutputsUnusable,
+    check_labels_match,
+    declared_classes,
+    judged_output,
+    map_classes,
+    output_infos,
+    run_batches,
+)
+from workers.ml.runtime import load_proto, make_session, model_size_bytes, session_device
 from workers.ml.validate import fixed_batch_size, match_inputs, specs_of
 
 Task = Literal["classification", "regression", "embedding"]
@@ -89,7 +102,10 @@ def evaluate(
         feeds = match_inputs(specs, evalset)
         fixed = fixed_batch_size(specs)
         report(10, "running the evaluation data")
-        outputs = _run_all(session, feeds, evalset.num_samples, fixed or EVAL_BATCH)
+        try:
+            outputs = _judged_outputs(session, model_path, feeds, evalset, task, fixed)
+        except OutputsUnusable as exc:
+            raise EvaluationError(str(exc)) from None
     if outputs.dtype.kind == "f" and not np.isfinite(outputs).all():
         bad = int(outputs.size - np.count_nonzero(np.isfinite(outputs)))
         raise EvaluationError(f"the model produced {bad} NaN or infinite output values")
@@ -107,12 +123,26 @@ def evaluate(
     return Evaluation(found, outputs, session_device(session, device))
 
 
-def _run_all(session: ort.InferenceSession, feeds: dict[str, np.ndarray], count: int, batch: int) -> np.ndarray:
-    parts = [
-        session.run(None, {n: a[start : start + batch] for n, a in feeds.items()})[0]
-        for start in range(0, count, batch)
-    ]
-    return np.concatenate(parts)
+def _judged_outputs(
+    session: ort.InferenceSession,
+    model_path: str | Path,
+    feeds: dict[str, np.ndarray],
+    evalset: EvalSet,
+    task: Task,
+    fixed: int | None,
+) -> np.ndarray:
+    """The judged output over every sample (in the model's fixed batches, the padding dropped)."""
+    infos = output_infos(session)
+    judged = judged_output(task, infos)
+    classes = declared_classes(load_proto(model_path))
+    check_labels_match(task, judged, classes, evalset.labels)
+    count = evalset.num_samples
+    outputs = run_batches(session, feeds, count, fixed or EVAL_BATCH, bool(fixed), [judged.name])[0]
+    if task == "classification" and judged.is_map:
+        keys = map_classes(session, judged, batch_of(feeds, 0, fixed or 1))
+        if keys != list(range(len(keys))):  # columns are not the class ids: score the labels themselves
+            outputs = np.asarray(keys, dtype=np.int64)[outputs.argmax(axis=1)]
+    return outputs
 
 
 def quality_metrics(
@@ -141,7 +171,7 @@ def quality_metrics(
             found |= _embedding_quality(outputs, labels, reference)
     except ValueError as exc:  # shapes the metric cannot use
         raise EvaluationError(str(exc)) from exc
-    if reference is not None:
+    if reference is not None and outputs.dtype.kind == "f":
         diff = np.abs(outputs.astype(np.float64) - reference.astype(np.float64))
         found["parity_max_abs_diff"] = Measurement(float(diff.max()), "abs")
     return found

@@ -76,6 +76,11 @@ def detect_device() -> str:
     return "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
+def load_proto(path: str | Path) -> onnx.ModelProto:
+    """The model's graph without its external weights (enough to read nodes and attributes)."""
+    return onnx.load(str(path), load_external_data=False)
+
+
 def model_size_bytes(path: str | Path) -> int:
     """Bytes on disk of an ONNX model, counting its external data files once each."""
     path = Path(path)

@@ -18,5 +18,5 @@ def run(ctx: StageContext) -> None:
                                   ctx.model.task, policy, ctx.work_dir(), device=ctx.device, progress=ctx.progress)
     for candidate in candidates:
         artifact = store_candidate(ctx.release, parent, candidate)
-        ctx.log(f"{candidate.kind}: " + (f"failed: {candidate.error}" if candidate.error
-                                         else f"{artifact.size_bytes / 1e6:.2f} MB"))
+        built = f"{artifact.size_bytes / 1e6:.2f} MB"
+        ctx.log(f"{candidate.kind}: " + (candidate.outcome if candidate.error else built))

@@ -19,7 +19,7 @@ def run(ctx: StageContext) -> None:
         return
     ctx.progress(30, "checking the ONNX model")
     try:
-        signature = validate_model(ctx.artifact_path, evalset)
+        signature = validate_model(ctx.artifact_path, evalset, ctx.model.task)
     except ModelInvalid as exc:
         raise StageFailed(f"model: {exc}") from None
     ctx.log("inputs: " + ", ".join(f"{n} {t}{list(s)}" for n, t, s in signature.inputs))

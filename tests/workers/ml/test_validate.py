@@ -51,11 +51,11 @@ def test_rejects_data_that_does_not_fit(tmp_path: Path, inputs: dict, message: s
         validate_model(model(tmp_path), EvalSet(inputs))
 
 
-def test_fixed_batch_must_divide_the_sample_count(tmp_path: Path) -> None:
+def test_a_fixed_batch_larger_than_the_data_or_not_dividing_it_is_padded(tmp_path: Path) -> None:
     path = model(tmp_path, batch=2)
     assert validate_model(path, EvalSet({"x": np.ones((4, 3), np.float32)})).inputs[0].shape == [2, 3]
-    with pytest.raises(ModelInvalid, match="batch size is fixed at 2 but the data has 3 samples"):
-        validate_model(path, EvalSet({"x": np.ones((3, 3), np.float32)}))
+    assert validate_model(path, EvalSet({"x": np.ones((3, 3), np.float32)})).inputs[0].shape == [2, 3]
+    assert validate_model(path, EvalSet({"x": np.ones((1, 3), np.float32)})).inputs[0].shape == [2, 3]
 
 
 def test_unnamed_inputs_need_a_single_input_model(tmp_path: Path) -> None:
