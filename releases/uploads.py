@@ -4,16 +4,27 @@ Memory stays flat whatever the file's size: Django hands us chunks and we pass t
 the store (a temp file for the filesystem store, a multipart upload for S3), so every web process
 and worker sees the same objects. Files over SLIPWAY_MAX_UPLOAD_BYTES stop the request with 413,
 and an interrupted upload is aborted: nothing half-stored.
+
+Only the builds endpoint installs this handler, after its token is checked (`streaming_to_store`);
+every other URL keeps Django's default handlers. Parts a crashed process left behind are swept on
+a schedule (`sweep_staging`).
 """
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
+from django.http import HttpRequest
 from rest_framework import status
 from rest_framework.exceptions import APIException
 
 from releases.storage import ArtifactStore, Staged, get_store
 from releases.storage.base import Writer
+
+log = logging.getLogger(__name__)
 
 
 class UploadTooLarge(APIException):
@@ -52,12 +63,6 @@ class HashingUploadHandler(FileUploadHandler):
         self.writer: Writer | None = None
         self.uploads: list[HashedUpload] = []
 
-    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None) -> None:  # noqa: ANN001
-        # The body holds every file and field, so it may be a little over one file's limit.
-        if content_length and content_length > 2 * self.limit + settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
-            raise UploadTooLarge(f"the request body is {content_length} bytes; each file may be at most "
-                                 f"{self.limit} bytes")
-
     def new_file(self, *args, **kwargs) -> None:
         super().new_file(*args, **kwargs)
         self.writer = self.store.writer()
@@ -83,3 +88,23 @@ class HashingUploadHandler(FileUploadHandler):
             self.writer = None
         for upload in self.uploads:
             upload.discard()
+
+
+@contextmanager
+def streaming_to_store(request: HttpRequest) -> Iterator[None]:
+    """While inside, files of this request's multipart body stream into the store's staging area;
+    whatever was not committed by the end is dropped."""
+    handler = HashingUploadHandler(request)
+    request.upload_handlers = [handler]
+    try:
+        yield
+    finally:
+        handler.cleanup()
+
+
+def sweep_staging() -> int:
+    """Drop staged uploads older than SLIPWAY_STAGING_MAX_AGE_S (their request died). Returns how many."""
+    swept = get_store().sweep_staging(settings.SLIPWAY_STAGING_MAX_AGE_S)
+    if swept:
+        log.info("swept %d unfinished uploads from the artifact store's staging area", swept)
+    return swept

@@ -53,6 +53,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "slipway.limits.RequestSizeLimit",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -124,8 +125,12 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "static"
 
-# Uploads: files stream to the artifact store through releases.uploads.HashingUploadHandler.
-FILE_UPLOAD_HANDLERS = ["releases.uploads.HashingUploadHandler"]
+# Uploads: only the builds endpoint streams files to the artifact store (releases.uploads.HashingUploadHandler,
+# installed by its view after the token is checked); every other URL keeps Django's default handlers and
+# refuses a body over SLIPWAY_MAX_REQUEST_BYTES before reading it (slipway/limits.py).
+SLIPWAY_MAX_REQUEST_BYTES = env.int("SLIPWAY_MAX_REQUEST_BYTES", default=10 * 1024**2)
+# Staged uploads nobody finished (a crashed process, a dropped connection) are swept once this old.
+SLIPWAY_STAGING_MAX_AGE_S = env.int("SLIPWAY_STAGING_MAX_AGE_S", default=6 * 3600)
 SLIPWAY_MAX_UPLOAD_BYTES = env.int("SLIPWAY_MAX_UPLOAD_BYTES", default=2 * 1024**3)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("SLIPWAY_MAX_FIELDS_BYTES", default=1024 * 1024)
 SLIPWAY_MAX_EVAL_UNPACKED_BYTES = env.int("SLIPWAY_MAX_EVAL_UNPACKED_BYTES", default=2 * 1024**3)
@@ -206,6 +211,8 @@ SLIPWAY_STAGE_RESEND_AFTER_S = env.float("SLIPWAY_STAGE_RESEND_AFTER_S", default
 SLIPWAY_STAGE_MAX_ATTEMPTS = env.int("SLIPWAY_STAGE_MAX_ATTEMPTS", default=3)
 CELERY_BEAT_SCHEDULE = {"sweep": {"task": "workers.tasks.sweep", "options": {"queue": "cpu"},
                                   "schedule": env.float("SLIPWAY_SWEEP_EVERY_S", default=30.0)}}
+CELERY_BEAT_SCHEDULE["uploads"] = {"task": "workers.tasks.sweep_uploads", "options": {"queue": "cpu"},
+                                   "schedule": env.float("SLIPWAY_STAGING_SWEEP_EVERY_S", default=600.0)}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Workers announce themselves (fleet app) and mark themselves seen this often; the /workers/ page
 # shows a worker as gone after three missed heartbeats.

@@ -34,3 +34,10 @@ def sweep() -> dict[str, int]:
     from releases.sweeper import sweep as run_sweep
 
     return run_sweep()
+
+
+@shared_task(name="workers.tasks.sweep_uploads")
+def sweep_uploads() -> int:
+    from releases.uploads import sweep_staging
+
+    return sweep_staging()

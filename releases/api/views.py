@@ -14,8 +14,10 @@ from rest_framework.response import Response
 from releases import approvals, pipeline
 from releases.actors import Actor
 from releases.api import serializers as s
+from releases.api.auth import ApiTokenAuthentication
 from releases.builds import BuildRequest, create_build
 from releases.models import ApiToken, Model, ModelVersion, Release
+from releases.uploads import streaming_to_store
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
@@ -29,6 +31,8 @@ def token_name(request: Request) -> str | None:
 class BuildView(generics.GenericAPIView):
     """CI posts a model build: its artifact, evaluation data and commit. Starts a release."""
 
+    # CI posts with a token; a session's CSRF check would read the body before the handler is set.
+    authentication_classes = [ApiTokenAuthentication]
     parser_classes = [MultiPartParser]
     serializer_class = s.BuildSerializer
     scopes = {"post": "builds:write"}
@@ -37,7 +41,8 @@ class BuildView(generics.GenericAPIView):
     @extend_schema(parameters=[IDEMPOTENCY_HEADER],
                    responses={201: s.BuildResponseSerializer, 200: s.BuildResponseSerializer})
     def post(self, request: Request) -> Response:
-        try:
+        # Only here, once the token and its scope are checked, do files stream into the store.
+        with streaming_to_store(request._request):
             key = request.headers.get("Idempotency-Key") or None
             if key is not None and not (1 <= len(key) <= 128 and key.isprintable()):
                 raise ValidationError({"Idempotency-Key": ["must be 1-128 printable characters"]})
@@ -50,10 +55,6 @@ class BuildView(generics.GenericAPIView):
                              ci_run_url=data.get("ci_run_url", ""), metadata=data.get("metadata", {}),
                              task=data.get("task", ""), idempotency_key=key),
                 request.user, token_name=token_name(request))
-        finally:
-            for handler in request.upload_handlers:
-                if hasattr(handler, "cleanup"):
-                    handler.cleanup()
         release = version.releases.order_by("id").first()
         body = s.BuildResponseSerializer({"version": version, "release": release, "created": created}).data
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)

@@ -86,6 +86,10 @@ class ArtifactStore(ABC):
     def discard_staged(self, staged: Staged) -> None: ...
 
     @abstractmethod
+    def sweep_staging(self, older_than_s: float) -> int:
+        """Drop staged objects and unfinished uploads untouched for older_than_s seconds. Returns how many."""
+
+    @abstractmethod
     def exists(self, sha256: str) -> bool: ...
 
     @abstractmethod

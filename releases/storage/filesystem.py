@@ -6,6 +6,7 @@ A finished object is moved into place with one rename, so a reader never sees a 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import BinaryIO
@@ -62,6 +63,17 @@ class FilesystemStore(ArtifactStore):
 
     def discard_staged(self, staged: Staged) -> None:
         Path(staged.location).unlink(missing_ok=True)
+
+    def sweep_staging(self, older_than_s: float) -> int:
+        cutoff, swept = time.time() - older_than_s, 0
+        for part in (self.root / "tmp").glob("*.part"):
+            try:
+                if part.stat().st_mtime < cutoff:
+                    part.unlink()
+                    swept += 1
+            except FileNotFoundError:
+                continue  # its request finished meanwhile
+        return swept
 
     def exists(self, sha256: str) -> bool:
         return self.path_for(sha256).is_file()

@@ -5,7 +5,8 @@ multipart upload (parts of SLIPWAY_S3_PART_BYTES, hashed on the way; aborted on 
 commit copies it under its sha256 on the server side and deletes the staging object. Workers read
 through presigned GET URLs into a local cache keyed by sha256, checking the hash of what arrives.
 Credentials come from boto3's usual places (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, a profile, an
-instance role). Leftover staging objects of crashed processes: expire `staging/` with a lifecycle rule.
+instance role). Leftover staging objects and multipart uploads of crashed processes are swept on a schedule
+(sweep_staging); a lifecycle rule on `staging/` is a good second net.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import hashlib
 import io
 import os
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -160,6 +162,23 @@ class S3Store(ArtifactStore):
 
     def discard_staged(self, staged: Staged) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=staged.location)
+
+    def sweep_staging(self, older_than_s: float) -> int:
+        """Abort multipart uploads begun, and delete staged objects written, before the cut-off."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+        staging, swept = f"{self.prefix}staging/", 0
+        for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=staging):
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"] < cutoff:
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                       UploadId=upload["UploadId"])
+                    swept += 1
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=staging):
+            for item in page.get("Contents", []):
+                if item["LastModified"] < cutoff:
+                    self.client.delete_object(Bucket=self.bucket, Key=item["Key"])
+                    swept += 1
+        return swept
 
     def exists(self, sha256: str) -> bool:
         try:
