@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Debian packages Slipway needs beyond Python, installed as root when missing:
-#   demo: HAProxy, which moves traffic between releases;
+#   demo: HAProxy, which moves traffic between releases, and redis-server, the embedded broker;
 #   test: also Chromium (page tests), socat, Prometheus' promtool, debootstrap and a running Docker Engine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-test}
 
-declare -A need=([haproxy]=haproxy)
+declare -A need=([haproxy]=haproxy [redis-server]=redis-server)
 if [ "$what" = test ]; then
   need+=([chromium]=chromium [socat]=socat [dockerd]=docker.io [debootstrap]=debootstrap [promtool]=prometheus)
 fi

@@ -90,18 +90,15 @@ def stage_durations() -> HistogramMetricFamily:
 
 
 def queue_depths() -> dict[str, int]:
+    import redis
+
     from slipway.celery import QUEUES
 
-    if settings.REDIS_URL:
-        import redis
-
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
-        try:
-            return {queue: client.llen(queue) for queue in QUEUES}
-        except redis.RedisError:
-            return {}
-    # kombu's filesystem transport keeps one file per message, named <time>_<uuid>.<queue>.msg
-    return {queue: sum(1 for _ in settings.BROKER_DIR.glob(f"*.{queue}.msg")) for queue in QUEUES}
+    client = redis.Redis.from_url(settings.BROKER_REDIS_URL, socket_timeout=2)
+    try:
+        return {queue: client.llen(queue) for queue in QUEUES}
+    except (redis.RedisError, OSError):
+        return {}
 
 
 def _refused(request: HttpRequest) -> HttpResponse | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections import deque
+from dataclasses import asdict
 from pathlib import Path
 
 import serving
@@ -30,13 +32,16 @@ class LocalTarget(Target):
 
     An instance outlives the process that started it (e.g. a Celery task); any process can
     check or stop it by pid, which is verified against the command line to survive pid reuse.
+    Each running instance is also registered in ``pid_dir`` (``log_dir/../pids`` unless given), so
+    that whoever owns the folder can stop every instance at once (:func:`stop_registered`).
     """
 
     kind = "local"
 
-    def __init__(self, log_dir: Path, python: str = sys.executable) -> None:
+    def __init__(self, log_dir: Path, python: str = sys.executable, pid_dir: Path | None = None) -> None:
         self.log_dir = log_dir
         self.python = python
+        self.pid_dir = pid_dir or log_dir.parent / "pids"
 
     def log_path(self, instance: Instance | InstanceSpec) -> Path:
         return self.log_dir / f"{_safe(instance.environment)}-{_safe(instance.release_id)}-{instance.port}.log"
@@ -83,7 +88,10 @@ class LocalTarget(Target):
                 start_new_session=True,
             )
         _children[process.pid] = process
-        return Instance(self.kind, str(process.pid), spec.release_id, spec.environment, spec.host, spec.port)
+        instance = Instance(self.kind, str(process.pid), spec.release_id, spec.environment, spec.host, spec.port)
+        self.pid_dir.mkdir(parents=True, exist_ok=True)
+        (self.pid_dir / f"{process.pid}.json").write_text(json.dumps(asdict(instance)))
+        return instance
 
     def is_alive(self, instance: Instance) -> bool:
         pid = int(instance.handle)
@@ -104,6 +112,7 @@ class LocalTarget(Target):
         return ours and not zombie
 
     def stop(self, instance: Instance, timeout: float = 30.0) -> None:
+        (self.pid_dir / f"{instance.handle}.json").unlink(missing_ok=True)
         if not self.is_alive(instance):
             _children.pop(int(instance.handle), None)
             return
@@ -123,3 +132,25 @@ class LocalTarget(Target):
                 return "".join(deque(log, maxlen=lines))
         except FileNotFoundError:
             return "(no log)"
+
+
+def registered(pid_dir: Path) -> list[Instance]:
+    """The instances started with this pid folder and not stopped through it (some may have died)."""
+    found = []
+    for path in sorted(pid_dir.glob("*.json")):
+        try:
+            found.append(Instance(**json.loads(path.read_text())))
+        except (OSError, ValueError, TypeError):
+            path.unlink(missing_ok=True)
+    return found
+
+
+def stop_registered(pid_dir: Path, timeout: float = 10.0) -> list[Instance]:
+    """Stop every model server registered in ``pid_dir``; returns those that were still running."""
+    target = LocalTarget(log_dir=pid_dir.parent / "logs", pid_dir=pid_dir)
+    running = [instance for instance in registered(pid_dir) if target.is_alive(instance)]
+    for instance in running:
+        os.kill(int(instance.handle), signal.SIGTERM)
+    for instance in registered(pid_dir):
+        target.stop(instance, timeout=timeout)
+    return running

@@ -1,8 +1,9 @@
 """Slipway settings, read from environment variables with safe defaults.
 
-With no variables set Slipway runs embedded: SQLite, a filesystem Celery broker consumed by a
-separate worker process, a filesystem artifact store and local-process serving, all under
-SLIPWAY_DATA_DIR. Set DATABASE_URL and REDIS_URL for PostgreSQL and Redis.
+With no variables set Slipway runs embedded: SQLite, a private redis-server on a unix socket as
+the Celery broker (started by `manage.py demo`) consumed by a separate worker process, a
+filesystem artifact store and local-process serving, all under SLIPWAY_DATA_DIR.
+Set DATABASE_URL and REDIS_URL for PostgreSQL and Redis.
 """
 
 from pathlib import Path
@@ -74,6 +75,7 @@ AXES_COOLOFF_TIME = env.float("SLIPWAY_LOGIN_COOLOFF_HOURS", default=0.25)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False  # no "AXES: BEGIN" banner from every manage.py command and process
 
 ROOT_URLCONF = "slipway.urls"
 WSGI_APPLICATION = "slipway.wsgi.application"
@@ -168,7 +170,10 @@ SLIPWAY_K8S_GATEWAY = env.str("SLIPWAY_K8S_GATEWAY", default="slipway")
 SLIPWAY_K8S_REPLICAS = env.int("SLIPWAY_K8S_REPLICAS", default=1)
 SLIPWAY_K8S_IMAGE_REPOSITORY = env.str("SLIPWAY_K8S_IMAGE_REPOSITORY", default="")
 
-# Celery: Redis when REDIS_URL is set, else kombu's filesystem transport in the data folder.
+# Celery's broker is Redis. REDIS_URL names a shared one (production, several machines); without it the
+# embedded default uses a private redis-server of its own on a unix socket in the data folder, which
+# `manage.py demo` starts, supervises and stops (shipping/embedded_redis.py). kombu's filesystem
+# transport is not used: a reader can take a message file before its writer has finished it.
 REDIS_URL = env.str("REDIS_URL", default="")
 # The cache (rate limits, throttles) is shared by every web process through Redis when there is one;
 # only the embedded default keeps it in its one process.
@@ -176,17 +181,10 @@ if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
                           "KEY_PREFIX": "slipway-cache"}}
 BROKER_DIR = DATA_DIR / "broker"
-CELERY_BROKER_URL = REDIS_URL or "filesystem://"
-if not REDIS_URL:
-    (BROKER_DIR / "processed").mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(BROKER_DIR),
-        "data_folder_out": str(BROKER_DIR),
-        "processed_folder": str(BROKER_DIR / "processed"),
-        "control_folder": str(BROKER_DIR / "control"),
-        "store_processed": False,
-        "polling_interval": 0.2,
-    }
+EMBEDDED_REDIS_SOCKET = BROKER_DIR / "redis.sock"
+# What Slipway itself reads queue depths from (redis-py's URL), and what Celery connects to (kombu's).
+BROKER_REDIS_URL = REDIS_URL or f"unix://{EMBEDDED_REDIS_SOCKET}"
+CELERY_BROKER_URL = REDIS_URL or f"redis+socket://{EMBEDDED_REDIS_SOCKET}"
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -213,6 +211,9 @@ CELERY_BEAT_SCHEDULE = {"sweep": {"task": "workers.tasks.sweep", "options": {"qu
                                   "schedule": env.float("SLIPWAY_SWEEP_EVERY_S", default=30.0)}}
 CELERY_BEAT_SCHEDULE["uploads"] = {"task": "workers.tasks.sweep_uploads", "options": {"queue": "cpu"},
                                    "schedule": env.float("SLIPWAY_STAGING_SWEEP_EVERY_S", default=600.0)}
+# HAProxy and the local model servers in service are started again when they died.
+CELERY_BEAT_SCHEDULE["keep_serving"] = {"task": "workers.tasks.keep_serving", "options": {"queue": "deploy"},
+                                        "schedule": env.float("SLIPWAY_KEEP_SERVING_EVERY_S", default=15.0)}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Workers announce themselves (fleet app) and mark themselves seen this often; the /workers/ page
 # shows a worker as gone after three missed heartbeats.

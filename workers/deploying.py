@@ -63,12 +63,12 @@ def monitoring_profile(release: Release) -> Path | None:
         return None
 
 
-def launch(release: Release, environment: Environment) -> Instance:
+def launch(release: Release, environment: Environment, port: int | None = None) -> Instance:
     """Start the release's server and wait for it to pass its health check (else HealthCheckFailed)."""
     artifact = serving_artifact(release)
     taken = [d.instance.get("port") for d in Deployment.objects.exclude(role=Deployment.Role.STOPPED)]
     spec = InstanceSpec(
-        release_id=str(release.pk), environment=environment.name, port=_ports.allocate(exclude=taken),
+        release_id=str(release.pk), environment=environment.name, port=port or _ports.allocate(exclude=taken),
         model_name=release.version.model.name, version=release.version.label, sha256=artifact.sha256,
         model_path=get_store().local_path(artifact.sha256), image=release.image or None,
         profile_path=monitoring_profile(release))
@@ -96,3 +96,25 @@ def stop(deployment: Deployment) -> None:
     if deployment.environment.target != "kubernetes":  # a route no longer names a stopped release
         detach(deploys.proxy_config(), deployment.environment.name, instance)
     target_for(deployment.environment).stop(instance)
+
+
+def revive_local_servers() -> list[str]:
+    """Start again, on its old port, each local model server in service that died; HAProxy (started again
+    by ensure_proxy when it died) finds it there through its health checks. Returns what was started."""
+    revived = []
+    for deployment in (Deployment.objects.exclude(role=Deployment.Role.STOPPED)
+                       .filter(environment__target="local").select_related("environment", "release__version__model")):
+        target, old = target_for(deployment.environment), deploys.instance_of(deployment)
+        if target.is_alive(old):
+            continue
+        log.error("the model server of release %s in %s (pid %s, port %s) is gone; starting it again",
+                  deployment.release_id, deployment.environment.name, old.handle, old.port)
+        target.stop(old)  # forgets the dead one (its pid registration)
+        instance = launch(deployment.release, deployment.environment, port=old.port)
+        kept = Deployment.objects.filter(pk=deployment.pk, role=deployment.role, instance__handle=old.handle).update(
+            instance=deploys.instance_record(instance), endpoint=instance.url)
+        if not kept:  # stopped or replaced meanwhile: the new server is not wanted
+            target.stop(instance, timeout=5)
+            continue
+        revived.append(f"release {deployment.release_id} in {deployment.environment.name} on port {old.port}")
+    return revived

@@ -41,3 +41,13 @@ def sweep_uploads() -> int:
     from releases.uploads import sweep_staging
 
     return sweep_staging()
+
+
+@shared_task(name="workers.tasks.keep_serving")
+def keep_serving() -> list[str]:
+    """Start HAProxy and the local model servers in service again when they died (beat, every 15 s)."""
+    from workers.deploying import ensure_proxy, revive_local_servers
+
+    revived = revive_local_servers()
+    ensure_proxy()
+    return revived

@@ -1,20 +1,29 @@
-"""Run Slipway embedded — web and a real Celery worker — with a demo build flowing to its gate."""
+"""Run Slipway embedded — its own Redis, web, a real Celery worker and beat, supervised — with a demo build
+flowing to its gate. A child that dies is logged and started again; Ctrl-C or SIGTERM stops everything the
+demo started, the model servers and HAProxy that the worker started included."""
 
+import logging
 import os
 import secrets
+import shutil
 import signal
-import subprocess
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
+import redis
 import requests
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from releases.models import ApiToken, Model
+from shipping.cleanup import stop_on_signals, stop_serving
+from shipping.supervisor import Child, Supervisor
 
+LOGS = settings.DATA_DIR / "logs"
 DEMO_USERS = {"admin": ("admin",), "alice": ("approver",), "bob": ("approver",), "ci": ("deployer",),
               "oncall": ("on-call",)}
 
@@ -62,42 +71,79 @@ def post_demo_build(base_url: str, token: str) -> int:
     return response.json()["release"]["id"]
 
 
-def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the web server exited with code {proc.returncode}")
+def answers(url: str) -> Callable[[], bool]:
+    def check() -> bool:
         try:
             requests.get(url, timeout=5)
-            return
         except requests.RequestException:
-            time.sleep(0.2)
-    raise SystemExit(f"the web server did not answer at {url} within {timeout:.0f} s")
+            return False
+        return True
+    return check
+
+
+def redis_answers(socket_path: Path) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return bool(redis.Redis(unix_socket_path=str(socket_path), socket_timeout=2).ping())
+        except (redis.RedisError, OSError):
+            return False
+    return check
+
+
+def embedded_redis() -> Child:
+    """The embedded default's broker: a private redis-server on a unix socket in the data folder.
+
+    Messages are appended to a file there (fsync every second), so a restart of the demo or of this
+    server loses none that were written; what it does lose the sweeper sends again from the database."""
+    socket_path = settings.EMBEDDED_REDIS_SOCKET
+    if len(str(socket_path)) > 100:
+        raise CommandError(f"the broker's socket path {socket_path} is too long for a unix socket "
+                           "(over 100 characters): set a shorter SLIPWAY_DATA_DIR")
+    if shutil.which("redis-server") is None:
+        raise CommandError("redis-server is not installed: apt-get install -y redis-server "
+                           "(or bash deploy/install-system-deps.sh demo), or set REDIS_URL")
+    settings.BROKER_DIR.mkdir(parents=True, exist_ok=True)
+    argv = ["redis-server", "--port", "0", "--unixsocket", str(socket_path), "--unixsocketperm", "700",
+            "--dir", str(settings.BROKER_DIR), "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+            "--daemonize", "no", "--logfile", ""]
+    return Child("redis", argv, log_path=LOGS / "redis.log", ready=redis_answers(socket_path))
+
+
+def demo_children(host: str, port: int) -> list[Child]:
+    env = os.environ | {"DJANGO_SETTINGS_MODULE": "slipway.settings"}
+    celery = [sys.executable, "-m", "celery", "-A", "slipway"]
+    children = [] if settings.REDIS_URL else [embedded_redis()]
+    return [
+        *children,
+        Child("web", [sys.executable, "-m", "gunicorn", "slipway.wsgi", "-b", f"{host}:{port}", "-w", "2",
+                      "--threads", "4", "--access-logfile", str(LOGS / "web-access.log"),
+                      "--control-socket", str(settings.DATA_DIR / "gunicorn.ctl")],
+              env=env, ready=answers(f"http://{host}:{port}/login/")),
+        Child("worker", [*celery, "worker", "-Q", "cpu,gpu,deploy", "-c", "1", "-n", "demo-worker@%h",
+                         "--loglevel", "WARNING"], env=env),
+        Child("beat", [*celery, "beat", "--loglevel", "WARNING", "--schedule",
+                       str(settings.DATA_DIR / "celerybeat-schedule")], env=env, log_path=LOGS / "beat.log"),
+    ]
 
 
 class Command(BaseCommand):
-    help = "Run Slipway embedded (web + worker) with a demo model flowing through the pipeline."
+    help = "Run Slipway embedded (broker, web, worker, beat) with a demo model flowing through the pipeline."
 
     def add_arguments(self, parser) -> None:  # noqa: ANN001
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
 
     def handle(self, host: str, port: int, **options) -> None:
+        logging.basicConfig(format="%(asctime)s demo: %(message)s", datefmt="%H:%M:%S", level=logging.INFO)
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         logins = demo_logins()
         token = demo_token()
-        env = os.environ | {"DJANGO_SETTINGS_MODULE": "slipway.settings"}
         base_url = f"http://{host}:{port}"
-        children = [
-            subprocess.Popen([sys.executable, "-m", "celery", "-A", "slipway", "worker", "-Q", "cpu,gpu,deploy",
-                              "-c", "1", "-n", "demo-worker@%h", "--loglevel", "WARNING", "--beat",
-                              "--schedule", str(settings.DATA_DIR / "celerybeat-schedule")], env=env),
-            subprocess.Popen([sys.executable, "-m", "gunicorn", "slipway.wsgi", "-b", f"{host}:{port}",
-                              "-w", "2", "--threads", "4", "--access-logfile", "-"], env=env),
-        ]
+        supervisor = Supervisor(demo_children(host, port), status_path=settings.DATA_DIR / "demo-status.json")
+        stop_on_signals()  # SIGTERM and SIGHUP stop the demo as Ctrl-C does
         try:
-            wait_until_up(f"{base_url}/login/", children[1])
+            supervisor.start()
             if not Model.objects.filter(name="digits").exists():
                 release_id = post_demo_build(base_url, token)
                 self.stdout.write(f"Posted the demo build: {base_url}/releases/{release_id}/")
@@ -106,16 +152,17 @@ class Command(BaseCommand):
             for name, password in logins.items():
                 self.stdout.write(f"  {name:7} {password:14} ({', '.join(DEMO_USERS[name])})")
             self.stdout.write(f"CI token (builds:write, releases:read): {token}")
+            self.stdout.write(f"Logs: {LOGS}. Send traffic to see a canary promote: "
+                              f"python manage.py demo_traffic")
             self.stdout.write("Press Ctrl-C to stop.")
-            while all(c.poll() is None for c in children):
+            while True:
+                supervisor.poll()
                 time.sleep(0.5)
         except KeyboardInterrupt:
-            pass
+            self.stdout.write("\nStopping...")
         finally:
-            for child in children:
-                child.send_signal(signal.SIGTERM)
-            for child in children:
-                try:
-                    child.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    child.kill()
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C does not cut the cleanup short
+            supervisor.stop()
+            for what in stop_serving(settings.SLIPWAY_PROXY_DIR, settings.SLIPWAY_SERVING_DIR / "pids"):
+                self.stdout.write(f"stopped {what}")

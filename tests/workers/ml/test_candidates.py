@@ -109,3 +109,14 @@ def test_mixed_precision_on_a_transformer(tiny_bert: TinyBert, tiny_bert_onnx: P
     )
     assert pruned.recipe["method"] == "unstructured: global L1 magnitude"
     assert pruned.recipe["weights_zeroed"] == total // 2
+
+
+def test_onnx_runtimes_pre_processing_advice_is_logged_once_per_process(
+    digits_mlp: TrainedMLP, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workers.ml.candidates import quantize
+
+    monkeypatch.setattr(quantize._AdviceOnce, "said", False)
+    for i in range(3):
+        quantize.dynamic_int8(quantize.prepared(digits_mlp.path), tmp_path / f"int8-{i}.onnx")
+    assert sum("pre-processing before quantization" in r.getMessage() for r in caplog.records) == 1

@@ -28,15 +28,34 @@ from workers.ml.policy import BuildContext
 DYNAMIC_OPTIONS = {"DefaultTensorType": onnx.TensorProto.FLOAT}
 
 
+class _AdviceOnce(logging.Filter):
+    """Lets ONNX Runtime's advice to pre-process a model before quantizing it through once per process:
+    the quantizers give it for every candidate of every release, and the pre-processing it asks for is
+    done where it matters (static int8)."""
+
+    said = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "pre-processing before quantization" not in str(record.msg):
+            return True
+        said, type(self).said = type(self).said, True
+        return not said
+
+
+_ADVICE_ONCE = _AdviceOnce()
+
+
 @contextmanager
 def quiet_quantizer() -> Iterator[None]:
     """ONNX Runtime's quantization tools log every tensor at INFO on the root logger."""
     root = logging.getLogger()
     level = root.level
     root.setLevel(max(level, logging.WARNING))
+    root.addFilter(_ADVICE_ONCE)
     try:
         yield
     finally:
+        root.removeFilter(_ADVICE_ONCE)
         root.setLevel(level)
 
 
