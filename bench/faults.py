@@ -19,15 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.throwaway import configure, drop_database, recreate_database
+from bench.throwaway import clean_up, configure, drop_database, recreate_database
 from shipping.ports import port_is_free
 from tests.reliability.processes import DRILL_ENV, RedisServer, Worker, worker_env
 
@@ -138,20 +136,6 @@ def deployed_in_staging(release_id: int) -> bool:
     return StageRun.objects.filter(release_id=release_id, name="deploy_staging", status="succeeded").exists()
 
 
-def stop_serving(data_dir: Path) -> None:
-    """The HAProxy and the model servers of this bench (found by its own data folder), by their pids."""
-    from django.conf import settings
-
-    from shipping.proxy import ProxyConfig, stop
-
-    stop(ProxyConfig(state_dir=settings.SLIPWAY_PROXY_DIR))
-    listing = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-    for line in listing.splitlines():
-        pid, _, args = line.strip().partition(" ")
-        if "serving" in args and str(data_dir) in args:
-            os.kill(int(pid), signal.SIGTERM)
-
-
 def run(drills: int, data_dir: Path, redis_server: RedisServer) -> dict:
     import django
     from django.core.management import call_command
@@ -196,7 +180,7 @@ def run(drills: int, data_dir: Path, redis_server: RedisServer) -> dict:
         bench.worker.kill()
         if redis_server.proc.poll() is None:
             redis_server.stop()
-        stop_serving(data_dir)
+        clean_up()
     totals |= {"kills_landed_mid_stage": bench.landed, "retries": retries(released),
                "seconds": round(time.monotonic() - started, 1), "load_average": round(os.getloadavg()[0], 2)}
     return totals

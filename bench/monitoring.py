@@ -31,7 +31,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.throwaway import configure, drop_database, recreate_database
+from bench.throwaway import clean_up, configure, drop_database, recreate_database, serving_pids
 
 configure("slipway_bench_monitoring")
 
@@ -53,7 +53,7 @@ def _servers(folder: Path) -> tuple[list, object]:
     model.write_bytes(m.onnx_bytes)
     profile = write_profile(model, evalset_from_arrays({"inputs": m.eval_inputs, "labels": m.eval_labels}),
                             "classification", folder / "profile.json")
-    target, ports = LocalTarget(folder / "logs"), PortAllocator()
+    target, ports = LocalTarget(folder / "logs", pid_dir=serving_pids()), PortAllocator()
     specs = [InstanceSpec(release_id=name, environment="bench", port=ports.allocate(), model_name="digits",
                           version="1", sha256=file_sha256(model), model_path=model, profile_path=path)
              for name, path in (("without", None), ("with", profile))]
@@ -153,7 +153,10 @@ def main() -> None:
     parser.add_argument("--predictions", type=int, default=50000, help="predictions to label")
     parser.add_argument("--batch", type=int, default=5000, help="labels per feedback request")
     args = parser.parse_args()
-    figures = latency(args.requests) | ingest(args.predictions, args.batch)
+    try:
+        figures = latency(args.requests) | ingest(args.predictions, args.batch)
+    finally:
+        clean_up()
     figures["load_average_1m"] = round(os.getloadavg()[0], 2)
     figures["meets_targets"] = figures["added_p50"] <= MAX_OVERHEAD and figures["labels_per_s"] >= MIN_LABELS_PER_S
     print(f"latency at batch 1, median: {figures['p50_ms_without']:.3f} ms without monitoring, "

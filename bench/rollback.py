@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.throwaway import configure, drop_database, recreate_database
+from bench.throwaway import clean_up, configure, drop_database, recreate_database, serving_pids
 
 SCRATCH = configure("slipway_bench_rollback")
 
@@ -74,7 +74,7 @@ def make_target(kind: str, folder: Path) -> Target:
         return DockerTarget(docker_client())
     from shipping.local_target import LocalTarget
 
-    return LocalTarget(log_dir=folder / "logs")
+    return LocalTarget(log_dir=folder / "logs", pid_dir=serving_pids())
 
 
 def spec_for(kind: str, release_id: str, port: int, folder: Path, client) -> InstanceSpec:
@@ -280,6 +280,7 @@ def main() -> None:
             if not args.skip_image:
                 figures |= rebuild_seconds(args.model_mb, folder)
     finally:
+        clean_up()
         drop_database()
     rollback = figures["rollback_seconds"]
     print(f"target: {figures['target']}; {figures['requests']} requests at {figures['achieved_rate']}/s")

@@ -52,7 +52,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.scale_services import BackendCpu, Services, backends_of, peak_rss_mb
-from bench.throwaway import configure, database_name, drop_database, recreate_database
+from bench.throwaway import clean_up, configure, database_name, drop_database, recreate_database, serving_pids
 from shipping.ports import ephemeral_port
 
 REDIS_PORT = ephemeral_port()
@@ -221,7 +221,7 @@ class Serving:
         self.releases = [Release.objects.create(status="released", version=ModelVersion.objects.create(
             model=model, label=label, git_commit="0" * 7, artifact=artifact, eval_data=artifact, author=user))
             for label in ("A", "B")]
-        self.target = LocalTarget(log_dir=folder / "serving")
+        self.target = LocalTarget(log_dir=folder / "serving", pid_dir=serving_pids())
         path = linear_model(folder / "serving.onnx")
         self.instances = [self.target.launch(InstanceSpec(str(r.pk), "production", ports.allocate(),
                                                           model_name="serving", version=r.version.label,
@@ -426,6 +426,7 @@ def main() -> None:
         print(f"the services' logs are in {SCRATCH}", file=sys.stderr)
         raise
     finally:
+        clean_up()
         drop_database()
     for folder in (SCRATCH, PROBES):  # the day's artifacts: ~0.5 MB a build
         shutil.rmtree(folder, ignore_errors=True)

@@ -1,7 +1,9 @@
 """A throwaway PostgreSQL database and data folder for a benchmark; call configure() before Django loads.
 
 The database is dropped and created afresh by recreate_database() and dropped by drop_database();
-nothing else is touched. BENCH_DATABASE_URL picks another server or name.
+nothing else is touched. BENCH_DATABASE_URL picks another server or name. From configure() on,
+SIGTERM and SIGHUP end the bench as Ctrl-C does, so its `finally` blocks run; clean_up() stops the
+model servers (registered in serving_pids()) and the HAProxy that the bench started.
 """
 
 import os
@@ -10,6 +12,8 @@ from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 import psycopg
+
+from shipping.cleanup import stop_on_signals, stop_serving
 
 
 def configure(name: str, **extra: str) -> Path:
@@ -25,7 +29,18 @@ def configure(name: str, **extra: str) -> Path:
         "SLIPWAY_LOG_LEVEL": "WARNING",
         **extra,
     })
+    stop_on_signals()
     return data_dir
+
+
+def serving_pids() -> Path:
+    """The pid folder of every model server the bench starts (LocalTarget's pid_dir), as the worker's."""
+    return Path(os.environ["SLIPWAY_DATA_DIR"]) / "serving" / "pids"
+
+
+def clean_up() -> list[str]:
+    """Stop the model servers and the HAProxy of the bench's data folder, however the bench ended."""
+    return stop_serving(Path(os.environ["SLIPWAY_DATA_DIR"]) / "proxy", serving_pids())
 
 
 def database_name() -> str:
