@@ -18,7 +18,3 @@ def serving(users, settings, tmp_path) -> dict:
                                        traffic_percent=100, endpoint="http://127.0.0.1:10", instance={"port": 10})
     return {"ids": ids, "production": production, "warm": warm, "active": active}
 
-
-from tests.pages.conftest import browser, open_as  # noqa: E402 - the page tests' Chromium fixtures
-
-__all__ = ["browser", "open_as", "serving"]

@@ -10,8 +10,8 @@ from monitoring.models import Label, Prediction, WatchSample
 from monitoring.queries import charts_of_environment
 from releases.models import Environment
 from releases.pages.queries import release_label
+from tests.browser import client_for
 from tests.pages import scenes
-from tests.pages.conftest import client_for
 
 DRAWN = "id => document.getElementById(id) !== null && Chart.getChart(document.getElementById(id)) !== undefined"
 NOW = (timezone.now() - timedelta(minutes=30)).replace(second=0, microsecond=0)  # minute windows: 4 labels each
@@ -83,3 +83,25 @@ def test_chromium_draws_the_monitoring_charts(users, open_as):
     page.goto(f"/releases/{scene.serving.pk}/")
     page.wait_for_function(DRAWN, arg="chart-drift")
     assert page.evaluate("Chart.getChart(document.getElementById('chart-drift')).data.datasets.length") == 1
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_chart_without_figures_says_so_and_the_others_still_draw(users, open_as):
+    """Collections without labels or drift yet (a release's first minutes): the abnormal-output chart
+    draws, the live-quality and drift charts say they have nothing, and no script error happens."""
+    scene = scenes.build(users)
+    production = Environment.objects.get(name="production")
+    WatchSample.objects.bulk_create(WatchSample(environment=production, release=scene.serving,
+                                                at=NOW + timedelta(seconds=15 * i), rows=100, nan=i)
+                                    for i in range(5))
+    page = open_as("victor")
+    for url in ("/environments/production/", f"/releases/{scene.serving.pk}/"):
+        page.goto(url)
+        page.wait_for_function(DRAWN, arg="chart-abnormal")
+        abnormal = page.evaluate("Chart.getChart(document.getElementById('chart-abnormal')).data.datasets[0].data")
+        assert [p["y"] for p in abnormal] == [0.0, 1.0, 2.0, 3.0, 4.0]
+        assert page.evaluate("Chart.getChart(document.getElementById('chart-live-quality'))") is None
+        assert page.locator("#chart-live-quality").is_hidden() and page.locator("#chart-drift").is_hidden()
+        assert page.locator("#monitoring-figures .chart-empty").all_inner_texts() == [
+            "No live accuracy yet: it appears once labels are posted through the feedback API.",
+            "No drift figures yet: drift is measured once enough requests have been served."]

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import timedelta
+from itertools import combinations
 
 import pytest
 import requests
@@ -18,10 +19,10 @@ from releases.models import Deployment, Environment, Release
 from shipping import proxy
 from shipping.ports import ephemeral_port
 from shipping.targets import Instance
+from tests.browser import screenshot
 from tests.conftest import build_form, make_user, token_client
 from tests.pages import data as d
 from tests.pages import scenes
-from tests.pages.conftest import screenshot
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -90,6 +91,16 @@ def test_the_charts_get_their_data_on_each_page(users, open_as):
         ("original", 6.4, 0.962), ("int8-static", 2.6, 0.941), ("fp16", 6.1, 0.962)]
     assert [(p["label"], p["x"], p["y"]) for p in chosen] == [("int8-dynamic", 2.9, 0.958)]
     assert [p["y"] for p in budget] == [pytest.approx(0.952), pytest.approx(0.952)]
+    plane = "document.getElementById('chart-plane')"
+    for phone in (False, True):  # original and fp16 sit 0.3 ms apart at the same accuracy
+        if phone:
+            laptop_width = page.evaluate(f"Chart.getChart({plane}).width")
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.wait_for_function(f"w => Chart.getChart({plane}).width !== w", arg=laptop_width)
+        labels = page.evaluate(f"Chart.getChart({plane}).$slipwayLabels")
+        assert sorted(box["label"] for box in labels) == ["fp16", "int8-dynamic", "int8-static", "original"]
+        assert [(a["label"], b["label"]) for a, b in combinations(labels, 2) if overlap(a, b)] == []
+    page.set_viewport_size({"width": 1280, "height": 800})
     screenshot(page, "release-candidates")
 
     page.goto("/environments/production/")
@@ -105,6 +116,28 @@ def test_the_charts_get_their_data_on_each_page(users, open_as):
         "() => Chart.getChart(document.getElementById('chart-rps'))?.data.datasets[1].data.length === 121",
         timeout=8000)  # the live area refreshes every 5 s
     assert page.evaluate("window.loadedOnce") is True
+
+
+def overlap(a: dict, b: dict) -> bool:
+    return a["left"] < b["right"] and b["left"] < a["right"] and a["top"] < b["bottom"] and b["top"] < a["bottom"]
+
+
+def test_every_page_opens_without_an_error(users, open_as):
+    """Each page of a populated installation, in Chromium: no console or page error (the open_as
+    fixture fails the test on any), and a screenshot at both widths to look at."""
+    scene = scenes.build(users)
+    make_user("ada", "admin")
+    page = open_as("ada")
+    for name, url in (("home", "/"), ("models", "/models/"), ("model", "/models/digits/"),
+                      ("release-at-gate", f"/releases/{scene.at_gate.pk}/"),
+                      ("release-serving", f"/releases/{scene.serving.pk}/"), ("environments", "/environments/"),
+                      ("environment-production", "/environments/production/"),
+                      ("environment-staging", "/environments/staging/"), ("health", "/health/"),
+                      ("workers", "/workers/"), ("webhooks", "/webhooks/")):
+        response = page.goto(url)
+        assert response.status == 200, url
+        page.wait_for_load_state("networkidle")
+        screenshot(page, f"page-{name}")
 
 
 def test_pages_work_from_the_keyboard(users, open_as):

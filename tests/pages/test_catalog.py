@@ -4,9 +4,9 @@ import json
 
 import pytest
 
+from tests.browser import client_for
 from tests.pages import data as d
 from tests.pages import scenes
-from tests.pages.conftest import client_for
 
 pytestmark = pytest.mark.django_db
 

@@ -6,10 +6,10 @@ from datetime import timedelta
 import pytest
 
 from releases.models import Deployment, TrafficChange
+from tests.browser import client_for
 from tests.conftest import make_user
 from tests.pages import data as d
 from tests.pages import scenes
-from tests.pages.conftest import client_for
 
 pytestmark = pytest.mark.django_db
 URL = "/environments/production/"

@@ -5,10 +5,10 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 
 from releases.models import Approval, StageRun
+from tests.browser import client_for
 from tests.conftest import make_user
 from tests.pages import data as d
 from tests.pages import scenes
-from tests.pages.conftest import client_for
 
 pytestmark = pytest.mark.django_db
 

@@ -5,10 +5,10 @@ import pytest
 
 from releases.models import Approval, AuditEvent, Release
 from releases.pages.release import plane_chart
+from tests.browser import client_for
 from tests.conftest import make_user
 from tests.pages import data as d
 from tests.pages import scenes
-from tests.pages.conftest import client_for
 
 pytestmark = pytest.mark.django_db
 

@@ -6,8 +6,8 @@ import pytest
 from django.utils import timezone
 
 from fleet.models import WorkerNode
+from tests.browser import screenshot
 from tests.pages import data as d
-from tests.pages.conftest import screenshot
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 H100 = {"index": 0, "name": "NVIDIA H100 80GB HBM3", "memory_bytes": 85_520_809_984}

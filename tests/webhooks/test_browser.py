@@ -3,8 +3,8 @@ its secret once; the subscription appears in the list."""
 
 import pytest
 
+from tests.browser import screenshot
 from tests.conftest import make_user
-from tests.pages.conftest import screenshot
 from webhooks.models import Subscription
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)

@@ -8,9 +8,9 @@ from django.test import Client
 
 from releases.actors import Actor
 from releases.statemachine import record
+from tests.browser import client_for
 from tests.conftest import make_user
 from tests.pages import data as d
-from tests.pages.conftest import client_for
 from tests.webhooks.helpers import fire_alert, subscribe
 from tests.webhooks.receiver import dead_url
 from webhooks.models import Delivery, Subscription

@@ -1,1 +1,0 @@
-from tests.pages.conftest import browser, open_as  # noqa: F401 - Chromium fixtures for test_browser.py
