@@ -27,8 +27,10 @@ docker-images: $(VENV)/.installed system-deps
 
 test: $(VENV)/.installed system-deps docker-images
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/pytest
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy

@@ -9,7 +9,6 @@ rolled back by another within the policy's cool-down: a flapping alert notifies 
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
@@ -18,6 +17,7 @@ from releases import deploys
 from releases.actors import Actor
 from releases.approvals import NotAllowed
 from releases.models import Deployment, Environment, Model
+from releases.roles import AnyUser
 from releases.statemachine import TransitionError, record
 from shipping.proxy import ProxyError
 
@@ -54,13 +54,15 @@ def policy_of(model: Model) -> MonitoringPolicy:
 
 
 def _reason(alert: dict, labels: dict) -> str:
-    annotations = alert.get("annotations") if isinstance(alert.get("annotations"), dict) else {}
+    annotations = alert.get("annotations")
+    if not isinstance(annotations, dict):
+        annotations = {}
     summary = annotations.get("summary") or annotations.get("description") or ""
     since = f" since {alert['startsAt']}" if alert.get("startsAt") else ""
     return f"alert {labels.get('alertname', '?')} firing{since}" + (f": {summary}" if summary else "")
 
 
-def handle(alert: dict, user: AbstractBaseUser, token_name: str | None) -> Outcome:
+def handle(alert: dict, user: AnyUser, token_name: str | None) -> Outcome:
     labels = {str(k): str(v) for k, v in alert.get("labels", {}).items()}
     name, fingerprint = labels.get("alertname", ""), str(alert.get("fingerprint", ""))[:64]
 
@@ -85,7 +87,7 @@ def handle(alert: dict, user: AbstractBaseUser, token_name: str | None) -> Outco
         why_not = _why_no_rollback(policy, environment, active, model, labels)
         fired = {"alert": name, "labels": labels, "fingerprint": fingerprint,
                  "starts_at": str(alert.get("startsAt", "")), "policy": policy.on_alert}
-        if why_not is None:
+        if why_not is None and active is not None:
             # Recorded before the rollback, so that the failure it reports starts before its repair.
             record(actor, "alert.fired", release=active.release, subject=f"environment {environment.name}",
                    after=fired, reason=reason)
@@ -102,7 +104,8 @@ def handle(alert: dict, user: AbstractBaseUser, token_name: str | None) -> Outco
                subject=f"environment {environment.name}",
                after=fired | ({"not_rolled_back": why_not} if policy.on_alert == "rollback" else {}),
                reason=reason)
-        return outcome(Action.NOTIFIED, why_not if policy.on_alert == "rollback" else reason, environment, active)
+        said = (why_not or reason) if policy.on_alert == "rollback" else reason
+        return outcome(Action.NOTIFIED, said, environment, active)
 
 
 def _why_no_rollback(policy: MonitoringPolicy, environment: Environment, active: Deployment | None,
@@ -122,5 +125,5 @@ def _why_no_rollback(policy: MonitoringPolicy, environment: Environment, active:
     return None
 
 
-def receive(document: object, user: AbstractBaseUser, token_name: str | None) -> list[dict[str, str]]:
+def receive(document: object, user: AnyUser, token_name: str | None) -> list[dict[str, str]]:
     return [handle(alert, user, token_name).as_dict() for alert in alerts_of(document)]

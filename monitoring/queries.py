@@ -1,6 +1,8 @@
 """Live quality per release over time windows (in SQL), and the series the pages chart."""
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db.models import Avg, BigIntegerField, Count, F, FloatField, Func, Q, Sum
 from django.db.models.functions import Abs
@@ -74,23 +76,23 @@ def _series(groups: dict[object, list], names: dict[object, str]) -> list[dict]:
     return [{"label": names.get(key, str(key)), "points": points} for key, points in groups.items()]
 
 
-def _watch(samples, group: str) -> tuple[dict[object, list], datetime | None]:  # noqa: ANN001
+def _watch(samples, group: str) -> tuple[dict[int, list], datetime | None]:  # noqa: ANN001
     rows = list(samples.order_by("-at").values_list("at", group, "rows", "nan", "inf", "out_of_range",
                                                       "drift_psi")[:WATCH_SAMPLES])
     rows.reverse()
-    groups: dict[object, list] = {}
+    groups: dict[int, list] = {}
     for at, key, n, nan, inf, outside, psi in rows:
         ratio = (nan + inf + outside) / n if n else None
         groups.setdefault(key, []).append([_ms(at), ratio, psi])
     return groups, rows[0][0] if rows else None
 
 
-def _quality(labels, group: str, task_of: dict[object, str]) -> dict[object, list]:  # noqa: ANN001
+def _quality(labels, group: str, task_of: dict[int, str]) -> dict[int, list]:  # noqa: ANN001
     first = labels.order_by("prediction__at").values_list("prediction__at", flat=True).first()
     if first is None:
         return {}
     window = window_for(timezone.now() - first)
-    groups: dict[object, list] = {}
+    groups: dict[int, list] = {}
     for row in quality_windows(labels, window, group):
         key = row[group]
         groups.setdefault(key, []).append([row["window"] * window * 1000, quality_value(row, task_of.get(key, "")),
@@ -141,17 +143,20 @@ def current_figures(window: timedelta) -> dict[tuple[int, int], dict[str, float]
     """(environment id, release id) → live quality, abnormal ratio and latest drift over the last `window`."""
     since = timezone.now() - window
     figures: dict[tuple[int, int], dict[str, float]] = {}
-    rows = (Label.objects.filter(prediction__at__gte=since)
+    rows: Iterable[Mapping[str, Any]] = (Label.objects.filter(prediction__at__gte=since)
             .values("prediction__environment_id", "prediction__release_id").annotate(**QUALITY))
     for row in rows:
         key = (row["prediction__environment_id"], row["prediction__release_id"])
         figures.setdefault(key, {}).update(labels=row["n"], accuracy=row["correct"] / row["n"], mae=row["mae"])
-    for row in (WatchSample.objects.filter(at__gte=since).values("environment_id", "release_id")
-                .annotate(rows=Sum("rows"), abnormal=Sum(F("nan") + F("inf") + F("out_of_range")))):
+    sums: Iterable[Mapping[str, Any]] = (
+        WatchSample.objects.filter(at__gte=since).values("environment_id", "release_id")
+        .annotate(rows=Sum("rows"), abnormal=Sum(F("nan") + F("inf") + F("out_of_range"))))
+    for row in sums:
         if row["rows"]:
             figures.setdefault((row["environment_id"], row["release_id"]), {})["abnormal_ratio"] = (
                 row["abnormal"] / row["rows"])
     for env_id, release_id, psi in (WatchSample.objects.filter(at__gte=since, drift_psi__isnull=False)
                                     .order_by("at").values_list("environment_id", "release_id", "drift_psi")):
-        figures.setdefault((env_id, release_id), {})["drift_psi"] = psi
+        if psi is not None:
+            figures.setdefault((env_id, release_id), {})["drift_psi"] = psi
     return figures

@@ -3,16 +3,18 @@
 import socket
 from dataclasses import dataclass
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser, User
 
 
 @dataclass(frozen=True)
 class Actor:
-    user: AbstractBaseUser | None
+    user: User | None
     label: str
 
     @classmethod
-    def person(cls, user: AbstractBaseUser, token_name: str | None = None) -> "Actor":
+    def person(cls, user: User | AnonymousUser, token_name: str | None = None) -> "Actor":
+        if not isinstance(user, User):
+            raise TypeError("only a signed-in user acts as a person")
         label = user.get_username() + (f" (token {token_name})" if token_name else "")
         return cls(user=user, label=label)
 

@@ -32,7 +32,7 @@ class StageInline(admin.TabularInline):
     model = m.StageRun
     extra = 0
     fields = ["name", "status", "attempt", "worker_host", "device", "progress", "error"]
-    readonly_fields = fields
+    readonly_fields = ["name", "status", "attempt", "worker_host", "device", "progress", "error"]
     can_delete = False
 
 

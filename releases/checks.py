@@ -6,7 +6,7 @@ from django.core.checks import Error, Warning, register
 
 @register()
 def slipway_settings(app_configs, **kwargs) -> list:  # noqa: ANN001
-    problems = []
+    problems: list[Error | Warning] = []
     if settings.SLIPWAY_MAX_UPLOAD_BYTES <= 0:
         problems.append(Error("SLIPWAY_MAX_UPLOAD_BYTES must be positive", id="slipway.E001"))
     if settings.SLIPWAY_ACCELERATED_QUEUE not in ("cpu", "gpu"):

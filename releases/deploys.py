@@ -9,6 +9,8 @@ so it takes milliseconds and drops no request.
 import logging
 from dataclasses import asdict
 from datetime import datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING
 
 from celery import current_app
 from django.conf import settings
@@ -21,6 +23,9 @@ from releases.models import Deployment, Environment, Release, TrafficChange
 from releases.models.pipeline import ReleaseStatus
 from releases.roles import may
 from releases.statemachine import TransitionError, record, transition_release
+
+if TYPE_CHECKING:
+    from shipping.targets import Instance
 
 log = logging.getLogger(__name__)
 Role = Deployment.Role
@@ -39,13 +44,13 @@ def proxy_config():  # noqa: ANN201 - shipping.proxy.ProxyConfig, imported late
                        bind_host=settings.SLIPWAY_PROXY_HOST)
 
 
-def instance_of(deployment: Deployment):  # noqa: ANN201 - shipping.targets.Instance
+def instance_of(deployment: Deployment) -> "Instance":
     from shipping.targets import Instance
 
     return Instance(**deployment.instance)
 
 
-def instance_record(instance: object) -> dict:
+def instance_record(instance: "Instance") -> dict:
     return asdict(instance)
 
 
@@ -129,7 +134,7 @@ def rollback(environment_name: str, user, reason: str, *, expected_release_id: i
         if environment_name == "production" and active.release.status == ReleaseStatus.RELEASED:
             transition_release(active.release_id, "roll_back", actor=actor, reason=reason)
         for deployment in leaving:
-            transaction.on_commit(lambda d=deployment: stop_instance_later(d))
+            transaction.on_commit(partial(stop_instance_later, deployment))
     return change
 
 
@@ -150,7 +155,7 @@ def _retire_old_warm(environment: Environment, keep: int) -> list[Deployment]:
     return warm[keep:]
 
 
-def put_in_service(release_id: int, environment_name: str, instance: object, *, canary_percent: int | None,
+def put_in_service(release_id: int, environment_name: str, instance: "Instance", *, canary_percent: int | None,
                    actor: Actor, image: str = "", reason: str = "") -> Deployment:
     """A release's ready, health-checked instance gets traffic: all of it, or `canary_percent` as a canary.
 
@@ -178,7 +183,7 @@ def put_in_service(release_id: int, environment_name: str, instance: object, *, 
         deployment.save()
         _record_traffic(environment, action, actor, reason or f"release #{release_id}", before)
         for old in _retire_old_warm(environment, release.version.model.policy.keep_warm):
-            transaction.on_commit(lambda d=old: stop_instance_later(d))
+            transaction.on_commit(partial(stop_instance_later, old))
         return deployment
 
 

@@ -57,6 +57,7 @@ def check_eval_data(upload: HashedUpload) -> list[str]:
     if _head(upload, 4) != ZIP_MAGIC:
         raise BadUpload("eval_data is not an .npz file (numpy.savez)")
     try:
+        assert upload.file is not None, "a staged upload is open"
         with zipfile.ZipFile(upload.file) as archive:
             infos = archive.infolist()
             if not infos:

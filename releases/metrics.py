@@ -3,8 +3,9 @@
 Every web process answers the same (the database is the truth), so scraping any one is enough.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
@@ -84,7 +85,8 @@ def stage_durations() -> HistogramMetricFamily:
                                     finished_at__isnull=False)
             .annotate(took=took).values("name", "status").annotate(n=Count("id"), total=Sum("took"), **buckets))
     for row in rows:
-        cumulative = [(str(float(b)), row[f"le_{b}"]) for b in STAGE_BUCKETS] + [("+Inf", row["n"])]
+        counts: Mapping[str, Any] = row
+        cumulative = [(str(float(b)), counts[f"le_{b}"]) for b in STAGE_BUCKETS] + [("+Inf", row["n"])]
         family.add_metric([row["name"], row["status"]], cumulative, row["total"].total_seconds())
     return family
 

@@ -71,7 +71,7 @@ def enqueue(stage: StageRun, actor: Actor, reason: str = "") -> None:
 
 
 def start(release: Release, actor: Actor) -> None:
-    enqueue(release.stages.order_by("position").first(), actor)
+    enqueue(release.stages.order_by("position")[0], actor)
 
 
 def advance(release_id: int, actor: Actor) -> StageRun | None:

@@ -1,6 +1,11 @@
 """Roles are Django groups. Each action names the groups whose members may take it."""
 
-from django.contrib.auth.models import AbstractBaseUser
+from typing import TypeAlias
+
+from django.contrib.auth.models import AnonymousUser, User
+
+# What request.user may be: the people acting, or nobody signed in.
+AnyUser: TypeAlias = User | AnonymousUser
 
 VIEWER, APPROVER, DEPLOYER, ON_CALL, ADMIN = "viewer", "approver", "deployer", "on-call", "admin"
 ROLES = (VIEWER, APPROVER, DEPLOYER, ON_CALL, ADMIN)
@@ -18,19 +23,19 @@ ACTION_ROLES: dict[str, set[str]] = {
 }
 
 
-def groups_of(user: AbstractBaseUser) -> set[str]:
-    cached = getattr(user, "_slipway_groups", None)
+def groups_of(user: AnyUser) -> set[str]:
+    cached: set[str] | None = getattr(user, "_slipway_groups", None)
     if cached is None:
         cached = set(user.groups.values_list("name", flat=True))
-        user._slipway_groups = cached
+        setattr(user, "_slipway_groups", cached)  # noqa: B010  (a per-request cache on the user object)
     return cached
 
 
-def has_role(user: AbstractBaseUser, *roles: str) -> bool:
+def has_role(user: AnyUser, *roles: str) -> bool:
     if not user.is_authenticated:
         return False
     return user.is_superuser or bool(groups_of(user) & set(roles))
 
 
-def may(user: AbstractBaseUser, action: str) -> bool:
+def may(user: AnyUser, action: str) -> bool:
     return has_role(user, *ACTION_ROLES[action])

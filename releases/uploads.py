@@ -35,6 +35,8 @@ class UploadTooLarge(APIException):
 class HashedUpload(UploadedFile):
     """A finished upload: an object staged in the store, its sha256 and size."""
 
+    size: int
+
     def __init__(self, store: ArtifactStore, staged: Staged, name: str, content_type: str) -> None:
         super().__init__(store.open_staged(staged), name, content_type, staged.size)
         self.store, self.staged, self.sha256 = store, staged, staged.sha256
@@ -68,14 +70,16 @@ class HashingUploadHandler(FileUploadHandler):
         self.writer = self.store.writer()
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
+        assert self.writer is not None, "new_file() opens the writer"
         if self.writer.size + len(raw_data) > self.limit:
             self.cleanup()
             raise UploadTooLarge(f"{self.field_name} is larger than the limit of {self.limit} bytes")
         self.writer.write(raw_data)
 
     def file_complete(self, file_size: int) -> HashedUpload:
+        assert self.writer is not None, "new_file() opens the writer"
         staged, self.writer = self.writer.finish(), None
-        self.uploads.append(HashedUpload(self.store, staged, self.file_name, self.content_type))
+        self.uploads.append(HashedUpload(self.store, staged, self.file_name or "", self.content_type or ""))
         return self.uploads[-1]
 
     def upload_interrupted(self) -> None:

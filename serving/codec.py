@@ -78,7 +78,7 @@ def encode_binary(outputs: Mapping[str, np.ndarray]) -> tuple[str, bytes]:
     if len(outputs) == 1:
         np.save(buffer, next(iter(outputs.values())), allow_pickle=False)
         return NPY, buffer.getvalue()
-    np.savez(buffer, **dict(outputs))
+    np.savez(buffer, allow_pickle=False, **dict(outputs))
     return NPZ, buffer.getvalue()
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +47,7 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         description="Serve one ONNX model over HTTP (options also read from SLIPWAY_* variables).",
     )
 
-    def option(name: str, kind: type, help_text: str, default: object = None) -> None:
+    def option(name: str, kind: Callable[[str], object], help_text: str, default: object = None) -> None:
         variable = _env_name(name)
         parser.add_argument(
             f"--{name}",

@@ -120,9 +120,9 @@ class Watcher:
         self.crashes = 0
         self._pending: list[tuple[str, float, int, Mapping[str, np.ndarray], np.ndarray | None]] = []
         self._pending_rows = 0
-        logs = profile is not None and profile.prediction_kind in ("argmax", "value")
-        self._logged_output = profile.prediction_output if logs else None
-        self._argmax = logs and profile.prediction_kind == "argmax"
+        kind = profile.prediction_kind if profile is not None else None
+        self._logged_output = profile.prediction_output if profile is not None and kind in ("argmax", "value") else None
+        self._argmax = kind == "argmax"
         features = profile.features if profile else ()
         sizes = [len(f.edges) + 1 for f in features]
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int).tolist() if sizes else [0]
@@ -178,7 +178,7 @@ class Watcher:
             self._counts += np.bincount(np.concatenate(binned), minlength=self._total_bins)
         if self._logged_output is None:
             return
-        outputs = [entry[4] for entry in pending]
+        outputs = [entry[4] for entry in pending if entry[4] is not None]
         flat = (np.concatenate(outputs) if len(outputs) > 1 else outputs[0]).reshape(sum(e[2] for e in pending), -1)
         values = (flat.argmax(axis=1) if self._argmax else flat[:, 0]).tolist()
         row = 0

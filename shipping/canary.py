@@ -115,8 +115,10 @@ def analyse(stable: WindowStats, canary: WindowStats, thresholds: Thresholds) ->
     ``min_p95_increase_seconds`` above it)."""
     increase = canary.error_rate - stable.error_rate
     ratio = None
+    slower = False
     if canary.p95_seconds is not None and stable.p95_seconds:
         ratio = canary.p95_seconds / stable.p95_seconds
+        slower = canary.p95_seconds - stable.p95_seconds > thresholds.min_p95_increase_seconds
     measured = {
         "stable": asdict(stable),
         "canary": asdict(canary),
@@ -138,13 +140,12 @@ def analyse(stable: WindowStats, canary: WindowStats, thresholds: Thresholds) ->
             f"error rate {canary.error_rate:.2%} vs stable {stable.error_rate:.2%}: "
             f"up {increase:.2%}, more than {thresholds.max_error_rate_increase:.2%}",
         )
-    slower = ratio is not None and canary.p95_seconds - stable.p95_seconds > thresholds.min_p95_increase_seconds
-    if slower and ratio > thresholds.max_p95_ratio:
+    if slower and ratio is not None and ratio > thresholds.max_p95_ratio:
         return Verdict(
             False,
             measured,
-            f"p95 latency {canary.p95_seconds * 1000:.1f} ms vs stable "
-            f"{stable.p95_seconds * 1000:.1f} ms: {ratio:.2f}x, more than "
+            f"p95 latency {(canary.p95_seconds or 0) * 1000:.1f} ms vs stable "
+            f"{(stable.p95_seconds or 0) * 1000:.1f} ms: {ratio:.2f}x, more than "
             f"{thresholds.max_p95_ratio:.2f}x",
         )
     return Verdict(

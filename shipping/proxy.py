@@ -260,7 +260,8 @@ def _slot_for(instance: Instance, states: list[ServerState], commands: list[str]
     return free.slot
 
 
-def set_traffic(config: ProxyConfig, environment: str, weights: Mapping[Instance | str, int]) -> list[ServerState]:
+def set_traffic(config: ProxyConfig, environment: str,
+                weights: Mapping[Instance, int] | Mapping[str, int]) -> list[ServerState]:
     """Give each instance (or slot name) its weight; every other slot of the environment gets 0.
 
     Weights are relative (e.g. {stable: 90, canary: 10}). New weights are raised before old ones

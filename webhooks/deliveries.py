@@ -6,6 +6,7 @@ found by `resend_due` from its next_attempt_at alone and sent again.
 
 import logging
 from datetime import timedelta
+from functools import partial
 
 from celery import current_app
 from django.db import transaction
@@ -53,7 +54,7 @@ def make_deliveries(instance: AuditEvent) -> None:
         Delivery(subscription=s, event=found.event, release=found.release, payload=body, next_attempt_at=now)
         for s in wanting)
     for delivery in made:
-        transaction.on_commit(lambda pk=delivery.pk: enqueue(pk))
+        transaction.on_commit(partial(enqueue, delivery.pk))
 
 
 def enqueue(delivery_id: int, countdown: float | None = None) -> bool:

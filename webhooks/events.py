@@ -71,11 +71,11 @@ def occurrence(audit: AuditEvent) -> Occurrence | None:
     release = _release(audit.release_id)
     if action == "build.received":
         return Occurrence("build_received", release, dict(audit.after))
-    if action == "release.await_approval":
+    if action == "release.await_approval" and release is not None:
         gate = waiting_gate(release)
         needed = None if gate is None else required(release, gate)
         return Occurrence("gate_waiting", release, {"gate": gate, "approvals_required": needed})
-    if action in ("release.approve", "release.reject"):
+    if action in ("release.approve", "release.reject") and release is not None:
         event = "approved" if action == "release.approve" else "rejected"
         return Occurrence(event, release, {"gate": _last_gate(release), "reason": audit.reason})
     if action == "release.fail":
@@ -85,14 +85,14 @@ def occurrence(audit: AuditEvent) -> Occurrence | None:
         return Occurrence("canary_failed", release, {"environment": "production", "reason": canary.error})
     if action in ("environment.deploy", "environment.promote"):
         _, after = _traffic(audit)
-        serving = max(after, key=after.get, default=None)
+        serving = max(after, key=lambda name: after[name], default=None)
         return Occurrence("deployed", _release(serving), {"environment": _environment(audit), "shares": after})
     if action == "environment.rollback":
         before, after = _traffic(audit)
         if set(before) & set(after):  # the stable release kept serving: a canary ended, said by canary_failed
             return None
-        left = max(before, key=before.get, default=None)
-        back_to = max(after, key=after.get, default=None)
+        left = max(before, key=lambda name: before[name], default=None)
+        back_to = max(after, key=lambda name: after[name], default=None)
         return Occurrence("rolled_back", _release(left), {
             "environment": _environment(audit), "to_release": None if back_to is None else int(back_to),
             "reason": audit.reason})

@@ -91,21 +91,23 @@ def record(delivery: Delivery, code: int | None, error: str) -> Delivery.Status:
     """The attempt's outcome; after a failure, the next attempt is scheduled or the delivery fails."""
     now = timezone.now()
     fields: dict[str, object] = {"last_response_code": code, "last_error": error[:ERROR_CHARS]}
+    status = Delivery.Status.SUCCEEDED if not error else Delivery.Status.RETRYING
     if not error:
         fields |= {"status": Delivery.Status.SUCCEEDED, "delivered_at": now, "next_attempt_at": None}
     elif delivery.attempts >= settings.SLIPWAY_WEBHOOK_MAX_ATTEMPTS:
         tries = f"{delivery.attempts} attempt{'s' if delivery.attempts != 1 else ''}"
         reason = f"gave up after {tries}; last: {error}"
-        fields |= {"status": Delivery.Status.FAILED, "next_attempt_at": None, "last_error": reason[:ERROR_CHARS]}
+        status = Delivery.Status.FAILED
+        fields |= {"status": status, "next_attempt_at": None, "last_error": reason[:ERROR_CHARS]}
     else:
         delay = backoff_s(delivery.attempts)
         fields |= {"status": Delivery.Status.RETRYING, "next_attempt_at": now + timedelta(seconds=delay)}
     with transaction.atomic():
         # Only this attempt's claim is settled here; a later attempt's record is never overwritten.
         settled = Delivery.objects.filter(pk=delivery.pk, attempts=delivery.attempts, status__in=OPEN).update(**fields)
-        if settled and fields["status"] == Delivery.Status.RETRYING:
+        if settled and status == Delivery.Status.RETRYING:
             transaction.on_commit(lambda: deliveries.enqueue(delivery.pk, countdown=delay))
-    return fields["status"]
+    return status
 
 
 def deliver(delivery_id: int) -> Delivery.Status | None:

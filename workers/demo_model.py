@@ -50,7 +50,7 @@ def digits_model() -> DigitsModel:
 def npz_bytes(**arrays: np.ndarray) -> bytes:
     """numpy.savez into memory; keys may hold ':' (input:<name>)."""
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, allow_pickle=True, **arrays)  # as numpy writes; readers here refuse object arrays
     return buffer.getvalue()
 
 

@@ -38,7 +38,7 @@ def target_for(environment: Environment) -> Target:
 
 def serving_artifact(release: Release) -> Artifact:
     """What a release serves: the chosen candidate, else the converted ONNX model, else the original."""
-    if release.chosen_artifact_id:
+    if release.chosen_artifact is not None:
         return release.chosen_artifact
     converted = release.artifacts.filter(kind=Artifact.Kind.ONNX_FP32, error="").first()
     return converted or release.version.artifact

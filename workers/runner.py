@@ -44,7 +44,7 @@ def run_stage(release_id: int, name: str) -> None:
         with transaction.atomic():  # a stage that may not start undoes its release's move too
             status = locked_release(release_id).status
             if status in STARTS:
-                transition_release(release_id, STARTS[status], actor=actor)
+                transition_release(release_id, STARTS[ReleaseStatus(status)], actor=actor)
             stage = transition_stage(stage.pk, "start", actor=actor, worker_host=socket.gethostname(),
                                      device=device)
     except TransitionError as exc:

@@ -40,8 +40,8 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         response.data = {"error": "invalid", "detail": summary, "fields": fields}
     else:
         detail = data.get("detail", data) if isinstance(data, dict) else data
-        code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
-        response.data = {"error": str(code), "detail": str(detail)}
+        label = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
+        response.data = {"error": str(label), "detail": str(detail)}
     return response
 
 

@@ -23,6 +23,7 @@ from releases.models import (
     TrafficChange,
 )
 from releases.models.catalog import TaskKind, label_validator, slug_validator
+from releases.models.pipeline import ReleaseStatus
 
 
 @extend_schema_field(OpenApiTypes.OBJECT)
@@ -59,7 +60,7 @@ class BuildSerializer(serializers.Serializer):
 
 
 class PolicySerializer(serializers.ModelSerializer):
-    approver_group = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    approver_group: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="name", read_only=True)
 
     class Meta:
         model = ReleasePolicy
@@ -82,8 +83,8 @@ class ArtifactSerializer(serializers.ModelSerializer):
 
 
 class VersionSerializer(serializers.ModelSerializer):
-    model = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    author = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    model: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    author: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="username", read_only=True)
     artifact = ArtifactSerializer(read_only=True)
     release_ids = serializers.SerializerMethodField()
 
@@ -116,7 +117,7 @@ class GateCheckSerializer(serializers.ModelSerializer):
 
 
 class ApprovalSerializer(serializers.ModelSerializer):
-    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    user: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
         model = Approval
@@ -131,7 +132,7 @@ class ReleaseSerializer(serializers.ModelSerializer):
     gate_checks = GateCheckSerializer(many=True, read_only=True)
     approvals = ApprovalSerializer(many=True, read_only=True)
     candidates = ArtifactSerializer(source="artifacts", many=True, read_only=True)
-    chosen_artifact = serializers.PrimaryKeyRelatedField(read_only=True)
+    chosen_artifact: serializers.PrimaryKeyRelatedField = serializers.PrimaryKeyRelatedField(read_only=True)
 
     class Meta:
         model = Release
@@ -179,7 +180,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
 
 
 class TrafficChangeSerializer(serializers.ModelSerializer):
-    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    actor: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
         model = TrafficChange
@@ -208,4 +209,4 @@ class LiveAtSerializer(serializers.Serializer):
 
 class ReleaseFilterSerializer(serializers.Serializer):
     model = serializers.CharField(required=False, max_length=100)
-    status = serializers.ChoiceField(choices=Release._meta.get_field("status").choices, required=False)
+    status = serializers.ChoiceField(choices=ReleaseStatus.choices, required=False)

@@ -6,7 +6,6 @@ from datetime import datetime
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -18,7 +17,7 @@ from releases.approvals import NotAllowed
 from releases.models import Deployment, Environment, TrafficChange
 from releases.pages import queries
 from releases.pages.display import moment, stamp
-from releases.roles import may
+from releases.roles import AnyUser, may
 from releases.statemachine import TransitionError
 from shipping.proxy import ProxyError
 
@@ -32,7 +31,7 @@ def environment_list(request: HttpRequest) -> HttpResponse:
                   {"environments": queries.live_deployments(Environment.objects.all())})
 
 
-def why_no_rollback(user: AbstractBaseUser, environment: Environment, active: Deployment | None,
+def why_no_rollback(user: AnyUser, environment: Environment, active: Deployment | None,
                     target: Deployment | None) -> str | None:
     """Why this user cannot roll this environment back now, or None if they can."""
     if not may(user, "rollback"):
@@ -103,7 +102,7 @@ def environment_detail(request: HttpRequest, name: str) -> HttpResponse:
                             "history", moments=("at",))
     context = serving_context(request, environment)
     raw = request.GET.get("at", "").strip()
-    context.update({"history": page, "history_rows": history_rows(page.object_list),
+    context.update({"history": page, "history_rows": history_rows(list(page.object_list)),
                     "live_at": live_at_answer(environment, raw) if raw else None})
     return render(request, "releases/environment_detail.html", context)
 

@@ -12,8 +12,8 @@ WINDOWS = (7, 30, 90)
 
 @login_required
 def health(request: HttpRequest) -> HttpResponse:
-    days = request.GET.get("days", "30")
-    days = int(days) if days in {str(w) for w in WINDOWS} else 30
+    asked = request.GET.get("days", "30")
+    days = int(asked) if asked in {str(w) for w in WINDOWS} else 30
     rows = [{"model": h.model, "environment": h.environment, "deployments": h.deployments,
              "per_week": f"{h.deploys_per_week:.2g}", "lead_time": duration(h.lead_time_s),
              "changes": h.changes, "failed": h.failed_changes,

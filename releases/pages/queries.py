@@ -4,7 +4,7 @@ however many rows the database holds: long lists are cut or paginated, figures a
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.contrib.auth.models import AbstractBaseUser, User
+from django.contrib.auth.models import User
 from django.core.paginator import Page, Paginator
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.http import HttpRequest
@@ -26,7 +26,7 @@ from releases.models import (
 )
 from releases.models.pipeline import ReleaseStatus, StageStatus
 from releases.pages.display import figure, stamp
-from releases.roles import ADMIN, APPROVER, groups_of, has_role
+from releases.roles import ADMIN, APPROVER, AnyUser, groups_of, has_role
 
 # The figures of a release are those of its chosen candidate, or the unattached ones when none was chosen.
 RELEASE_LEVEL = Q(artifact_id=F("release__chosen_artifact_id")) | Q(artifact__isnull=True,
@@ -52,8 +52,8 @@ def paginate(request: HttpRequest, rows: QuerySet, per_page: int, param: str = "
         query[param] = str(number)
         return "?" + query.urlencode()
 
-    page.prev_url = url(page.previous_page_number()) if page.has_previous() else None
-    page.next_url = url(page.next_page_number()) if page.has_next() else None
+    page.prev_url = url(page.previous_page_number()) if page.has_previous() else None  # type: ignore[attr-defined]
+    page.next_url = url(page.next_page_number()) if page.has_next() else None  # type: ignore[attr-defined]
     return page
 
 
@@ -66,9 +66,11 @@ def task_metric(model: Model) -> tuple[str, bool]:
     return TASK_METRIC[model.task]
 
 
-def waiting_for(user: AbstractBaseUser, limit: int = 20) -> list[Release]:
+def waiting_for(user: AnyUser, limit: int = 20) -> list[Release]:
     """Releases waiting at an approval gate that this user may approve and has not decided on there
     (the rules of releases.approvals.why_not, asked of the database). Each has `.at_production`."""
+    if not isinstance(user, User):
+        return []
     waits = StageRun.objects.filter(release=OuterRef("pk"), status=StageStatus.WAITING)
     mine = Approval.objects.filter(release=OuterRef("pk"), user=user)
     decided_here = Q()
@@ -88,14 +90,14 @@ def waiting_for(user: AbstractBaseUser, limit: int = 20) -> list[Release]:
 
 def live_deployments(environments: QuerySet[Environment]) -> list[Environment]:
     """Environments, each with `.serving`: its deployments that take traffic, largest share first."""
-    environments = list(environments)
-    serving: dict[int, list[Deployment]] = {env.pk: [] for env in environments}
-    for deployment in (Deployment.objects.filter(environment__in=environments, traffic_percent__gt=0)
+    rows = list(environments)
+    serving: dict[int, list[Deployment]] = {env.pk: [] for env in rows}
+    for deployment in (Deployment.objects.filter(environment__in=rows, traffic_percent__gt=0)
                        .select_related("release__version__model").order_by("-traffic_percent", "-id")):
         serving[deployment.environment_id].append(deployment)
-    for env in environments:
-        env.serving = serving[env.pk]
-    return environments
+    for env in rows:
+        env.serving = serving[env.pk]  # type: ignore[attr-defined]
+    return rows
 
 
 def model_trend(model: Model, limit: int = TREND_VERSIONS) -> list[dict]:

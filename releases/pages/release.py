@@ -116,6 +116,7 @@ def release_pick(request: HttpRequest, release_id: int) -> HttpResponse:
     except (NotAllowed, TransitionError, ValueError) as exc:
         messages.error(request, f"Not changed: {exc}.")
     else:
-        messages.success(request, f"Release #{release.pk} now ships {release.chosen_artifact.kind}; the automatic "
+        chosen = release.chosen_artifact.kind if release.chosen_artifact else "?"
+        messages.success(request, f"Release #{release.pk} now ships {chosen}; the automatic "
                                   "gate passed it again.")
     return redirect("release", release_id=release_id)

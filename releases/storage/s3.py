@@ -18,13 +18,16 @@ import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import boto3
 import requests
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 from releases.storage.base import COPY_CHUNK, ArtifactStore, Staged, StoreError, Writer, object_key
 
@@ -119,7 +122,8 @@ class RangeReader(io.RawIOBase):
         self.pos = max(base + offset, 0)
         return self.pos
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:
+    def readinto(self, into: Buffer) -> int:
+        buffer = memoryview(into).cast("B")
         if self.pos >= self.length or len(buffer) == 0:
             return 0
         end = min(self.pos + len(buffer), self.length) - 1

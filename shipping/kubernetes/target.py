@@ -86,10 +86,11 @@ class KubernetesTarget(Target):
                 status = self.apps.read_namespaced_deployment_status(instance.handle, self.cluster.namespace).status
             except ApiException as error:
                 self._fail(instance, f"the Deployment could not be read: {error.status} {error.reason}")
-            if (status.ready_replicas or 0) >= self.cluster.replicas:
+            ready = (status.ready_replicas if status is not None else 0) or 0
+            if ready >= self.cluster.replicas:
                 return
             if time.monotonic() > deadline:
-                self._fail(instance, f"{status.ready_replicas or 0} of {self.cluster.replicas} replicas ready "
+                self._fail(instance, f"{ready} of {self.cluster.replicas} replicas ready "
                                      f"after {timeout:.0f} s")
             time.sleep(1)
 
@@ -108,7 +109,8 @@ class KubernetesTarget(Target):
             f"{k}={v}" for k, v in manifests.selector(instance.environment, instance.release_id).items())).items
         if not pods:
             return "(no pods)"
-        return self.core.read_namespaced_pod_log(pods[0].metadata.name, self.cluster.namespace, tail_lines=lines)
+        name = pods[0].metadata.name if pods[0].metadata else None
+        return self.core.read_namespaced_pod_log(name or "", self.cluster.namespace, tail_lines=lines)
 
     def route_traffic(self, environment: str, weights: Mapping[Instance, int]) -> dict:
         """Point the environment's HTTPRoute at these instances with these shares; returns the route."""

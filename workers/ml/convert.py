@@ -75,7 +75,7 @@ def convert_to_onnx(
     report(5, "loading the torch model")
     if suffix == ".pt2":
         program = load_exported_program(source)
-        module = program.module()
+        module: torch.nn.Module = program.module()
         names = _user_input_names(program)
         arch = None
         source_format = "torch-export"
@@ -111,9 +111,9 @@ def export_module(
         with torch.no_grad():
             expected = module(*(torch.from_numpy(a) for a in sample.values())).numpy()
     except Exception as exc:  # guards of exported programs raise AssertionError, others vary
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise ConversionError(
-            f"the torch model fails on {len(next(iter(sample.values())))} evaluation samples ({first}); "
+            f"the torch model fails on {len(next(iter(sample.values())))} evaluation samples ({line}); "
             "export it with a dynamic batch dimension"
         ) from exc
     report(20, "exporting to ONNX")

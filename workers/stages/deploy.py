@@ -101,6 +101,7 @@ def run_canary(ctx: StageContext) -> None:
             _serve(ctx, production, instance, canary_percent=None)
             return
         _serve(ctx, production, instance, canary_percent=policy.canary_percent)
+    assert stable is not None, "a canary runs beside the active release"
     stable_url = deploys.instance_of(stable).url
     first = {"stable": scrape(stable_url), "canary": scrape(instance.url)}
     last, last_at, started = dict(first), time.monotonic(), time.monotonic()

@@ -39,7 +39,7 @@ def pruned(source: Path, out: Path, ctx: BuildContext) -> dict[str, Any]:
     ctx.progress(20, "ranking weights")
     if chains:
         removed = remove_hidden_units(model, chains, ctx.policy.prune_sparsity)
-        recipe = {"method": "structured: whole hidden units", "hidden_units_removed": removed}
+        recipe: dict[str, object] = {"method": "structured: whole hidden units", "hidden_units_removed": removed}
     else:
         zeroed = zero_smallest_weights(model, ctx.policy.prune_sparsity)
         recipe = {
@@ -78,7 +78,7 @@ def find_chains(model: onnx.ModelProto) -> list[_Chain]:
             current = add.output[0]
         relu = only(current, "Relu")
         follow = only(relu.output[0], "MatMul") if relu is not None else None
-        if follow is None or follow.input[0] != relu.output[0] or follow.input[1] not in weights:
+        if relu is None or follow is None or follow.input[0] != relu.output[0] or follow.input[1] not in weights:
             continue
         if graph.use_count(model, node.input[1]) > 1 or graph.use_count(model, follow.input[1]) > 1:
             continue

@@ -52,7 +52,7 @@ def relative_error(x: np.ndarray, w: np.ndarray, scheme: str, alpha: float) -> f
     values, scale = quantize_weight(ws)
     activation = (per_token if scheme == "token" else per_tensor)(xs)
     approx = activation @ (values.astype(ws.dtype) * scale)
-    return float(np.linalg.norm(exact - approx) / max(np.linalg.norm(exact), 1e-12))
+    return float(np.linalg.norm(exact - approx) / max(float(np.linalg.norm(exact)), 1e-12))
 
 
 def best_scheme(
