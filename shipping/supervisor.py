@@ -70,9 +70,11 @@ class Supervisor:
 
     def _wait_ready(self, child: Child, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while not child.ready():
-            if child.proc.poll() is not None:
-                raise RuntimeError(f"{child.name} {describe_exit(child.proc.returncode)} while starting"
+        ready, proc = child.ready, child.proc
+        assert ready is not None and proc is not None, "a started child with a ready check"
+        while not ready():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{child.name} {describe_exit(proc.returncode)} while starting"
                                    + (f"; see {child.log_path}" if child.log_path else ""))
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{child.name} was not ready within {timeout:.0f} s")
@@ -105,16 +107,19 @@ class Supervisor:
                     self._spawn(child)
                     changed = True
                 continue
-            code = child.proc.poll()
+            proc = child.proc
+            if proc is None:
+                continue
+            code = proc.poll()
             if code is None:
                 continue
-            _signal_group(child.proc, signal.SIGKILL)  # what it leaves behind of its group goes with it
+            _signal_group(proc, signal.SIGKILL)  # what it leaves behind of its group goes with it
             child.crashes += 1
             child.last_exit = describe_exit(code)
             quick = now - child.started_at < QUICK_DEATH_S
             child.pause = min(child.pause * 2, MAX_PAUSE_S) if quick else 1.0
             child.restart_at = now + child.pause
-            log.error("%s (pid %s) %s; starting it again in %.0f s", child.name, child.proc.pid,
+            log.error("%s (pid %s) %s; starting it again in %.0f s", child.name, proc.pid,
                       child.last_exit, child.pause)
             changed = True
         if changed:

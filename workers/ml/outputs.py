@@ -148,7 +148,7 @@ def check_labels_match(
     if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
         raise OutputsUnusable("classification labels must be whole numbers (class ids)")
     if classes:
-        unknown = sorted(set(np.unique(labels).astype(np.int64).tolist()) - set(classes))  # type: ignore[arg-type]
+        unknown = sorted(set(np.unique(labels).astype(np.int64).tolist()) - set(classes))
         if unknown:
             raise OutputsUnusable(
                 f"the evaluation labels {unknown[:10]} are not among the model's classes {classes[:20]}: "
