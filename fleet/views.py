@@ -1,12 +1,12 @@
 """/workers/: every worker, what it has and what it runs now; the table refreshes itself (htmx)."""
 
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
 from fleet.announce import gone_after
 from fleet.models import WorkerNode
+from releases.pages.access import viewer_required
 
 POLL_SECONDS = 5
 
@@ -28,11 +28,11 @@ def _context() -> dict:
     return {"rows": worker_rows(), "poll_seconds": POLL_SECONDS, "gone_after_s": int(gone_after().total_seconds())}
 
 
-@login_required
+@viewer_required
 def worker_list(request: HttpRequest) -> HttpResponse:
     return render(request, "fleet/workers.html", _context())
 
 
-@login_required
+@viewer_required
 def worker_table(request: HttpRequest) -> HttpResponse:
     return render(request, "fleet/_workers_table.html", _context())

@@ -3,13 +3,13 @@ drawn by static/slipway/charts.js like the serving figures. The pages load it af
 (htmx), and it refreshes itself at the collection interval, so it costs the pages themselves nothing."""
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
 from monitoring.queries import charts_of_environment, charts_of_release
 from releases.models import Environment, Release
+from releases.pages.access import viewer_required
 
 REFRESH_SECONDS = 15  # the collection interval (slipway/settings.py, the "monitoring" beat entry)
 
@@ -21,14 +21,14 @@ def _panel(request: HttpRequest, charts: dict, line_kind: str, subject: str, url
         "refresh_url": url, "refresh_seconds": REFRESH_SECONDS})
 
 
-@login_required
+@viewer_required
 def environment_panel(request: HttpRequest, name: str) -> HttpResponse:
     environment = get_object_or_404(Environment, name=name)
     return _panel(request, charts_of_environment(environment), "release", environment.name,
                   reverse("monitoring-environment", args=[name]))
 
 
-@login_required
+@viewer_required
 def release_panel(request: HttpRequest, release_id: int) -> HttpResponse:
     release = get_object_or_404(Release, pk=release_id)
     return _panel(request, charts_of_release(release), "environment", f"release #{release.pk}",

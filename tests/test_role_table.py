@@ -17,29 +17,32 @@ from tests.conftest import ALL_SCOPES, build_form, make_user, token_client
 from tests.factories import digits_eval_npz, digits_model
 from webhooks.models import Subscription
 
-ROLES = ("anonymous", "viewer", "approver", "deployer", "on-call", "admin", "author", "token-without-scope")
+ROLES = ("anonymous", "viewer", "approver", "deployer", "on-call", "admin", "author", "token-without-scope",
+         "no-role")
 NOTHING_WARM = "nothing to roll back to in production: no earlier release is warm"
 
 # action: (scope the API call needs, expected outcome for each role in ROLES order)
 TABLE: dict[str, tuple[str | None, tuple]] = {
-    "api post build": ("builds:write", (401, 403, 403, 201, 403, 201, 201, 403)),
-    "api approve": ("approve", (401, 403, 201, 403, 403, 201, 403, 403)),
-    "api reject": ("approve", (401, 403, 201, 403, 403, 201, 403, 403)),
-    "api cancel": ("deploy", (401, 403, 403, 200, 403, 200, 200, 403)),
-    "api rollback": ("rollback", (401, 403, 403, 409, 409, 409, 409, 403)),
-    "api create webhook": ("webhooks:write", (401, 403, 403, 403, 403, 201, 403, 403)),
-    "api post labels": ("feedback", (401, 403, 403, 200, 200, 200, 200, 403)),
-    "api set monitoring policy": ("deploy", (401, 403, 403, 200, 403, 200, 200, 403)),
+    "api post build": ("builds:write", (401, 403, 403, 201, 403, 201, 201, 403, 403)),
+    "api approve": ("approve", (401, 403, 201, 403, 403, 201, 403, 403, 403)),
+    "api reject": ("approve", (401, 403, 201, 403, 403, 201, 403, 403, 403)),
+    "api cancel": ("deploy", (401, 403, 403, 200, 403, 200, 200, 403, 403)),
+    "api rollback": ("rollback", (401, 403, 403, 409, 409, 409, 409, 403, 403)),
+    "api create webhook": ("webhooks:write", (401, 403, 403, 403, 403, 201, 403, 403, 403)),
+    "api post labels": ("feedback", (401, 403, 403, 200, 200, 200, 200, 403, 403)),
+    "api set monitoring policy": ("deploy", (401, 403, 403, 200, 403, 200, 200, 403, 403)),
     # Anyone may report an alert with the scope; only who may roll back makes it roll back (see monitoring).
-    "api post alert": ("alerts", (401, 200, 200, 200, 200, 200, 200, 403)),
-    "page approve": (None, ("login", "forbidden", "done", "forbidden", "forbidden", "done", "forbidden", "login")),
-    "page reject": (None, ("login", "forbidden", "done", "forbidden", "forbidden", "done", "forbidden", "login")),
+    "api post alert": ("alerts", (401, 200, 200, 200, 200, 200, 200, 403, 403)),
+    "page approve": (None, ("login", "forbidden", "done", "forbidden", "forbidden", "done", "forbidden", "login",
+                           "forbidden")),
+    "page reject": (None, ("login", "forbidden", "done", "forbidden", "forbidden", "done", "forbidden", "login",
+                          "forbidden")),
     "page pick candidate": (None, ("login", "forbidden", "done", "forbidden", "forbidden", "done", "forbidden",
-                                   "login")),
+                                   "login", "forbidden")),
     "page rollback": (None, ("login", "forbidden", "forbidden", "conflict", "conflict", "conflict", "conflict",
-                             "login")),
+                             "login", "forbidden")),
     # Tokens are made by staff in the admin site or with `manage.py createtoken`; no role is staff.
-    "admin create token": (None, ("login",) * 8),
+    "admin create token": (None, ("login",) * 9),
 }
 CELLS = [(action, role, expected[i]) for action, (_, expected) in TABLE.items() for i, role in enumerate(ROLES)]
 REFUSALS = ("you are not in the", "you are the author of this build", "is not on-call, a deployer or an admin")
@@ -53,7 +56,7 @@ def world(db, settings, tmp_path) -> dict:
     people = {"viewer": make_user("victor", "viewer"), "approver": make_user("alice", "approver"),
               "deployer": make_user("dora", "deployer"), "on-call": make_user("otto", "on-call"),
               "admin": make_user("ada", "admin"), "author": make_user("arthur", "deployer", "approver"),
-              "token-without-scope": make_user("tobi", "admin")}
+              "token-without-scope": make_user("tobi", "admin"), "no-role": make_user("nadia")}
     response = token_client(people["author"]).post("/api/v1/builds/", build_form(), format="multipart")
     release = Release.objects.get(pk=response.json()["release"]["id"])
     Release.objects.filter(pk=release.pk).update(status="awaiting_approval")
@@ -105,6 +108,9 @@ def call_api(action: str, client: APIClient, release: Release):
 
 
 def page_outcome(response) -> str:
+    if response.status_code == 403:  # a user in no group: refused before the page's own checks
+        assert b"has no role that may view Slipway" in response.content
+        return "forbidden"
     assert response.status_code == 302
     if response["Location"].startswith(("/login/", "/admin/login/")):
         return "login"

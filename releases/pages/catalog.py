@@ -1,18 +1,18 @@
 """The models: their list, and one model's page with its policy, trend charts and versions."""
 
-from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Max
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from releases.models import Model, ModelVersion
 from releases.pages import queries
+from releases.pages.access import viewer_required
 
 MODELS_PER_PAGE = 50
 VERSIONS_PER_PAGE = 25
 
 
-@login_required
+@viewer_required
 def model_list(request: HttpRequest) -> HttpResponse:
     rows = Model.objects.annotate(version_count=Count("versions"), last_build=Max("versions__created_at"))
     return render(request, "releases/model_list.html",
@@ -20,7 +20,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
                                             moments=("last_build", "created_at"))})
 
 
-@login_required
+@viewer_required
 def model_detail(request: HttpRequest, name: str) -> HttpResponse:
     model = get_object_or_404(Model.objects.select_related("policy__approver_group"), name=name)
     metric, higher_is_better = queries.task_metric(model)

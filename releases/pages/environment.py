@@ -5,7 +5,6 @@ from datetime import datetime
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -16,6 +15,7 @@ from releases import deploys
 from releases.approvals import NotAllowed
 from releases.models import Deployment, Environment, TrafficChange
 from releases.pages import queries
+from releases.pages.access import viewer_required
 from releases.pages.display import moment, stamp
 from releases.roles import AnyUser, may
 from releases.statemachine import TransitionError
@@ -25,7 +25,7 @@ HISTORY_PER_PAGE = 20
 POLL_SECONDS = 5
 
 
-@login_required
+@viewer_required
 def environment_list(request: HttpRequest) -> HttpResponse:
     return render(request, "releases/environment_list.html",
                   {"environments": queries.live_deployments(Environment.objects.all())})
@@ -95,7 +95,7 @@ def history_rows(changes: list[TrafficChange]) -> list[tuple[TrafficChange, list
                             key=lambda row: -row[1])) for change in changes]
 
 
-@login_required
+@viewer_required
 def environment_detail(request: HttpRequest, name: str) -> HttpResponse:
     environment = get_object_or_404(Environment, name=name)
     page = queries.paginate(request, environment.traffic_changes.select_related("actor"), HISTORY_PER_PAGE,
@@ -107,14 +107,14 @@ def environment_detail(request: HttpRequest, name: str) -> HttpResponse:
     return render(request, "releases/environment_detail.html", context)
 
 
-@login_required
+@viewer_required
 def environment_live(request: HttpRequest, name: str) -> HttpResponse:
     """The serving part of the environment page, for htmx to swap in."""
     environment = get_object_or_404(Environment, name=name)
     return render(request, "releases/_environment_live.html", serving_context(request, environment))
 
 
-@login_required
+@viewer_required
 @require_POST
 def rollback(request: HttpRequest, name: str) -> HttpResponse:
     environment = get_object_or_404(Environment, name=name)

@@ -1,16 +1,16 @@
 """Release health: DORA's figures per model and environment over a chosen window."""
 
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from releases.health import release_health
+from releases.pages.access import viewer_required
 from releases.pages.display import duration
 
 WINDOWS = (7, 30, 90)
 
 
-@login_required
+@viewer_required
 def health(request: HttpRequest) -> HttpResponse:
     asked = request.GET.get("days", "30")
     days = int(asked) if asked in {str(w) for w in WINDOWS} else 30

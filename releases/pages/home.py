@@ -1,19 +1,19 @@
 """The home page: what is live in each environment, what waits for me, recent releases and failures."""
 
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from releases.models import Environment
 from releases.models.pipeline import ReleaseStatus
 from releases.pages import queries
+from releases.pages.access import viewer_required
 from releases.pages.display import stamp
 
 RECENT = 15
 FAILURES = 5
 
 
-@login_required
+@viewer_required
 def home(request: HttpRequest) -> HttpResponse:
     return render(request, "releases/home.html", {
         "environments": queries.live_deployments(Environment.objects.all()),

@@ -2,7 +2,6 @@
 its gate and picking another candidate go through the domain functions."""
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.paginator import Page
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -13,6 +12,7 @@ from releases.approvals import NotAllowed
 from releases.models import Approval, AuditEvent, Release
 from releases.models.pipeline import StageStatus
 from releases.pages import queries
+from releases.pages.access import viewer_required
 from releases.pages.display import moment, stamp
 from releases.statemachine import TERMINAL, TransitionError
 
@@ -75,18 +75,18 @@ def audit_page(request: HttpRequest, release: Release) -> Page:
     return page
 
 
-@login_required
+@viewer_required
 def release_detail(request: HttpRequest, release_id: int) -> HttpResponse:
     return render(request, "releases/release_detail.html", release_context(request, release_id))
 
 
-@login_required
+@viewer_required
 def release_live(request: HttpRequest, release_id: int) -> HttpResponse:
     """The parts of the release page that change while it runs, for htmx to swap in."""
     return render(request, "releases/_release_live.html", release_context(request, release_id))
 
 
-@login_required
+@viewer_required
 @require_POST
 def release_decide(request: HttpRequest, release_id: int) -> HttpResponse:
     decision = request.POST.get("decision")
@@ -102,7 +102,7 @@ def release_decide(request: HttpRequest, release_id: int) -> HttpResponse:
     return redirect("release", release_id=release_id)
 
 
-@login_required
+@viewer_required
 @require_POST
 def release_pick(request: HttpRequest, release_id: int) -> HttpResponse:
     """Ship another candidate than the one chosen automatically (while the release awaits approval)."""

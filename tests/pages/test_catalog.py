@@ -81,7 +81,8 @@ def test_model_pages_take_the_same_queries_however_many_versions(users, versions
         d.make_release(d.make_version(model, f"v{i}", users["ci"]), "released", d.STAGES_DONE,
                        {"accuracy": 0.9, "latency_p95_ms": 2.0, "size_bytes": 1e6})
     client = client_for(users["victor"])
-    with django_assert_num_queries(4):
+    # session, user, the user's groups (viewer_required), then the page
+    with django_assert_num_queries(5):
         client.get("/models/")
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(9):
         client.get("/models/digits/")

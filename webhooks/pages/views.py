@@ -2,13 +2,13 @@
 Everyone logged in reads them; admins create subscriptions and redeliver."""
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from releases.pages import queries
+from releases.pages.access import viewer_required
 from releases.pages.display import stamp
 from releases.roles import may
 from webhooks import deliveries
@@ -27,13 +27,13 @@ def _list_context(request: HttpRequest, form: SubscriptionForm | None) -> dict:
             "may_manage": may(request.user, "manage_webhooks")}
 
 
-@login_required
+@viewer_required
 def subscription_list(request: HttpRequest) -> HttpResponse:
     form = SubscriptionForm() if may(request.user, "manage_webhooks") else None
     return render(request, "webhooks/subscription_list.html", _list_context(request, form))
 
 
-@login_required
+@viewer_required
 @require_POST
 def subscription_create(request: HttpRequest) -> HttpResponse:
     if not may(request.user, "manage_webhooks"):
@@ -48,7 +48,7 @@ def subscription_create(request: HttpRequest) -> HttpResponse:
     return redirect("webhook", subscription_id=subscription.pk)
 
 
-@login_required
+@viewer_required
 def subscription_detail(request: HttpRequest, subscription_id: int) -> HttpResponse:
     subscription = get_object_or_404(Subscription.objects.select_related("model", "created_by"), pk=subscription_id)
     new = request.session.pop(NEW_SECRET_KEY, None)
@@ -60,7 +60,7 @@ def subscription_detail(request: HttpRequest, subscription_id: int) -> HttpRespo
         "may_manage": may(request.user, "manage_webhooks")})
 
 
-@login_required
+@viewer_required
 @require_POST
 def redeliver(request: HttpRequest, subscription_id: int, delivery_id: int) -> HttpResponse:
     if not may(request.user, "manage_webhooks"):
