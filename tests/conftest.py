@@ -79,7 +79,10 @@ def celery_worker(_worker_process: subprocess.Popen, transactional_db) -> subpro
 def wait_until_idle(timeout: float = 120) -> None:
     busy = StageRun.objects.filter(status__in=[StageStatus.QUEUED, StageStatus.RUNNING])
     deadline = time.monotonic() + timeout
-    while busy.exists() and time.monotonic() < deadline:
+    while busy.exists():
+        if time.monotonic() > deadline:
+            left = list(busy.values_list("release_id", "name", "status"))
+            raise AssertionError(f"stages still queued or running after {timeout:.0f} s: {left}")
         time.sleep(0.1)
 
 

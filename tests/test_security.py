@@ -8,6 +8,9 @@ from pathlib import Path
 from django.contrib.auth.models import User
 from django.test import Client
 
+from releases.models import Approval
+from tests.pages import scenes
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -37,9 +40,17 @@ def test_pages_carry_a_strict_content_security_policy_and_other_headers(db):
 
 
 def test_mutations_need_csrf_on_pages(users):
+    release = scenes.build(users).at_gate  # a real release that alice may approve
     client = Client(enforce_csrf_checks=True)
     client.force_login(users["alice"])
-    assert client.post("/releases/1/decide/", {"decision": "approve"}).status_code == 403
+    url = f"/releases/{release.pk}/decide/"
+    assert client.post(url, {"decision": "approve"}).status_code == 403
+    assert not Approval.objects.filter(release=release).exists()
+    # The same form with the page's token is taken: the refusal above was the CSRF check, nothing else.
+    token = client.get(f"/releases/{release.pk}/").cookies["csrftoken"].value
+    assert client.post(url, {"decision": "approve", "csrfmiddlewaretoken": token}).status_code == 302
+    assert list(Approval.objects.filter(release=release).values_list("user__username", "decision")) == [
+        ("alice", "approve")]
 
 
 def test_check_deploy_is_clean_with_production_settings(tmp_path):

@@ -83,6 +83,12 @@ def test_model_pages_take_the_same_queries_however_many_versions(users, versions
     client = client_for(users["victor"])
     # session, user, the user's groups (viewer_required), then the page
     with django_assert_num_queries(5):
-        client.get("/models/")
+        listing = client.get("/models/")
+    assert [m.name for m in listing.context["page"]] == ["digits"]
+    assert 'href="/models/digits/"' in listing.content.decode()
     with django_assert_num_queries(9):
-        client.get("/models/digits/")
+        detail = client.get("/models/digits/")
+    shown = [v.label for v in detail.context["page"]]
+    assert shown == [f"v{i}" for i in reversed(range(versions))][:25]  # newest first, 25 a page
+    body = detail.content.decode()
+    assert all(label in body for label in shown)

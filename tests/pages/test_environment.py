@@ -169,6 +169,13 @@ def test_the_environment_page_takes_the_same_queries_however_many_rows(users, sc
         d.samples("production", scene.serving, d.T0 + timedelta(hours=3, minutes=i), 3)
     client = client_for(make_user("olga", "on-call"))
     with django_assert_num_queries(15):  # the monitoring panel loads after the page (monitoring/pages.py)
-        assert client.get(URL, {"at": "2026-03-01T12:15"}).status_code == 200
+        response = client.get(URL, {"at": "2026-03-01T12:15"})
+    assert response.status_code == 200
+    # The history's first page: newest first, the canary moves made above on top, 20 rows a page.
+    history = list(response.context["history"].object_list)
+    assert len(history) == 20 or response.context["history"].paginator.count == len(history)
+    assert [c.at for c in history[:min(rows, 20)]] == [
+        d.T0 + timedelta(hours=2, seconds=i) for i in reversed(range(rows))][:20]
+    assert len(response.context["history_rows"]) == len(history)
     with django_assert_num_queries(9):
         assert client.get(f"{URL}live/").status_code == 200

@@ -84,11 +84,17 @@ def test_the_environments_list_shows_each_with_what_serves(users):
 @pytest.mark.parametrize("versions", [1, 30])
 def test_home_takes_the_same_queries_however_many_releases(users, versions, django_assert_num_queries):
     scene = scenes.build(users)
-    for i in range(versions):
-        d.make_release(d.make_version(scene.at_gate.version.model, f"2.{i}", users["ci"]), "awaiting_approval")
+    made = [d.make_release(d.make_version(scene.at_gate.version.model, f"2.{i}", users["ci"]), "awaiting_approval")
+            for i in range(versions)]
     client = client_for(users["alice"])
     with django_assert_num_queries(9):
-        assert client.get("/").status_code == 200
+        response = client.get("/")
+    assert response.status_code == 200
+    # What waits for alice, oldest first, at most 20 rows; each row links to its release.
+    expected = [r.pk for r in sorted([scene.at_gate, *made], key=lambda r: (r.created_at, r.pk))][:20]
+    assert [r.pk for r in response.context["waiting"]] == expected
+    body = response.content.decode()
+    assert all(f'href="/releases/{pk}/"' in body for pk in expected)
 
 
 def test_a_missing_page_says_what_may_be_wrong_and_where_to_go(users):

@@ -41,7 +41,6 @@ def test_switch_under_load_fails_no_request_and_moves_every_request(
         after = proxy.set_traffic(haproxy, "staging", {b: 100})
         switched = time.perf_counter()
         time.sleep(1.0)
-    assert switched - switch < 0.1
     assert [(s.port, s.weight, s.serving) for s in after if not s.maintenance] == [
         (a.port, 0, False),
         (b.port, 100, True),

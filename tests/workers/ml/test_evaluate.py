@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import math
-import time
+import re
 from pathlib import Path
 
 import numpy as np
@@ -64,12 +64,10 @@ def test_embedding_cosines_against_labels_and_reference(tmp_path: Path) -> None:
     assert found["parity_max_abs_diff"] == Measurement(0.0, "abs")
 
 
-def test_digits_mlp_matches_its_training_and_is_quick(digits: Digits, digits_mlp: TrainedMLP) -> None:
+def test_digits_mlp_matches_its_training(digits: Digits, digits_mlp: TrainedMLP) -> None:
     data = EvalSet({"": digits.x_test}, digits.y_test)
     steps: list[tuple[float, str]] = []
-    start = time.perf_counter()
     result = evaluate(digits_mlp.path, data, "classification", progress=lambda p, s: steps.append((p, s)))
-    elapsed = time.perf_counter() - start
     assert result.metrics["accuracy"].value == pytest.approx(digits_mlp.test_accuracy)
     expected = mlp_forward(digits.x_test, digits_mlp.weights, digits_mlp.biases)
     np.testing.assert_allclose(result.outputs, expected, rtol=1e-4, atol=1e-4)
@@ -77,10 +75,12 @@ def test_digits_mlp_matches_its_training_and_is_quick(digits: Digits, digits_mlp
     assert 0 < m["latency_p50_ms"] <= m["latency_p95_ms"] <= m["latency_p99_ms"]
     assert m["throughput_per_s"] > 0
     assert m["size_bytes"] == digits_mlp.path.stat().st_size
-    assert m["peak_memory_bytes"] >= 0
+    # The session, its weights and its run buffers were touched: more than nothing, at most this
+    # process's own high-water mark (how long evaluation takes is bench/compression.py's business).
+    high_water = int(re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text())[1]) * 1024
+    assert 0 < m["peak_memory_bytes"] <= high_water
     assert [p for p, _ in steps] == sorted(p for p, _ in steps)
     assert steps[0][0] == 0 and steps[-1] == (100, "evaluated")
-    assert elapsed < 2.0
 
 
 def test_fixed_batch_models_run_in_their_batch_size(tmp_path: Path) -> None:
