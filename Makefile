@@ -12,6 +12,8 @@ $(VENV)/.installed: pyproject.toml
 	# The CPU build of torch first, so that nothing pulls a CUDA build.
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# The KServe SDK (a test peer) without its protobuf<7 pin; its REST client's needs are in [dev].
+	$(PY) -m pip install --quiet --no-deps 'kserve==0.21.0'
 	touch $@
 
 demo: $(VENV)/.installed

@@ -61,6 +61,7 @@ def _servers(folder: Path) -> tuple[list, object]:
 
 
 def latency(requests_each: int) -> dict[str, float]:
+    from serving import oip
     from serving.watch import Profile, Watcher
     from workers.demo_model import digits_model
 
@@ -71,11 +72,11 @@ def latency(requests_each: int) -> dict[str, float]:
             sessions = [requests.Session() for _ in instances]
             seconds: dict[str, list[float]] = {i.release_id: [] for i in instances}
             for n in range(requests_each + 200):  # the first 200 rounds warm up
-                body = {"inputs": rows[n % len(rows):][:1].tolist()}
+                body = oip.request_document({"pixels": rows[n % len(rows):][:1].astype("float32")})
                 for instance, session in sorted(zip(instances, sessions, strict=True),
                                                 key=lambda pair: (n + (pair[0].release_id == "with")) % 2):
                     started = time.perf_counter()
-                    answer = session.post(f"{instance.url}/v1/predict", json=body, timeout=5)
+                    answer = session.post(instance.url + oip.infer_path("digits"), json=body, timeout=5)
                     took = time.perf_counter() - started
                     answer.raise_for_status()
                     if n >= 200:

@@ -34,6 +34,7 @@ import django
 import docker
 from docker.errors import DockerException
 
+from serving import oip
 from serving.integrity import file_sha256
 from shipping import canary, proxy
 from shipping.ports import PortAllocator
@@ -192,7 +193,7 @@ def run_traffic(kind: str, rate: float, clients: int, hold: float, folder: Path)
         a = target.launch(spec_a)
         instances.append(a)
         slipway.serve(0, a, canary_percent=None)
-        with SteadyLoad(config.endpoint(ENVIRONMENT) + "/v1/predict", rate=rate, clients=clients) as load:
+        with SteadyLoad(config.endpoint(ENVIRONMENT) + oip.infer_path("bench"), rate=rate, clients=clients) as load:
             phases.start()
             time.sleep(hold)
             phases.end("steady")

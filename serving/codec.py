@@ -1,19 +1,20 @@
 """Request and response bodies: JSON, a single .npy array, or an .npz archive of named arrays.
 
-Binary bodies are read with ``allow_pickle=False``: an upload never runs code.
+Binary bodies are read with ``allow_pickle=False``: an upload never runs code, and their headers
+are checked against the server's limits before any array is read (serving/limits.py).
 """
 
 from __future__ import annotations
 
 import io
 import json
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from serving.model import InputError
+from serving.errors import InputError
+from serving.limits import Limits, read_npy, read_npz
 
 JSON = "application/json"
 NPY = "application/x-npy"
@@ -34,7 +35,8 @@ def media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
-def _decode_json(body: bytes) -> DecodedRequest:
+def _decode_json(body: bytes, limits: Limits, _inputs: int) -> DecodedRequest:
+    limits.check_body(len(body), json_body=True)
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -47,29 +49,23 @@ def _decode_json(body: bytes) -> DecodedRequest:
     return DecodedRequest(inputs, binary=False)
 
 
-def _decode_npy(body: bytes) -> DecodedRequest:
-    try:
-        return DecodedRequest(np.load(io.BytesIO(body), allow_pickle=False), binary=True)
-    except (ValueError, OSError, EOFError) as error:
-        raise InputError(f"body is not a readable .npy array without pickled objects: {error}") from None
+def _decode_npy(body: bytes, limits: Limits, _inputs: int) -> DecodedRequest:
+    return DecodedRequest(read_npy(body, limits), binary=True)
 
 
-def _decode_npz(body: bytes) -> DecodedRequest:
-    try:
-        with np.load(io.BytesIO(body), allow_pickle=False) as archive:
-            return DecodedRequest({name: archive[name] for name in archive.files}, binary=True)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
-        raise InputError(f"body is not a readable .npz archive without pickled objects: {error}") from None
+def _decode_npz(body: bytes, limits: Limits, inputs: int) -> DecodedRequest:
+    return DecodedRequest(read_npz(body, limits, max_members=inputs), binary=True)
 
 
 _DECODERS = {JSON: _decode_json, NPY: _decode_npy, NPZ: _decode_npz, "application/zip": _decode_npz}
 
 
-def decode(content_type: str, body: bytes) -> DecodedRequest:
+def decode(content_type: str, body: bytes, limits: Limits, inputs: int) -> DecodedRequest:
+    """The request's arrays; ``inputs`` is how many inputs the model takes (an .npz holds no more)."""
     kind = media_type(content_type) or JSON
     if kind not in _DECODERS:
         raise UnsupportedMediaType(f"Content-Type {kind!r} is not supported; use {JSON}, {NPY} or {NPZ}")
-    return _DECODERS[kind](body)
+    return _DECODERS[kind](body, limits, inputs)
 
 
 def encode_binary(outputs: Mapping[str, np.ndarray]) -> tuple[str, bytes]:

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from serving.limits import Limits
+
 ENV_PREFIX = "SLIPWAY_"
 
 
@@ -27,10 +29,18 @@ class ServingConfig:
     threads: int = 8
     intra_op_threads: int = 0
     max_body_bytes: int = 64 * 1024 * 1024
+    max_json_bytes: int = 8 * 1024 * 1024
+    max_elements: int = 16 * 1024 * 1024
+    max_batch: int = 1024
+    workdir: Path | None = None
     graceful_timeout: int = 30
     keepalive: int = 75
     profile: Path | None = None
     prediction_log: int = 10000
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.max_body_bytes, self.max_json_bytes, self.max_elements, self.max_batch)
 
 
 def _env_name(option: str) -> str:
@@ -66,7 +76,11 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     option("release-id", str, "release id reported in the X-Release-Id header", defaults.release_id)
     option("threads", int, "request handler threads", defaults.threads)
     option("intra-op-threads", int, "ONNX Runtime intra-op threads (0: its default)", 0)
-    option("max-body-bytes", int, "largest request body accepted", defaults.max_body_bytes)
+    option("max-body-bytes", int, "largest request body accepted (and largest unpacked .npz)", defaults.max_body_bytes)
+    option("max-json-bytes", int, "largest JSON request body accepted", defaults.max_json_bytes)
+    option("max-elements", int, "most tensor elements in one request, all inputs together", defaults.max_elements)
+    option("max-batch", int, "most rows (first dimension) in one request", defaults.max_batch)
+    option("workdir", _optional_path, "where the private copy of the model is made (default: the temp dir)", None)
     option("graceful-timeout", int, "seconds to finish in-flight requests on SIGTERM", defaults.graceful_timeout)
     option("keepalive", int, "seconds an idle keep-alive connection stays open", defaults.keepalive)
     option("profile", _optional_path, "monitoring profile (profile.json: feature bins, output ranges)", None)

@@ -1,6 +1,7 @@
 """Prometheus metrics of one model server, all labelled by model and version.
 
-Only /v1/predict requests are counted, so canary analysis compares like with like.
+Only prediction requests (OIP infer and /v1/predict) are counted, so canary analysis compares like
+with like.
 """
 
 from __future__ import annotations

@@ -1,7 +1,16 @@
-"""One ONNX model in an ONNX Runtime session: integrity check, input validation, inference."""
+"""One ONNX model in an ONNX Runtime session: integrity check, input validation, inference.
+
+The model file is copied alone into a private directory (mode 0700) and checked there before ONNX
+Runtime opens it, so a model cannot read another file beside it in the artifact store: a tensor
+kept as external data can only come from the model's own file (ONNX Runtime also refuses absolute
+paths and paths that leave the model's directory). The copy is deleted once the session holds the
+model.
+"""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,12 +19,18 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, RuntimeException
 
+from serving.errors import InferenceError, InputError, ModelLoadError
 from serving.integrity import file_sha256
+
+__all__ = ["InferenceError", "InputError", "ModelLoadError", "ModelRunner", "TensorSpec"]
 
 _ORT_DTYPES: dict[str, np.dtype] = {
     "tensor(float)": np.dtype(np.float32),
     "tensor(double)": np.dtype(np.float64),
     "tensor(float16)": np.dtype(np.float16),
+    "tensor(uint64)": np.dtype(np.uint64),
+    "tensor(uint32)": np.dtype(np.uint32),
+    "tensor(uint16)": np.dtype(np.uint16),
     "tensor(int64)": np.dtype(np.int64),
     "tensor(int32)": np.dtype(np.int32),
     "tensor(int16)": np.dtype(np.int16),
@@ -24,18 +39,6 @@ _ORT_DTYPES: dict[str, np.dtype] = {
     "tensor(bool)": np.dtype(np.bool_),
     "tensor(string)": np.dtype(object),
 }
-
-
-class ModelLoadError(RuntimeError):
-    """The model file is missing, corrupt, not what was released, or not servable."""
-
-
-class InputError(ValueError):
-    """A request's inputs do not fit the model's signature; the message says why."""
-
-
-class InferenceError(RuntimeError):
-    """Validated inputs on which the model still fails (e.g. inconsistent dynamic dimensions)."""
 
 
 @dataclass(frozen=True)
@@ -86,23 +89,48 @@ def _check_shape(spec: TensorSpec, array: np.ndarray) -> None:
             )
 
 
+def _output_spec(node: ort.NodeArg) -> TensorSpec:
+    """Outputs of a type the protocol has no datatype for (sequences, maps) are described as BYTES."""
+    return TensorSpec(node.name, _ORT_DTYPES.get(node.type, np.dtype(object)), tuple(node.shape or ()))
+
+
+def _session(copy: Path, original: Path, intra_op_threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    try:
+        return ort.InferenceSession(str(copy), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # ORT raises its own exception types for every load failure.
+        if "external data" in str(error).lower():
+            raise ModelLoadError(
+                f"{original} keeps tensors as external data outside its own file; a release's artifact is "
+                f"one file, so the model is refused: {error}"
+            ) from error
+        raise ModelLoadError(f"ONNX Runtime cannot load {original}: {error}") from error
+
+
 class ModelRunner:
     """Loads the model once, validates requests against its signature and runs inference."""
 
-    def __init__(self, path: Path, expected_sha256: str = "", intra_op_threads: int = 0) -> None:
+    def __init__(self, path: Path, expected_sha256: str = "", intra_op_threads: int = 0,
+                 workdir: Path | None = None) -> None:
         if not path.is_file():
             raise ModelLoadError(f"model file {path} does not exist")
-        if expected_sha256:
-            actual = file_sha256(path)
-            if actual != expected_sha256.lower():
-                raise ModelLoadError(f"model file {path} has sha256 {actual}, expected {expected_sha256}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads
+        private = Path(tempfile.mkdtemp(prefix="slipway-model-", dir=workdir))  # mode 0700
         try:
-            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as error:  # ORT raises its own exception types for every load failure.
-            raise ModelLoadError(f"ONNX Runtime cannot load {path}: {error}") from error
+            copy = private / "model.onnx"
+            try:
+                shutil.copyfile(path, copy)
+            except OSError as error:
+                raise ModelLoadError(f"model file {path} cannot be copied to {private}: {error}") from error
+            if expected_sha256:
+                actual = file_sha256(copy)
+                if actual != expected_sha256.lower():
+                    raise ModelLoadError(f"model file {path} has sha256 {actual}, expected {expected_sha256}")
+            self._session = _session(copy, path, intra_op_threads)
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
         self.inputs = [_tensor_spec(node) for node in self._session.get_inputs()]
+        self.outputs = [_output_spec(node) for node in self._session.get_outputs()]
         self.output_names = [node.name for node in self._session.get_outputs()]
 
     def prepare(self, raw: Mapping[str, object] | object) -> dict[str, np.ndarray]:

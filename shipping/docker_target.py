@@ -1,12 +1,17 @@
 """Model servers as Docker containers: one container per release, from the release's image.
 
-Containers share the host's network (no bridge here) and each listens on its own port on
-loopback, where the local HAProxy reaches it. They run as a non-root user on a read-only root
-filesystem with a small tmpfs, no capabilities, and memory and CPU limits.
+Each container gets a bridge network of its own and listens on port 8000 inside it, published on
+the instance's host address and port, where the local HAProxy reaches it: a model server sees no
+other container and nothing the host serves on loopback (PostgreSQL, Redis, Slipway). Where the
+Engine cannot make a bridge network, the container shares the host's network and listens on its
+own loopback port (``network`` records which). They run as a non-root user on a read-only root
+filesystem with a tmpfs for the private copy of the model, no capabilities, and memory and CPU
+limits.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 
 import docker
@@ -14,6 +19,10 @@ from docker.errors import APIError, ImageNotFound, NotFound
 
 from shipping.image import LABEL_PREFIX, SERVING_USER
 from shipping.targets import Instance, InstanceSpec, Target, TargetError
+
+log = logging.getLogger(__name__)
+CONTAINER_PORT = 8000
+NETWORK_PREFIX = "slipway-net-"
 
 
 class DockerTarget(Target):
@@ -24,21 +33,26 @@ class DockerTarget(Target):
         client: docker.DockerClient | None = None,
         memory: str = "1g",
         cpus: float = 1.0,
-        tmpfs_size: str = "64m",
+        tmpfs_size: str | None = None,
     ) -> None:
         self.client = client or docker.from_env()
-        self.memory, self.cpus, self.tmpfs_size = memory, cpus, tmpfs_size
+        # The tmpfs holds the private copy of the model while it loads; it counts against the memory limit.
+        self.memory, self.cpus, self.tmpfs_size = memory, cpus, tmpfs_size or memory
 
     def start(self, spec: InstanceSpec) -> Instance:
         if spec.image is None:
             raise TargetError(f"release {spec.release_id}: a Docker instance needs an image")
         name = re.sub(r"[^A-Za-z0-9_.-]", "-", f"slipway-{spec.environment}-{spec.release_id}-{spec.port}")
+        bridge = self._bridge(name)
+        listen = ("0.0.0.0", CONTAINER_PORT) if bridge else (spec.host, spec.port)  # noqa: S104 (its own network)
+        placement = ({"network": bridge, "ports": {f"{CONTAINER_PORT}/tcp": (spec.host, spec.port)}} if bridge
+                     else {"network_mode": "host"})
         try:
             container = self.client.containers.run(
                 spec.image,
                 detach=True,
                 name=name,
-                network_mode="host",
+                **placement,
                 user=SERVING_USER,
                 read_only=True,
                 tmpfs={"/tmp": f"rw,nosuid,nodev,size={self.tmpfs_size}"},  # noqa: S108 (in the container)
@@ -48,8 +62,9 @@ class DockerTarget(Target):
                 security_opt=["no-new-privileges"],
                 restart_policy={"Name": "unless-stopped"},
                 environment={
-                    "SLIPWAY_HOST": spec.host,
-                    "SLIPWAY_PORT": str(spec.port),
+                    "SLIPWAY_HOST": listen[0],
+                    "SLIPWAY_PORT": str(listen[1]),
+                    "SLIPWAY_WORKDIR": "/tmp",  # noqa: S108 (the container's own tmpfs)
                     "SLIPWAY_THREADS": str(spec.threads),
                     "SLIPWAY_INTRA_OP_THREADS": str(spec.intra_op_threads),
                 },
@@ -60,8 +75,10 @@ class DockerTarget(Target):
                 },
             )
         except ImageNotFound:
+            self._remove_bridge(bridge)
             raise TargetError(f"release {spec.release_id}: image {spec.image} is not present") from None
         except APIError as error:
+            self._remove_bridge(bridge)
             raise TargetError(f"release {spec.release_id}: Docker refused to start {name}: {error}") from error
         return Instance(self.kind, container.id, spec.release_id, spec.environment, spec.host, spec.port)
 
@@ -79,8 +96,33 @@ class DockerTarget(Target):
             container = self.client.containers.get(instance.handle)
         except NotFound:
             return
+        networks = list(container.attrs["NetworkSettings"]["Networks"])
         container.stop(timeout=int(timeout))
         container.remove()
+        for network in networks:
+            if network.startswith(NETWORK_PREFIX):
+                self._remove_bridge(network)
+
+    def _bridge(self, name: str) -> str | None:
+        """A bridge network for one container, or None where the Engine cannot make one."""
+        network = NETWORK_PREFIX + name.removeprefix("slipway-")
+        try:
+            self.client.networks.get(network)
+        except NotFound:
+            try:
+                self.client.networks.create(network, driver="bridge", labels={f"{LABEL_PREFIX}network": "instance"})
+            except APIError as error:
+                log.warning("no bridge network (%s); the container shares the host's network", error)
+                return None
+        return network
+
+    def _remove_bridge(self, network: str | None) -> None:
+        if network is None:
+            return
+        try:
+            self.client.networks.get(network).remove()
+        except (NotFound, APIError) as error:
+            log.warning("network %s not removed: %s", network, error)
 
     def logs(self, instance: Instance, lines: int = 40) -> str:
         try:

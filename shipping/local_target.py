@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
@@ -19,12 +20,23 @@ from shipping.targets import Instance, InstanceSpec, Target, TargetError
 
 SERVING_ROOT = Path(serving.__file__).resolve().parents[1]  # the folder `python -m serving` runs from
 
+# The only variables a model server inherits: no secret key, database URL or password, cloud
+# credentials or anything else of the process that starts it (options go as flags).
+INHERITED_VARIABLES = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+
 # Processes this process started, kept so they can be reaped (no zombies) and polled exactly.
 _children: dict[int, subprocess.Popen] = {}
 
 
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", text)
+
+
+def server_environment(parent: Mapping[str, str]) -> dict[str, str]:
+    """The minimal environment of a model server process."""
+    search_path = [str(SERVING_ROOT), *filter(None, [parent.get("PYTHONPATH")])]
+    kept = {name: parent[name] for name in INHERITED_VARIABLES if name in parent}
+    return {**kept, "PYTHONPATH": os.pathsep.join(search_path), "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 class LocalTarget(Target):
@@ -75,8 +87,7 @@ class LocalTarget(Target):
         ]
         if spec.profile_path is not None:
             command += ["--profile", str(spec.profile_path)]
-        search_path = [str(SERVING_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(search_path)}
+        env = server_environment(os.environ)
         with self.log_path(spec).open("ab") as log:
             process = subprocess.Popen(
                 command,

@@ -1,7 +1,8 @@
 """Smoke test of a deployed endpoint: a few evaluation samples must come back right.
 
-For every sample: HTTP 200, the identity headers present (and naming the expected release),
-every output finite, with one row per input row and the expected trailing shape.
+Each sample goes as an Open Inference Protocol request to ``/v2/models/<model>/infer``. For every
+sample: HTTP 200, the identity headers present (and naming the expected release), every output
+finite, with one row per input row and the expected trailing shape.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import requests
+
+from serving import oip
 
 IDENTITY_HEADERS = ("X-Model-Name", "X-Model-Version", "X-Model-Sha256", "X-Release-Id", "X-Prediction-Id")
 
@@ -56,12 +59,13 @@ def _check_outputs(
 
 def smoke_test(
     url: str,
+    model_name: str,
     samples: Sequence[Mapping[str, np.ndarray]],
     expected_release_id: str | None = None,
     output_shapes: Mapping[str, Sequence[int | None]] | None = None,
     timeout: float = 10.0,
 ) -> SmokeResult:
-    """POST each sample (named input arrays, one batch each) to ``url``/v1/predict and check the answers.
+    """POST each sample (named input arrays, one batch each) to the model's infer path and check the answers.
 
     ``output_shapes`` gives, per output name, the expected shape after the batch dimension
     (None for any size).
@@ -70,11 +74,19 @@ def smoke_test(
         return SmokeResult(passed=False, checked=0, failures=["no evaluation samples to send"])
     failures: list[str] = []
     with requests.Session() as session:
+        try:
+            answer = session.get(url + oip.model_path(model_name), timeout=timeout)
+            metadata = answer.json() if answer.status_code == 200 else None
+        except (requests.RequestException, ValueError) as error:
+            return SmokeResult(passed=False, checked=0, failures=[f"model metadata: request failed: {error}"])
+        if not isinstance(metadata, dict):
+            return SmokeResult(passed=False, checked=0,
+                               failures=[f"model metadata: HTTP {answer.status_code}: {answer.text[:300]}"])
         for index, sample in enumerate(samples):
-            inputs = {name: np.asarray(array) for name, array in sample.items()}
-            body = {"inputs": {name: array.tolist() for name, array in inputs.items()}}
+            inputs = oip.as_declared(sample, metadata)
+            body = oip.request_document(inputs)
             try:
-                answer = session.post(f"{url}/v1/predict", json=body, timeout=timeout)
+                answer = session.post(url + oip.infer_path(model_name), json=body, timeout=timeout)
             except requests.RequestException as error:
                 failures.append(f"sample {index}: request failed: {error}")
                 continue
@@ -88,10 +100,9 @@ def smoke_test(
             if expected_release_id is not None and served != expected_release_id:
                 failures.append(f"sample {index}: answered by release {served!r}, not {expected_release_id!r}")
             try:
-                document = answer.json()
-            except ValueError:
-                failures.append(f"sample {index}: the answer is not JSON")
+                outputs = oip.response_outputs(answer.json())
+            except (ValueError, KeyError, TypeError):
+                failures.append(f"sample {index}: the answer is not an inference response")
                 continue
-            outputs = document.get("outputs") if isinstance(document, dict) else None
             failures += _check_outputs(index, outputs, _rows(inputs), output_shapes)
     return SmokeResult(passed=not failures, checked=len(samples), failures=failures)

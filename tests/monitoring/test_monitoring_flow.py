@@ -16,6 +16,7 @@ from monitoring.collect import collect_all
 from monitoring.models import MonitoringPolicy
 from releases.models import ReleasePolicy, TrafficChange
 from releases.pages.queries import release_label
+from serving import oip
 from tests.conftest import make_user, token_client, wait_for_status
 from tests.factories import digits_model
 from tests.monitoring.test_alerts import notification
@@ -31,10 +32,10 @@ def replay(rows: np.ndarray, labels: np.ndarray, seconds: float) -> list[tuple[s
     sent, started, i = [], time.monotonic(), 0
     with requests.Session() as session:
         while time.monotonic() - started < seconds:
-            answer = session.post(f"{PRODUCTION}/v1/predict", json={"inputs": rows[i % len(rows):][:1].tolist()},
-                                  timeout=5)
+            body = oip.request_document({"pixels": rows[i % len(rows):][:1].astype(np.float32)})
+            answer = session.post(PRODUCTION + oip.infer_path("digits"), json=body, timeout=5)
             assert answer.status_code == 200, answer.text
-            guess = int(np.argmax(answer.json()["outputs"]["probabilities"][0]))
+            guess = int(np.argmax(oip.response_outputs(answer.json())["probabilities"][0]))
             label = int(labels[i % len(rows)])
             sent.append((answer.headers["X-Prediction-Id"], label, guess == label))
             i += 1
@@ -53,7 +54,8 @@ def test_shifted_inputs_and_late_labels_show_on_the_pages_and_an_alert_rolls_bac
     assert wait_for_status(first, "released", "failed").status == "released"
     ReleasePolicy.objects.update(canary_minutes=0.1, canary_min_requests=5)
     m = digits_model()
-    with SteadyLoad(f"{PRODUCTION}/v1/predict", rate=20, clients=2, body={"inputs": m.eval_inputs[:64].tolist()}):
+    body = oip.request_document({"pixels": m.eval_inputs[:64].astype(np.float32)})
+    with SteadyLoad(PRODUCTION + oip.infer_path("digits"), rate=20, clients=2, body=body):
         second = ship(ci, alice, bob, "2")
         release = wait_for_status(second, "released", "failed", timeout=90)
         assert release.status == "released", release.failure_reason

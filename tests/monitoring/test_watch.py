@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from serving import oip
 from serving.app import ServingApp
 from serving.watch import Profile, Watcher
 from tests.factories import digits_model
@@ -74,16 +75,18 @@ def test_the_monitoring_endpoint_and_the_abnormal_output_metric(digits_files):
     model, profile = digits_files
     app: ServingApp = make_app(model, model_name="digits", version="1", profile=profile)
     app.load_model()
-    x = digits_model().eval_inputs[:1].tolist()
-    answer = call(app, "POST", "/v1/predict", json.dumps({"inputs": x}).encode())
+    x = digits_model().eval_inputs[:1].astype(np.float32)
+    answer = call(app, "POST", "/v2/models/digits/infer", json.dumps(oip.request_document({"pixels": x})).encode())
     assert answer.status == 200
     pid = answer.headers["X-Prediction-Id"]
-    huge = call(app, "POST", "/v1/predict", json.dumps({"inputs": [[1e30] * 64]}).encode())
+    huge_body = oip.request_document({"pixels": np.full((1, 64), 1e30, dtype=np.float32)})
+    huge = call(app, "POST", "/v2/models/digits/infer", json.dumps(huge_body).encode())
     assert huge.status == 200  # softmax of huge logits: NaN, counted but still answered
     report = json.loads(call(app, "GET", "/v1/monitoring?after=0").body)
     assert report["rows"] == 2 and report["task"] == "classification"
     assert report["predictions"][0][1] == pid
-    assert report["predictions"][0][3] == int(np.argmax(json.loads(answer.body)["outputs"]["probabilities"][0]))
+    probabilities = oip.response_outputs(json.loads(answer.body))["probabilities"]
+    assert report["predictions"][0][3] == int(np.argmax(probabilities[0]))
     assert sum(report["abnormal"].values()) == 1
     families = {f.name: f for f in text_string_to_metric_families(call(app, "GET", "/metrics").body.decode())}
     abnormal = [(s.labels["kind"], s.value) for s in families["slipway_model_abnormal_outputs"].samples

@@ -1,12 +1,22 @@
 import io
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import requests
 
 from serving.app import ServingApp
 from serving.config import ServingConfig
 from serving.integrity import file_sha256
+from shipping.ports import PortAllocator
 from tests.serving.onnx_models import linear_model, two_input_model
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Answer:
@@ -16,8 +26,10 @@ class Answer:
         self.body = body
 
 
-def call(app: ServingApp, method: str, path: str, body: bytes = b"", content_type: str = "application/json") -> Answer:
-    """Call the WSGI app in-process, as a WSGI server would (a query string after '?')."""
+def call(app: ServingApp, method: str, path: str, body: bytes = b"", content_type: str = "application/json",
+         extra: dict[str, str] | None = None) -> Answer:
+    """Call the WSGI app in-process, as a WSGI server would (a query string after '?'); ``extra``
+    adds WSGI variables such as request headers (``HTTP_...``)."""
     path, _, query = path.partition("?")
     environ = {
         "REQUEST_METHOD": method,
@@ -26,6 +38,7 @@ def call(app: ServingApp, method: str, path: str, body: bytes = b"", content_typ
         "CONTENT_TYPE": content_type,
         "CONTENT_LENGTH": str(len(body)),
         "wsgi.input": io.BytesIO(body),
+        **(extra or {}),
     }
     captured = {}
 
@@ -56,3 +69,32 @@ def app(linear_path: Path) -> ServingApp:
     app = make_app(linear_path)
     app.load_model()
     return app
+
+
+@contextmanager
+def serving_process(model: Path, tmp_path: Path, name: str, *options: str,
+                    env: dict[str, str] | None = None) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`python -m serving` on a free port, ready; killed afterwards."""
+    port = PortAllocator().allocate()
+    environment = os.environ | {"SLIPWAY_RELEASE_ID": "41", "SLIPWAY_MODEL_NAME": name} | (env or {})
+    log_path = tmp_path / f"server-{port}.log"
+    command = [sys.executable, "-m", "serving", "--model", str(model), "--port", str(port),
+               "--sha256", file_sha256(model), "--version", "1.2.0", *options]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(url + "/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.05)
+        yield process, url
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()

@@ -11,7 +11,14 @@ import time
 from dataclasses import dataclass
 from types import TracebackType
 
+import numpy as np
 import requests
+
+from serving import oip
+
+# The linear test model (tests/serving/onnx_models.py) over the Open Inference Protocol.
+LINEAR_INFER = oip.infer_path("linear")
+LINEAR_BODY = oip.request_document({"x": np.array([[1, 2, 3, 4]], dtype=np.float32)})
 
 
 @dataclass(frozen=True)
@@ -29,7 +36,7 @@ class SteadyLoad:
         self.url = url
         self.interval = clients / rate
         self.clients = clients
-        self.body = body or {"inputs": [[1, 2, 3, 4]]}
+        self.body = body or LINEAR_BODY
         self.timeout = timeout
         self.outcomes: list[Outcome] = []
         self._stop = threading.Event()

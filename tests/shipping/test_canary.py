@@ -1,9 +1,11 @@
 import math
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 import requests
 
+from serving import oip
 from serving.metrics import ServingMetrics
 from shipping.canary import (
     Sample,
@@ -17,6 +19,7 @@ from shipping.canary import (
     window,
 )
 from shipping.targets import Instance
+from tests.shipping.load import LINEAR_BODY, LINEAR_INFER
 
 
 def metrics_text(*requests_: tuple[int, float, int]) -> str:
@@ -94,8 +97,9 @@ def test_analyse_fails_on_errors_latency_or_too_little_traffic() -> None:
 def test_scrape_reads_a_live_instance(launch: Callable[..., Instance]) -> None:
     instance = launch("5")
     before = scrape(instance.url)
-    for body in ({"inputs": [[1, 2, 3, 4]]}, {"inputs": [[1, 2, 3, 4]]}, {"inputs": [[1]]}):
-        requests.post(instance.url + "/v1/predict", json=body, timeout=5)
+    wrong = oip.request_document({"x": np.array([[1]], dtype=np.float32)})
+    for body in (LINEAR_BODY, LINEAR_BODY, wrong):
+        requests.post(instance.url + LINEAR_INFER, json=body, timeout=5)
     stats = window(before, scrape(instance.url))
     assert (stats.requests, stats.errors, stats.error_rate) == (3, 1, pytest.approx(1 / 3))
     assert 0 < stats.p95_seconds < 0.25

@@ -8,10 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import docker
+import numpy as np
 import pytest
 import requests
 from docker.errors import DockerException, NotFound
 
+from serving import oip
 from serving.integrity import file_sha256
 from shipping import proxy
 from shipping.base_image import LOCAL_BASE_IMAGE, build_local_base_image
@@ -20,6 +22,7 @@ from shipping.image import BuiltImage, ImageBuildError, ReleaseImageSpec, build_
 from shipping.targets import HealthCheckFailed, InstanceSpec
 from tests.serving.onnx_models import linear_model
 from tests.shipping.conftest import ports
+from tests.shipping.load import LINEAR_BODY
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +96,7 @@ def test_container_runs_as_non_root_on_a_read_only_root_and_serves(
         container = client.containers.get(instance.handle)
         host = container.attrs["HostConfig"]
         assert (host["NetworkMode"], host["ReadonlyRootfs"], host["Memory"], host["NanoCpus"], host["CapDrop"]) == (
-            "host",
+            "slipway-net-staging-r4-" + str(instance.port),
             True,
             512 * 1024 * 1024,
             10**9,
@@ -101,8 +104,11 @@ def test_container_runs_as_non_root_on_a_read_only_root_and_serves(
         )
         assert container.exec_run("id -u").output == b"10001\n"
         assert b"Read-only file system" in container.exec_run("touch /app/x").output
-        answer = requests.post(instance.url + "/v1/predict", json={"inputs": [[1, 2, 3, 4]]}, timeout=5)
-        assert answer.json()["outputs"] == {"scores": [[5.5, 5.5, 7.0]]}
+        # Its own network: the host's loopback services (Redis here) are out of reach.
+        probe = "import socket; socket.create_connection(('127.0.0.1', 6379), timeout=2)"
+        assert b"ConnectionRefusedError" in container.exec_run(["python3", "-c", probe]).output
+        answer = requests.post(instance.url + oip.infer_path("test"), json=LINEAR_BODY, timeout=5)
+        assert oip.response_outputs(answer.json())["scores"].tolist() == [[5.5, 5.5, 7.0]]
         assert (answer.headers["X-Release-Id"], answer.headers["X-Model-Version"]) == ("r4", "1.0.4")
         assert answer.headers["X-Model-Sha256"] == image.labels["io.slipway.sha256"]
 
@@ -110,19 +116,18 @@ def test_container_runs_as_non_root_on_a_read_only_root_and_serves(
         proxy.ensure_running(config)
         try:
             proxy.set_traffic(config, "staging", {instance: 100})
-            via_proxy = requests.post(
-                config.endpoint("staging") + "/v1/predict", json={"inputs": [[0, 0, 0, 0]]}, timeout=5
-            )
-            assert (via_proxy.headers["X-Release-Id"], via_proxy.json()["outputs"]) == (
-                "r4",
-                {"scores": [[0.5, -0.5, 0.0]]},
-            )
+            zeros = oip.request_document({"x": np.zeros((1, 4), dtype=np.float32)})
+            via_proxy = requests.post(config.endpoint("staging") + oip.infer_path("test"), json=zeros, timeout=5)
+            assert via_proxy.headers["X-Release-Id"] == "r4"
+            assert oip.response_outputs(via_proxy.json())["scores"].tolist() == [[0.5, -0.5, 0.0]]
         finally:
             proxy.stop(config)
     finally:
         target.stop(instance, timeout=10)
     with pytest.raises(NotFound):
         client.containers.get(instance.handle)
+    with pytest.raises(NotFound):
+        client.networks.get("slipway-net-staging-r4-" + str(instance.port))
 
 
 def test_a_model_that_does_not_load_fails_the_health_check(

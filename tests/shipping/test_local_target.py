@@ -6,18 +6,20 @@ from pathlib import Path
 import pytest
 import requests
 
+from serving import oip
 from serving.integrity import file_sha256
 from shipping import local_target as local_module
 from shipping.local_target import LocalTarget
 from shipping.ports import NoFreePort, PortAllocator, port_is_free
 from shipping.targets import HealthCheckFailed, Instance, InstanceSpec, TargetError
+from tests.shipping.load import LINEAR_BODY, LINEAR_INFER
 
 
 def test_launch_serves_the_release_then_stops(launch: Callable[..., Instance], local_target: LocalTarget) -> None:
     instance = launch("7")
     assert (instance.kind, instance.release_id, instance.url) == ("local", "7", f"http://127.0.0.1:{instance.port}")
-    answer = requests.post(instance.url + "/v1/predict", json={"inputs": [[1, 2, 3, 4]]}, timeout=5)
-    assert answer.json()["outputs"] == {"scores": [[5.5, 5.5, 7.0]]}
+    answer = requests.post(instance.url + LINEAR_INFER, json=LINEAR_BODY, timeout=5)
+    assert oip.response_outputs(answer.json())["scores"].tolist() == [[5.5, 5.5, 7.0]]
     assert (answer.headers["X-Release-Id"], answer.headers["X-Model-Version"]) == ("7", "v7")
     assert local_target.is_alive(instance)
     local_target.stop(instance, timeout=10)

@@ -9,14 +9,14 @@ from shipping import proxy
 from shipping.proxy import ProxyConfig, ProxyError, ProxyUnavailable, ServerState
 from shipping.targets import Instance
 from tests.shipping.conftest import ports
-from tests.shipping.load import SteadyLoad
+from tests.shipping.load import LINEAR_BODY, LINEAR_INFER, SteadyLoad
 
 
 def releases_seen(config: ProxyConfig, environment: str, count: int) -> list[str]:
     with requests.Session() as session:
         return [
             session.post(
-                config.endpoint(environment) + "/v1/predict", json={"inputs": [[1, 2, 3, 4]]}, timeout=5
+                config.endpoint(environment) + LINEAR_INFER, json=LINEAR_BODY, timeout=5
             ).headers["X-Release-Id"]
             for _ in range(count)
         ]
@@ -35,7 +35,7 @@ def test_switch_under_load_fails_no_request_and_moves_every_request(
 ) -> None:
     a, b = launch("A"), launch("B")
     proxy.set_traffic(haproxy, "staging", {a: 100})
-    with SteadyLoad(haproxy.endpoint("staging") + "/v1/predict", rate=100, clients=4) as load:
+    with SteadyLoad(haproxy.endpoint("staging") + LINEAR_INFER, rate=100, clients=4) as load:
         time.sleep(1.0)
         switch = time.perf_counter()
         after = proxy.set_traffic(haproxy, "staging", {b: 100})
@@ -98,7 +98,7 @@ def test_reload_keeps_traffic_and_a_stopped_proxy_is_unavailable(
 ) -> None:
     a = launch("A")
     proxy.set_traffic(haproxy, "staging", {a: 100})
-    with SteadyLoad(haproxy.endpoint("staging") + "/v1/predict", rate=50, clients=2) as load:
+    with SteadyLoad(haproxy.endpoint("staging") + LINEAR_INFER, rate=50, clients=2) as load:
         time.sleep(0.5)
         wider = ProxyConfig(
             state_dir=haproxy.state_dir, environments={**haproxy.environments, "qa": ports.allocate()}, slots=4

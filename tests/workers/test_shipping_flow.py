@@ -3,11 +3,13 @@ real worker process, real HAProxy, model servers as local processes."""
 
 import time
 
+import numpy as np
 import pytest
 import requests
 from django.conf import settings
 
 from releases.models import Deployment, ReleasePolicy, TrafficChange
+from serving import oip
 from tests.conftest import build_form, token_client, wait_for_status
 from tests.factories import digits_model
 from tests.shipping.load import SteadyLoad
@@ -31,9 +33,8 @@ def ship(ci, alice, bob, version: str) -> int:
 
 
 def served_by() -> str:
-    answer = requests.post(
-        f"{PRODUCTION}/v1/predict", json={"inputs": digits_model().eval_inputs[:1].tolist()}, timeout=5
-    )
+    body = oip.request_document({"pixels": digits_model().eval_inputs[:1].astype(np.float32)})
+    answer = requests.post(PRODUCTION + oip.infer_path("digits"), json=body, timeout=5)
     assert answer.status_code == 200, answer.text
     return answer.headers["X-Release-Id"]
 
@@ -45,8 +46,8 @@ def test_staging_canary_promotion_and_one_call_rollback_under_load(celery_worker
     assert wait_for_status(first, "released", "failed").status == "released"
     assert served_by() == str(first)
 
-    body = {"inputs": digits_model().eval_inputs[:1].tolist()}
-    with SteadyLoad(f"{PRODUCTION}/v1/predict", rate=40, clients=2, body=body) as load:
+    body = oip.request_document({"pixels": digits_model().eval_inputs[:1].astype(np.float32)})
+    with SteadyLoad(PRODUCTION + oip.infer_path("digits"), rate=40, clients=2, body=body) as load:
         ReleasePolicy.objects.update(canary_minutes=0.1, canary_min_requests=5)
         second = ship(ci, alice, bob, "2")
         release = wait_for_status(second, "released", "failed", timeout=90)

@@ -43,7 +43,8 @@ def _start_checked(ctx: StageContext, environment: Environment) -> Instance:
     feeds = match_inputs(signature.inputs, evalset)
     rows = min(SMOKE_SAMPLES, evalset.num_samples)
     samples = [{name: array[i:i + 1] for name, array in feeds.items()} for i in range(rows)]
-    result = smoke_test(instance.url, samples, expected_release_id=str(ctx.release.pk))
+    result = smoke_test(instance.url, ctx.release.version.model.name, samples,
+                        expected_release_id=str(ctx.release.pk))
     if not result.passed:
         target_for(environment).stop(instance, timeout=5)
         raise StageFailed(f"smoke test in {environment.name}: " + "; ".join(result.failures[:5]))
