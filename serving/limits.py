@@ -14,6 +14,7 @@ import math
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import IO
 
 import numpy as np
 
@@ -55,7 +56,7 @@ class Limits:
         self.check_shapes((name, np.shape(array)) for name, array in arrays.items())
 
 
-def _npy_header(stream: io.BufferedIOBase | zipfile.ZipExtFile, name: str) -> tuple[tuple[int, ...], np.dtype]:
+def _npy_header(stream: IO[bytes], name: str) -> tuple[tuple[int, ...], np.dtype]:
     version = np.lib.format.read_magic(stream)
     reader = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
     if version not in reader:
@@ -66,7 +67,7 @@ def _npy_header(stream: io.BufferedIOBase | zipfile.ZipExtFile, name: str) -> tu
     return tuple(int(dim) for dim in shape), dtype
 
 
-def _read_checked(stream: io.BufferedIOBase | zipfile.ZipExtFile, size: int, name: str, limits: Limits,
+def _read_checked(stream: IO[bytes], size: int, name: str, limits: Limits,
                   seen: list[tuple[str, tuple[int, ...]]]) -> np.ndarray:
     """Read one .npy array of ``size`` bytes (header included) from ``stream`` after its header passed
     the limits (with the arrays seen before) and declares no more data than there is."""

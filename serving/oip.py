@@ -191,10 +191,11 @@ def _requested_outputs(document: dict, output_names: Sequence[str]) -> tuple[lis
         return None, frozenset(output_names if all_binary else ())
     if not isinstance(requested, list):
         raise InputError('"outputs" must be a list of {"name"} objects')
-    names, binary = [], set()
+    names: list[str] = []
+    binary: set[str] = set()
     for entry in requested:
         name = _object(entry, "each requested output").get("name")
-        if name not in output_names:
+        if not isinstance(name, str) or name not in output_names:
             raise InputError(f"unknown output {name!r}; the model's outputs are {list(output_names)}")
         names.append(name)
         wants = _object(entry.get("parameters", {}), f"output {name!r} parameters").get("binary_data")
