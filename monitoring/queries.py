@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from monitoring.models import Label, WatchSample
 from releases.models import Environment, Release, TrafficChange
-from releases.pages.queries import CHART_MARKS, release_label
+from releases.pages.queries import CHART_MARKS, from_ms, release_label
+from releases.sqltime import EpochMs
 
 WINDOW_LADDER = (5, 15, 60, 300, 900, 3600, 4 * 3600, 86400)  # seconds
 MAX_WINDOWS = 60
@@ -63,13 +64,9 @@ def _labels_of(**where: object):  # noqa: ANN202
 def _marks(environments: list[int], since: datetime | None) -> list[list]:
     if since is None:
         return []
-    marks = (TrafficChange.objects.filter(environment_id__in=environments, at__gte=since).order_by("-at", "-id")
-             .values_list("at", "action")[:CHART_MARKS])
-    return [[_ms(at), action] for at, action in reversed(marks)]
-
-
-def _ms(at: datetime) -> int:
-    return int(at.timestamp() * 1000)
+    marks = (TrafficChange.objects.filter(environment_id__in=environments, at__gte=since).annotate(ms=EpochMs("at"))
+             .order_by("-at", "-id").values_list("ms", "action")[:CHART_MARKS])
+    return [list(mark) for mark in reversed(marks)]
 
 
 def _series(groups: dict[object, list], names: dict[object, str]) -> list[dict]:
@@ -77,14 +74,14 @@ def _series(groups: dict[object, list], names: dict[object, str]) -> list[dict]:
 
 
 def _watch(samples, group: str) -> tuple[dict[int, list], datetime | None]:  # noqa: ANN001
-    rows = list(samples.order_by("-at").values_list("at", group, "rows", "nan", "inf", "out_of_range",
-                                                      "drift_psi")[:WATCH_SAMPLES])
+    rows = list(samples.annotate(ms=EpochMs("at")).order_by("-at")
+                .values_list("ms", group, "rows", "nan", "inf", "out_of_range", "drift_psi")[:WATCH_SAMPLES])
     rows.reverse()
     groups: dict[int, list] = {}
-    for at, key, n, nan, inf, outside, psi in rows:
+    for ms, key, n, nan, inf, outside, psi in rows:
         ratio = (nan + inf + outside) / n if n else None
-        groups.setdefault(key, []).append([_ms(at), ratio, psi])
-    return groups, rows[0][0] if rows else None
+        groups.setdefault(key, []).append([ms, ratio, psi])
+    return groups, from_ms(rows[0][0]) if rows else None
 
 
 def _quality(labels, group: str, task_of: dict[int, str]) -> dict[int, list]:  # noqa: ANN001

@@ -2,7 +2,7 @@
 however many rows the database holds: long lists are cut or paginated, figures are picked in SQL."""
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.contrib.auth.models import User
 from django.core.paginator import Page, Paginator
@@ -27,6 +27,7 @@ from releases.models import (
 from releases.models.pipeline import ReleaseStatus, StageStatus
 from releases.pages.display import figure, stamp
 from releases.roles import ADMIN, APPROVER, AnyUser, groups_of, has_role
+from releases.sqltime import EpochMs
 
 # The figures of a release are those of its chosen candidate, or the unattached ones when none was chosen.
 RELEASE_LEVEL = Q(artifact_id=F("release__chosen_artifact_id")) | Q(artifact__isnull=True,
@@ -191,21 +192,22 @@ def eligible_approvers(release: Release, group: str, gate: str, limit: int = 20)
 
 def serving_series(environment: Environment, limit: int = SERVING_SAMPLES) -> dict:
     """The newest serving samples per release, and the traffic changes in their time span, as the
-    environment charts draw them (times in epoch milliseconds)."""
-    samples = list(ServingSample.objects.filter(environment=environment).order_by("-at")
-                   .values_list("at", "release_id", "requests_per_s", "error_rate", "latency_p95_ms")[:limit])
-    samples.reverse()
+    environment charts draw them (times in epoch milliseconds, computed by the database)."""
+    samples = list(ServingSample.objects.filter(environment=environment).annotate(ms=EpochMs("at"))
+                   .order_by("-at").values_list("ms", "release_id", "requests_per_s", "error_rate",
+                                                "latency_p95_ms")[:limit])
     if not samples:
         return {"series": [], "marks": []}
+    samples.reverse()
     labels = {r.pk: release_label(r) for r in Release.objects.filter(pk__in={s[1] for s in samples})
               .select_related("version__model")}
     series: dict[int, list] = {}
-    for at, release_id, rps, errors, p95 in samples:
-        series.setdefault(release_id, []).append([_ms(at), rps, errors, p95])
-    marks = (TrafficChange.objects.filter(environment=environment, at__gte=samples[0][0])
-             .order_by("-at", "-id").values_list("at", "action")[:CHART_MARKS])
+    for ms, release_id, rps, errors, p95 in samples:
+        series.setdefault(release_id, []).append([ms, rps, errors, p95])
+    marks = (TrafficChange.objects.filter(environment=environment, at__gte=from_ms(samples[0][0]))
+             .annotate(ms=EpochMs("at")).order_by("-at", "-id").values_list("ms", "action")[:CHART_MARKS])
     return {"series": [{"label": labels[pk], "points": points} for pk, points in series.items()],
-            "marks": [[_ms(at), action] for at, action in reversed(marks)]}
+            "marks": [list(mark) for mark in reversed(marks)]}
 
 
 def share_labels(changes: list[TrafficChange]) -> dict[str, str]:
@@ -214,5 +216,6 @@ def share_labels(changes: list[TrafficChange]) -> dict[str, str]:
     return {str(r.pk): release_label(r) for r in Release.objects.filter(pk__in=ids).select_related("version__model")}
 
 
-def _ms(at: datetime) -> int:
-    return int(at.timestamp() * 1000)
+def from_ms(ms: int) -> datetime:
+    """The moment of an epoch-millisecond figure (EpochMs rounds down, so this is at or before it)."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
