@@ -36,6 +36,7 @@ from serving.config import ServingConfig
 from serving.limits import LimitExceeded
 from serving.metrics import ServingMetrics
 from serving.model import InferenceError, InputError, ModelLoadError, ModelRunner
+from serving.shadow import Copy, ShadowCopier
 from serving.watch import Profile, Watcher
 
 log = logging.getLogger("serving")
@@ -45,6 +46,7 @@ Response = tuple[HTTPStatus, list[tuple[str, str]], bytes]
 Handler = Callable[[dict[str, Any], re.Match[str]], Response]
 PREDICT_PATH = "/v1/predict"
 MONITORING_PATH = "/v1/monitoring"
+SHADOW_PATH = "/v1/shadow"
 MODEL_PATH = r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?"
 PLATFORM = "onnxruntime_onnx"
 
@@ -88,6 +90,7 @@ class ServingApp:
         self._runner: ModelRunner | None = None
         self.watcher = Watcher(None, config.prediction_log)
         self._load_error: str | None = None
+        self.shadow: ShadowCopier | None = None
         self._identity = [
             ("X-Model-Name", config.model_name),
             ("X-Model-Version", config.version),
@@ -99,6 +102,7 @@ class ServingApp:
         self.add_route("GET", "/readyz", self._readyz)
         self.add_route("GET", "/metrics", self._metrics)
         self.add_route("GET", MONITORING_PATH, self._monitoring)
+        self.add_route("GET", SHADOW_PATH, self._shadow_report)
         self.add_route("POST", PREDICT_PATH, lambda environ, _m: self._prediction(environ, self._predict_v1))
         self.add_route("GET", "/v2", self._server_metadata)
         self.add_route("GET", "/v2/health/live", lambda _e, _m: self._json(HTTPStatus.OK, {"live": True}))
@@ -128,6 +132,9 @@ class ServingApp:
             log.error("model not loaded: %s", error)
             return
         self._runner = runner
+        if self.config.shadow_url and self.config.shadow_share > 0:
+            task = self.config.shadow_task or (self.watcher.profile.task if self.watcher.profile else "")
+            self.shadow = ShadowCopier(self.config.shadow_url, self.config.model_name, self.config.shadow_share, task)
         self.metrics.set_ready(True)
         log.info("model %s %s ready", self.config.model_name, self.config.version)
 
@@ -191,6 +198,11 @@ class ServingApp:
             return self._error(HTTPStatus.BAD_REQUEST, f"after must be a sequence number, not {raw!r}")
         return self._json(HTTPStatus.OK, self.watcher.report(int(raw)))
 
+    def _shadow_report(self, _environ: dict[str, Any], _match: re.Match[str]) -> Response:
+        if self.shadow is None:
+            return self._error(HTTPStatus.NOT_FOUND, "this server copies no requests to a shadow release")
+        return self._json(HTTPStatus.OK, self.shadow.report())
+
     # --- Open Inference Protocol: server and model status -------------------------------------------
 
     def _server_metadata(self, _environ: dict[str, Any], _match: re.Match[str]) -> Response:
@@ -240,7 +252,7 @@ class ServingApp:
     def _prediction(self, environ: dict[str, Any],
                     work: Callable[[dict[str, Any], str], tuple[str, list[tuple[str, str]], bytes]]) -> Response:
         """Run one prediction request: timing, error answers, metrics and the prediction id header."""
-        started = time.perf_counter()
+        started = environ["slipway.started"] = time.perf_counter()
         prediction_id = str(uuid.uuid4())
         reason = None
         try:
@@ -257,8 +269,9 @@ class ServingApp:
             reason = "internal"
             status, headers, body = self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error; see the server log")
         self._discard_unread(environ)
-        self.metrics.observe_request(status.value, time.perf_counter() - started, reason)
-        headers.append(("X-Prediction-Id", prediction_id))
+        seconds = time.perf_counter() - started
+        self.metrics.observe_request(status.value, seconds, reason)
+        headers += [("X-Prediction-Id", prediction_id), ("Server-Timing", f"app;dur={seconds * 1000:.3f}")]
         return status, headers, body
 
     def _discard_unread(self, environ: dict[str, Any]) -> None:
@@ -323,4 +336,10 @@ class ServingApp:
         chosen = {name: outputs[name] for name in (request.outputs or runner.output_names)}
         headers, answer = oip.encode_response(self.config.model_name, self.config.version,
                                               request.id or prediction_id, chosen, request.binary_outputs)
+        if self.shadow is not None and "HTTP_X_SHADOW_OF" not in environ:
+            forwarded = {"Content-Type": environ.get("CONTENT_TYPE") or codec.JSON}
+            if header_length:
+                forwarded[oip.HEADER_LENGTH] = header_length
+            self.shadow.offer(Copy(prediction_id, body, forwarded, outputs,
+                                   time.perf_counter() - environ["slipway.started"]))
         return prediction_id, headers, answer

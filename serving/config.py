@@ -33,6 +33,9 @@ class ServingConfig:
     max_elements: int = 16 * 1024 * 1024
     max_batch: int = 1024
     workdir: Path | None = None
+    shadow_url: str = ""
+    shadow_share: float = 0.0
+    shadow_task: str = ""
     graceful_timeout: int = 30
     keepalive: int = 75
     profile: Path | None = None
@@ -80,6 +83,10 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     option("max-json-bytes", int, "largest JSON request body accepted", defaults.max_json_bytes)
     option("max-elements", int, "most tensor elements in one request, all inputs together", defaults.max_elements)
     option("max-batch", int, "most rows (first dimension) in one request", defaults.max_batch)
+    option("shadow-url", str, "model server of the shadow release to copy requests to", "")
+    option("shadow-share", float, "share of infer requests copied to the shadow (0 to 1)", 0.0)
+    option("shadow-task", str, "how answers are compared: classification, regression or embedding "
+           "(default: the profile's task)", "")
     option("workdir", _optional_path, "where the private copy of the model is made (default: the temp dir)", None)
     option("graceful-timeout", int, "seconds to finish in-flight requests on SIGTERM", defaults.graceful_timeout)
     option("keepalive", int, "seconds an idle keep-alive connection stays open", defaults.keepalive)
@@ -96,4 +103,8 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         parser.error(f"--model (or {_env_name('model')}) is required")
     if not 0 < args.port < 65536:
         parser.error(f"--port must be between 1 and 65535, got {args.port}")
+    if not 0 <= args.shadow_share <= 1:
+        parser.error(f"--shadow-share must be between 0 and 1, got {args.shadow_share}")
+    if args.shadow_url and not args.shadow_url.startswith(("http://", "https://")):
+        parser.error(f"--shadow-url must be an http(s) URL, got {args.shadow_url!r}")
     return ServingConfig(**{key.replace("-", "_"): value for key, value in vars(args).items()})

@@ -1,13 +1,16 @@
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 
 from shipping import proxy
 from shipping.proxy import ProxyConfig, ProxyError, ProxyUnavailable, ServerState
 from shipping.targets import Instance
+from tests.serving.test_clients import infer_with_clients
 from tests.shipping.conftest import ports
 from tests.shipping.load import LINEAR_BODY, LINEAR_INFER, SteadyLoad
 
@@ -120,3 +123,11 @@ def test_invalid_configuration_is_rejected_and_the_running_one_kept(haproxy: Pro
         proxy.ensure_running(broken)
     assert haproxy.config_path.read_text() == running
     assert len(proxy.servers(haproxy, "staging")) == 4
+
+
+def test_protocol_clients_get_onnx_runtimes_numbers_through_the_proxy(
+    haproxy: ProxyConfig, launch: Callable[..., Instance], linear_path: Path
+) -> None:
+    proxy.set_traffic(haproxy, "staging", {launch("P"): 100})
+    rows = np.array([[1, 2, 3, 4], [0.25, -1, 8, 0]], dtype=np.float32)
+    infer_with_clients(haproxy.endpoint("staging"), "linear", linear_path, {"x": rows}, "scores")
