@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Debian packages Slipway needs beyond Python, installed as root when missing:
 #   demo: HAProxy, which moves traffic between releases, and redis-server, the embedded broker;
-#   test: also Chromium (page tests), socat, Prometheus' promtool, debootstrap and a running Docker Engine.
+#   test: also Chromium (page tests), socat, Prometheus (promtool, and a live server for the alert loop),
+#         Alertmanager, ansible-core (the worker-host playbook), debootstrap and a running Docker Engine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-test}
 
 declare -A need=([haproxy]=haproxy [redis-server]=redis-server)
 if [ "$what" = test ]; then
-  need+=([chromium]=chromium [socat]=socat [dockerd]=docker.io [debootstrap]=debootstrap [promtool]=prometheus)
+  need+=([chromium]=chromium [socat]=socat [dockerd]=docker.io [debootstrap]=debootstrap [promtool]=prometheus [prometheus]=prometheus
+         [prometheus-alertmanager]=prometheus-alertmanager [ansible-playbook]=ansible-core)
 fi
 missing=()
 for command in "${!need[@]}"; do
