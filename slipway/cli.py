@@ -4,8 +4,17 @@
     slipway push --model digits --version 1.0.1 --git-commit $(git rev-parse HEAD) model.onnx eval.npz
     slipway wait 12 --until awaiting_approval
     slipway approve 12 --comment "checked the candidates"
-    slipway status
+    slipway status                  # what serves in each environment (a table)
+    slipway status 12               # one release and its stages
+    slipway releases --model digits
     slipway rollback production --reason "p95 doubled"
+
+Output is for people (tables, one line per event while waiting, progress bars on a terminal);
+--json prints the API's JSON instead, for scripts. Events and bars go to stderr.
+
+Exit codes: 0 done (for wait: the status waited for was reached); 1 the server refused (HTTP 4xx/5xx,
+its message is printed) or could not be reached; 2 bad arguments; 3 the release ended in another
+status (e.g. failed or rejected while waiting for released); 4 wait timed out.
 """
 
 import argparse
@@ -17,10 +26,17 @@ from pathlib import Path
 
 import requests
 
+from slipway import cli_output
+
 TERMINAL = {"released", "rolled_back", "rejected", "failed", "cancelled"}
+OK, API_ERROR, ENDED_OTHERWISE, TIMED_OUT = 0, 1, 3, 4  # 2: bad arguments (argparse)
 
 
 class ApiError(Exception):
+    pass
+
+
+class WaitTimedOut(Exception):
     pass
 
 
@@ -45,21 +61,23 @@ class Client:
 
 
 class Progress:
-    """Reads a file in chunks for requests to stream, drawing a bar on stderr."""
+    """Reads a file in chunks for requests to stream; on a terminal, redraws a bar on stderr as it goes."""
 
     def __init__(self, path: Path) -> None:
         self.handle = path.open("rb")
         self.total = path.stat().st_size
         self.sent = 0
         self.name = path.name
+        self.tty = sys.stderr.isatty()
 
     def read(self, size: int = -1) -> bytes:
         chunk = self.handle.read(size if size > 0 else 1024 * 1024)
         self.sent += len(chunk)
-        done = int(30 * self.sent / self.total) if self.total else 30
-        sys.stderr.write(f"\r{self.name}: [{'#' * done}{'.' * (30 - done)}] {self.sent / 1e6:.1f} MB")
-        if not chunk:
-            sys.stderr.write("\n")
+        if self.tty:
+            fraction = self.sent / self.total if self.total else 1.0
+            sys.stderr.write(f"\r{self.name}: {cli_output.bar(fraction)} {self.sent / 1e6:.1f} MB")
+            if not chunk:
+                sys.stderr.write("\n")
         return chunk
 
 
@@ -73,26 +91,27 @@ def push(client: Client, args: argparse.Namespace) -> dict:
 
 
 def wait(client: Client, release_id: int, until: set[str], timeout: float) -> dict:
+    """Follow a release until it reaches a status in ``until`` or ends; WaitTimedOut after ``timeout``."""
     deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        release = client.call("GET", f"releases/{release_id}/")
-        running = next((s for s in release["stages"] if s["status"] in ("running", "waiting")), None)
-        line = f"{release['status']}" + (f" · {running['name']} {running['progress']:.0f}%" if running else "")
-        if line != last:
-            print(f"release #{release_id}: {line}", file=sys.stderr)
-            last = line
-        if release["status"] in until or release["status"] in TERMINAL:
-            return release
-        if time.monotonic() > deadline:
-            raise ApiError(f"release #{release_id} is still {release['status']} after {timeout:.0f} s")
-        time.sleep(1)
+    events = cli_output.Events()
+    try:
+        while True:
+            release = client.call("GET", f"releases/{release_id}/")
+            events.update(release)
+            if release["status"] in until or release["status"] in TERMINAL:
+                return release
+            if time.monotonic() > deadline:
+                raise WaitTimedOut(f"release #{release_id} is still {release['status']} after {timeout:.0f} s")
+            time.sleep(1)
+    finally:
+        events.close()
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="slipway", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--url", default=os.environ.get("SLIPWAY_URL", "http://127.0.0.1:8000"))
     p.add_argument("--token", default=os.environ.get("SLIPWAY_TOKEN", ""))
+    p.add_argument("--json", action="store_true", help="print the API's JSON (for scripts) instead of tables")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("push", help="post a build (artifact and evaluation data)")
     s.add_argument("artifact", type=Path)
@@ -112,6 +131,10 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--comment", default="")
     s = sub.add_parser("status", help="what serves in each environment, or one release")
     s.add_argument("release", type=int, nargs="?")
+    s = sub.add_parser("releases", help="recent releases, newest first")
+    s.add_argument("--model")
+    s.add_argument("--status")
+    s.add_argument("--limit", type=int, default=20)
     s = sub.add_parser("rollback", help="move an environment back to the release that served before")
     s.add_argument("environment")
     s.add_argument("--reason", required=True)
@@ -119,11 +142,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace) -> object:
+def run(args: argparse.Namespace) -> dict:
     client = Client(args.url, args.token)
     if args.command == "push":
         result = push(client, args)
         if args.wait:
+            print(cli_output.result("push", result), file=sys.stderr)
             return wait(client, result["release"]["id"], {args.wait}, 1800)
         return result
     if args.command == "wait":
@@ -132,8 +156,28 @@ def run(args: argparse.Namespace) -> object:
         return client.call("POST", f"releases/{args.release}/{args.command}/", json={"comment": args.comment})
     if args.command == "status":
         return client.call("GET", f"releases/{args.release}/" if args.release else "environments/")
+    if args.command == "releases":
+        query = {"model": args.model, "status": args.status, "limit": args.limit}
+        return client.call("GET", "releases/", params={k: v for k, v in query.items() if v})
     body = {"reason": args.reason} | ({"expected_release": args.expected_release} if args.expected_release else {})
     return client.call("POST", f"environments/{args.environment}/rollback/", json=body)
+
+
+def for_people(args: argparse.Namespace, result: dict) -> str:
+    waited = args.command == "wait" or (args.command == "push" and args.wait)
+    if waited or (args.command == "status" and args.release):
+        return cli_output.release(result)
+    if args.command == "status":
+        return cli_output.environments(result)
+    if args.command == "releases":
+        return cli_output.releases(result)
+    return cli_output.result(args.command, result)
+
+
+def exit_code(args: argparse.Namespace, result: dict) -> int:
+    """3 when a wait ended in another status than the one it waited for."""
+    wanted = args.until if args.command == "wait" else args.wait if args.command == "push" else None
+    return ENDED_OTHERWISE if wanted and result["status"] != wanted else OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,9 +186,12 @@ def main(argv: list[str] | None = None) -> int:
         result = run(args)
     except ApiError as exc:
         print(f"slipway: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(result, indent=2))
-    return 0
+        return API_ERROR
+    except WaitTimedOut as exc:
+        print(f"slipway: {exc}", file=sys.stderr)
+        return TIMED_OUT
+    print(json.dumps(result, indent=2) if args.json else for_people(args, result))
+    return exit_code(args, result)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,15 @@ def token(user, *scopes: str) -> str:
 
 
 def slipway(capsys, url: str, tok: str, *args: str) -> tuple[int, object]:
-    code = main(["--url", url, "--token", tok, *args])
+    code = main(["--url", url, "--token", tok, "--json", *args])
     out, err = capsys.readouterr()
     return code, (json.loads(out) if code == 0 else err.strip())
+
+
+def for_people(capsys, url: str, tok: str, *args: str) -> tuple[int, str, str]:
+    code = main(["--url", url, "--token", tok, *args])
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def test_push_wait_approve_status_and_rollback(celery_worker, live_server, users, tmp_path, capsys):
@@ -44,6 +50,15 @@ def test_push_wait_approve_status_and_rollback(celery_worker, live_server, users
         return release["id"]
 
     first = push("1")
+    assert slipway(capsys, url, ci, "wait", str(first), "--until", "rolled_back", "--timeout", "0")[0] == 3
+    code, out, _ = for_people(capsys, url, ci, "status", str(first))
+    assert code == 0 and out.splitlines()[:2] == [f"release #{first}  digits 1  released", ""]
+    assert out.splitlines()[2].split() == ["STAGE", "STATUS", "ATTEMPT", "TOOK", "NOTE"]
+    assert [line.split()[:2] for line in out.splitlines()[3:12]] == [
+        ["validate", "succeeded"], ["convert", "succeeded"], ["compress", "succeeded"], ["evaluate", "succeeded"],
+        ["gate", "succeeded"], ["package", "succeeded"], ["deploy_staging", "succeeded"],
+        ["production_gate", "succeeded"], ["canary", "succeeded"]]
+    assert out.splitlines()[-2:] == ["  approved at release by alice: ok", "  approved at production by bob"]
     code, message = slipway(capsys, url, ci, "rollback", "production", "--reason", "test")
     assert (code, message) == (1, "slipway: HTTP 409: nothing to roll back to in production: "
                                   "no earlier release is warm")
@@ -53,9 +68,14 @@ def test_push_wait_approve_status_and_rollback(celery_worker, live_server, users
     production = next(e for e in environments["results"] if e["name"] == "production")
     assert {(d["release"], d["role"], d["traffic_percent"]) for d in production["deployments"]} == {
         (second, "active", 100), (first, "warm", 0)}
-    code, change = slipway(capsys, url, ci, "rollback", "production", "--reason", "p95 doubled",
-                           "--expected-release", str(second))
-    assert code == 0 and change["action"] == "rollback" and change["shares"] == {str(first): 100}
+    code, out, _ = for_people(capsys, url, ci, "status")
+    rows = [line.split()[:8] for line in out.splitlines()]
+    assert rows[0] == ["ENVIRONMENT", "TARGET", "PORT", "RELEASE", "MODEL", "VERSION", "ROLE", "TRAFFIC"]
+    assert sorted(r[3:] for r in rows[1:] if r[0] == "production") == [
+        [f"#{first}", "digits", "1", "warm", "0%"], [f"#{second}", "digits", "2", "active", "100%"]]
+    code, out, _ = for_people(capsys, url, ci, "rollback", "production", "--reason", "p95 doubled",
+                              "--expected-release", str(second))
+    assert (code, out) == (0, f"rollback by ci: release #{first}: 100%\n")
     assert slipway(capsys, url, alice, "rollback", "production", "--reason", "x")[1] == (
         "slipway: HTTP 403: this token lacks the 'rollback' scope")
     alice_rollback = token(users["alice"], "rollback")
