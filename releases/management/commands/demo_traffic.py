@@ -10,11 +10,15 @@ import itertools
 import time
 from collections import Counter
 
+import numpy as np
 import requests
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from releases.models import Environment
+from serving import oip
+
+MODEL = "digits"
 
 
 class Command(BaseCommand):
@@ -36,11 +40,12 @@ class Command(BaseCommand):
         chosen = Environment.objects.exclude(target="kubernetes").order_by("position", "name")
         if environments:
             chosen = chosen.filter(name__in=environments)
-        addresses = {e.name: f"http://{settings.SLIPWAY_PROXY_HOST}:{e.proxy_port}/v1/predict" for e in chosen}
+        addresses = {e.name: f"http://{settings.SLIPWAY_PROXY_HOST}:{e.proxy_port}{oip.infer_path(MODEL)}"
+                     for e in chosen}
         if not addresses:
             raise CommandError(f"no such environment: {', '.join(environments or [])}")
         rows = itertools.cycle((load_digits().data[1400:] / 16.0).tolist())  # the demo model's evaluation rows
-        served = {name: Counter() for name in addresses}
+        served: dict[str, Counter[str]] = {name: Counter() for name in addresses}
         session = requests.Session()
         self.stdout.write(f"Sending {rate:g} requests/s to " + ", ".join(f"{n} ({a})" for n, a in addresses.items())
                           + (f" for {minutes:g} min" if minutes else "") + "; Ctrl-C stops.")
@@ -63,14 +68,15 @@ class Command(BaseCommand):
     def _send(session: requests.Session, address: str, row: list[float]) -> str:
         """Which release answered ('release #N'), or why no release did."""
         try:
-            answer = session.post(address, json={"inputs": {"pixels": [row]}}, timeout=10)
+            body = oip.request_document({"pixels": np.asarray([row], dtype=np.float32)})
+            answer = session.post(address, json=body, timeout=10)
         except requests.RequestException as exc:
             return f"no answer ({type(exc).__name__})"
         if answer.status_code != 200:
             return f"HTTP {answer.status_code}"
         return f"release #{answer.headers.get('X-Release-Id', '?')}"
 
-    def _report(self, served: dict[str, Counter]) -> None:
+    def _report(self, served: dict[str, Counter[str]]) -> None:
         stamp = time.strftime("%H:%M:%S")
         for name, counts in served.items():
             parts = ", ".join(f"{who}: {n}" for who, n in sorted(counts.items()))
