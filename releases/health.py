@@ -9,8 +9,12 @@ Definitions, over a window of days ending now:
   canary counts, since it served some requests;
 - time to restore: from the failure's start to the rollback (mean), where the failure starts at the
   first alert fired for the release, or else when the release started to serve;
-- time between failures: the window's time in service (the window less the time to restore) over the
-  number of failures.
+- time between failures: the model's time in service in the environment within the window (from the
+  window's start, or from when the model first served there if that came later, less the time to
+  restore) over the number of failures; never longer than the model has served.
+
+Production is where failures reach users. A rollback in another environment (staging) is a change
+caught before production: `Health.production` tells the two apart, and the page shows them apart.
 """
 
 from collections import defaultdict
@@ -23,6 +27,7 @@ from django.utils import timezone
 from releases.models import AuditEvent, Release, TrafficChange
 
 WEEK = timedelta(days=7)
+PRODUCTION = "production"  # the environment users are served from (as releases/deploys.py names it)
 
 
 @dataclass
@@ -35,6 +40,12 @@ class Health:
     failed_changes: int = 0
     lead_times: list[float] = field(default_factory=list)
     restore_times: list[float] = field(default_factory=list)
+    in_service: timedelta | None = None  # within the window: from the model's first serving here (or the start)
+
+    @property
+    def production(self) -> bool:
+        """Whether failures here reach users; elsewhere a rollback is a change caught before production."""
+        return self.environment == PRODUCTION
 
     @property
     def deploys_per_week(self) -> float:
@@ -60,7 +71,8 @@ class Health:
     def time_between_failures_s(self) -> float | None:
         if not self.failures:
             return None
-        return (self.window.total_seconds() - sum(self.restore_times)) / self.failures
+        served = (self.in_service if self.in_service is not None else self.window).total_seconds()
+        return max(served - sum(self.restore_times), 0.0) / self.failures
 
 
 def release_health(days: int = 30, *, now: datetime | None = None) -> list[Health]:
@@ -81,15 +93,21 @@ def release_health(days: int = 30, *, now: datetime | None = None) -> list[Healt
         return rows.setdefault((model, environment), Health(model, environment, now - since))
 
     served_since: dict[int, datetime] = {}  # release id → when it started to serve in this environment
+    first_served: dict[tuple[str, str], datetime] = {}  # (model, environment) → its first serving in the window
     shares: dict[str, int] = {}
     environment_id = None
     for change in changes:
+        env = change.environment.name
         if change.environment_id != environment_id:
             environment_id, served_since = change.environment_id, {}
             shares = earlier.get(environment_id, {})
-        env = change.environment.name
+            for key, share in shares.items():  # what served as the window opened served from its start
+                if share > 0:
+                    first_served.setdefault((releases[int(key)].version.model.name, env), since)
         for key, share in change.shares.items():
             release_id = int(key)
+            if share > 0:
+                first_served.setdefault((releases[release_id].version.model.name, env), change.at)
             if share > 0 and shares.get(key, 0) == 0:
                 served_since[release_id] = change.at
                 if change.action != "rollback":
@@ -108,6 +126,8 @@ def release_health(days: int = 30, *, now: datetime | None = None) -> list[Healt
                     health.failed_changes += release_id in served_since
                     health.restore_times.append((change.at - start).total_seconds())
         shares = change.shares
+    for (model, env), health in rows.items():
+        health.in_service = now - first_served.get((model, env), since)
     return sorted(rows.values(), key=lambda h: (h.model, h.environment))
 
 

@@ -1,4 +1,5 @@
-"""Release health: DORA's figures per model and environment over a chosen window."""
+"""Release health: DORA's figures per model and environment over a chosen window; production's
+failures apart from the rollbacks of environments before it (caught before they reached users)."""
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -19,6 +20,8 @@ def health(request: HttpRequest) -> HttpResponse:
              "changes": h.changes, "failed": h.failed_changes,
              "failure_rate": "—" if h.change_failure_rate is None else f"{h.change_failure_rate:.0%}",
              "failures": h.failures, "restore": duration(h.time_to_restore_s),
-             "between": duration(h.time_between_failures_s)}
+             "between": duration(h.time_between_failures_s), "production": h.production}
             for h in release_health(days)]
-    return render(request, "releases/health.html", {"rows": rows, "days": days, "windows": WINDOWS})
+    return render(request, "releases/health.html", {
+        "production": [r for r in rows if r["production"]], "before": [r for r in rows if not r["production"]],
+        "days": days, "windows": WINDOWS})

@@ -7,7 +7,7 @@ from django.test import Client
 from django.utils import timezone
 
 from releases.health import release_health
-from releases.models import AuditEvent, Environment, ModelVersion, TrafficChange
+from releases.models import AuditEvent, Environment, Model, ModelVersion, TrafficChange
 from tests.pages.data import make_model, make_release, make_version
 from tests.releases.test_metrics import scrape
 
@@ -52,7 +52,9 @@ def test_a_month_of_changes(month):
     # v2: from the alert to the rollback, 30 minutes; v3's canary: 10 minutes from its start.
     assert health.restore_times == pytest.approx([30 * MINUTE, 10 * MINUTE])
     assert health.time_to_restore_s == pytest.approx(20 * MINUTE)
-    assert health.time_between_failures_s == pytest.approx((30 * DAY - 40 * MINUTE) / 2)
+    # In service from v1's deploy 19 days ago (not the whole 30-day window), less the 40 minutes of restoring.
+    assert health.in_service == timedelta(days=19)
+    assert health.time_between_failures_s == pytest.approx((19 * DAY - 40 * MINUTE) / 2)
 
 
 def test_a_shorter_window_starts_from_the_split_at_its_opening(month):
@@ -61,6 +63,42 @@ def test_a_shorter_window_starts_from_the_split_at_its_opening(month):
     assert (health.deployments, health.changes, health.failed_changes) == (0, 1, 1)
     assert health.lead_time_s is None
     assert health.restore_times == pytest.approx([30 * MINUTE, 10 * MINUTE])
+    assert health.time_between_failures_s == pytest.approx((7 * DAY - 40 * MINUTE) / 2)  # served all the window
+
+
+def test_a_new_model_never_fails_less_often_than_it_has_existed(users):
+    """Deployed an hour ago, rolled back 10 minutes later: one failure in an hour of service, not in 30 days."""
+    now = timezone.now()
+    production = Environment.objects.get(name="production")
+    model = make_model("fresh")
+    first, second = (make_release(make_version(model, label, users["ci"]), status="released") for label in "12")
+    for ago, action, shares in ((HOUR, "deploy", {first.pk: 100}), (HOUR - 5 * MINUTE, "deploy", {second.pk: 100}),
+                                (HOUR - 15 * MINUTE, "rollback", {first.pk: 100})):
+        TrafficChange.objects.create(environment=production, at=now - timedelta(seconds=ago), action=action,
+                                     shares={str(k): v for k, v in shares.items()})
+    [health] = release_health(30, now=now)
+    assert health.failures == 1 and health.restore_times == pytest.approx([10 * MINUTE])
+    assert health.time_between_failures_s == pytest.approx(HOUR - 10 * MINUTE)
+
+
+def test_staging_rollbacks_are_shown_apart_from_production_failures(month, users):
+    staging = Environment.objects.get(name="staging")
+    model = Model.objects.get(name="digits")
+    r4, r5 = (make_release(make_version(model, label, users["ci"]), status="released") for label in "45")
+    now = month["now"]
+    for ago, action, shares in ((2 * HOUR, "deploy", {r4.pk: 100}), (HOUR, "deploy", {r5.pk: 100}),
+                                (HOUR - 5 * MINUTE, "rollback", {r4.pk: 100})):
+        TrafficChange.objects.create(environment=staging, at=now - timedelta(seconds=ago), action=action,
+                                     shares={str(k): v for k, v in shares.items()})
+    production, before = release_health(30, now=now)
+    assert (production.environment, production.production, production.failures) == ("production", True, 2)
+    assert (before.environment, before.production, before.failed_changes, before.changes) == ("staging", False, 1, 2)
+    client = Client()
+    client.force_login(users["alice"])
+    page = client.get("/health/").content.decode()
+    production_table, before_table = page.split('id="health-before"')
+    assert "(2 of 3)" in production_table and "staging" not in production_table.split('id="health"')[1]
+    assert "1 of 2 changes" in before_table and "5.0 min" in before_table, before_table
 
 
 def test_nothing_served_nothing_counted(db):
@@ -71,8 +109,10 @@ def test_page_and_metrics(month, users):
     client = Client()
     client.force_login(users["alice"])
     page = client.get("/health/").content.decode()
-    assert "67%" in page and "(2 of 3)" in page and "20.0 min" in page and "1.0 days" in page and "15.0 days" in page
-    assert "No release took traffic in the last 7 days" not in client.get("/health/?days=7").content.decode()
+    assert "67%" in page and "(2 of 3)" in page and "20.0 min" in page and "1.0 days" in page and "9.5 days" in page
+    week = client.get("/health/?days=7").content.decode()
+    assert "No release took traffic in production in the last 7 days" not in week
+    assert "No release took traffic before production in the last 30 days" in page
     _, samples = scrape()
     labels = (("environment", "production"), ("model", "digits"))
     assert samples[("slipway_change_failure_ratio", labels)] == pytest.approx(2 / 3)
