@@ -34,6 +34,7 @@ RELEASE_LEVEL = Q(artifact_id=F("release__chosen_artifact_id")) | Q(artifact__is
                                                                     release__chosen_artifact__isnull=True)
 TREND_VERSIONS = 100  # versions drawn on a model's trend charts
 NOT_APPLICABLE = "not applicable: "  # how workers.ml.compress words a candidate the build cannot have
+CHOSEN = "chosen — "  # how the evaluate stage words the chosen candidate's reason
 SERVING_SAMPLES = 600  # newest samples drawn on an environment's charts
 CHART_MARKS = 100  # traffic changes marked on them
 
@@ -129,6 +130,12 @@ class Candidate:
     reason: str
     chosen: bool
     reference: bool  # the original the candidates are compared with
+    speed: tuple[float, float, float] | None = None  # latency relative to the original's: ratio, low, high
+
+    @property
+    def speed_resolved(self) -> bool:
+        """The interval lies wholly on one side of the original's latency."""
+        return self.speed is not None and self.speed[1] != self.speed[2] and (self.speed[2] < 1 or self.speed[1] > 1)
 
     @property
     def failed(self) -> bool:
@@ -168,11 +175,17 @@ def candidate_table(release: Release) -> CandidateTable:
         shown.setdefault(m.artifact_id, {})[m.name] = figure(m.value, m.unit)
     original = release.version.artifact
     original_key = original.pk if original.pk in figures else None  # its own figures, or the unattached ones
+    base_p50 = figures.get(original_key, {}).get("latency_p50_ms")
+    failed = release.status == ReleaseStatus.FAILED  # nothing ships: no row is "chosen"
 
     def row(artifact: Artifact, key: int | None, chosen: bool, reference: bool) -> Candidate:
         values = figures.get(key, {})
-        return Candidate(artifact, values, shown.get(key, {}), values.get(metric),
-                         release.choice_reasons.get(str(artifact.pk), ""), chosen=chosen, reference=reference)
+        reason = release.choice_reasons.get(str(artifact.pk), "") or ""
+        if failed and reason.startswith(CHOSEN):
+            reason = "selected before the release failed: " + reason.removeprefix(CHOSEN)
+        return Candidate(artifact, values, shown.get(key, {}), values.get(metric), reason,
+                         chosen=chosen and not failed, reference=reference,
+                         speed=(1.0, 1.0, 1.0) if reference and base_p50 else speed_of(values, base_p50))
 
     rows = [row(original, original_key, release.chosen_artifact_id in (None, original.pk), reference=True)]
     rows += [row(a, a.pk, a.pk == release.chosen_artifact_id, reference=False) for a in release.artifacts.all()
@@ -180,7 +193,18 @@ def candidate_table(release: Release) -> CandidateTable:
     return CandidateTable(rows=rows, metric=metric, higher_is_better=higher,
                           budget=release.version.model.policy.accuracy_budget,
                           original_value=figures.get(original_key, {}).get(metric),
-                          shipped=list(shown.get(release.chosen_artifact_id, {}).items()))
+                          shipped=[] if failed else list(shown.get(release.chosen_artifact_id, {}).items()))
+
+
+def speed_of(values: dict[str, float], base_p50: float | None) -> tuple[float, float, float] | None:
+    """A candidate's latency relative to the original's: the measured interval (the evaluate stage
+    times them interleaved), or the p50 ratio as a point for releases measured before intervals."""
+    if "latency_ratio" in values:
+        return values["latency_ratio"], values["latency_ratio_low"], values["latency_ratio_high"]
+    if base_p50 and "latency_p50_ms" in values:
+        ratio = values["latency_p50_ms"] / base_p50
+        return ratio, ratio, ratio
+    return None
 
 
 def eligible_approvers(release: Release, group: str, gate: str, limit: int = 20) -> list[User]:

@@ -24,11 +24,13 @@ POLL_SECONDS = 1
 
 
 def plane_chart(table: queries.CandidateTable) -> dict:
-    """The candidates on the task-metric-against-p95-latency plane, with the accuracy budget."""
-    points = [{"label": "original" if row.reference else row.artifact.kind, "x": row.figures["latency_p95_ms"],
-               "y": row.task_value, "chosen": row.chosen}
+    """The candidates on the task-metric-against-latency plane, latency relative to the original's with
+    its measured interval (the original at 1), and the accuracy budget."""
+    points = [{"label": "original" if row.reference else row.artifact.kind, "x": round(row.speed[0], 4),
+               "low": round(row.speed[1], 4), "high": round(row.speed[2], 4), "y": row.task_value,
+               "chosen": row.chosen}
               for row in table.rows
-              if not row.failed and "latency_p95_ms" in row.figures and row.task_value is not None]
+              if not row.failed and row.speed is not None and row.task_value is not None]
     return {"metric": table.metric, "higher_is_better": table.higher_is_better, "budget": table.budget_limit,
             "points": points}
 

@@ -46,7 +46,8 @@
     };
   }
 
-  // Candidates on the task-metric / p95-latency plane, with the accuracy budget as a dashed line.
+  // Candidates on the task-metric / relative-latency plane (the original at 1), each latency with its
+  // measured interval as a horizontal bar, and the accuracy budget as a dashed line.
   function plane(canvas, data) {
     if (!data.points.length) { return null; }
     const chosen = data.points.filter(function (p) { return p.chosen; });
@@ -56,7 +57,7 @@
       { label: "chosen", data: chosen, backgroundColor: COLOURS[2], pointStyle: "rectRot", pointRadius: 9 },
     ];
     if (data.budget !== null) {
-      const xs = data.points.map(function (p) { return p.x; });
+      const xs = data.points.map(function (p) { return p.low; }).concat(data.points.map(function (p) { return p.high; }));
       const low = Math.min.apply(null, xs);
       const high = Math.max.apply(null, xs);
       const pad = (high - low) * 0.1 || Math.max(high * 0.1, 0.1);
@@ -72,19 +73,48 @@
     }
     const options = baseOptions();
     options.scales = {
-      x: { type: "linear", beginAtZero: true, title: { display: true, text: "p95 latency (ms)" } },
+      x: { type: "linear", beginAtZero: true,
+           title: { display: true, text: "latency relative to the original (95% interval)" } },
       y: { title: { display: true, text: data.metric } },
     };
     options.plugins.tooltip = {
       callbacks: {
         label: function (item) {
           const p = item.raw;
-          return (p.label || item.dataset.label) + ": " + data.metric + " " + p.y + ", p95 " + p.x + " ms";
+          return (p.label || item.dataset.label) + ": " + data.metric + " " + p.y + ", latency ×" + p.x +
+            " (" + p.low + "–" + p.high + ") of the original's";
         },
       },
     };
-    return { type: "scatter", data: { datasets: datasets }, options: options, plugins: [pointLabels] };
+    return { type: "scatter", data: { datasets: datasets }, options: options, plugins: [intervalBars, pointLabels] };
   }
+
+  // Each point's latency interval (its low and high) as a horizontal bar with end ticks.
+  const intervalBars = {
+    id: "slipwayIntervalBars",
+    beforeDatasetsDraw: function (chart) {
+      const ctx = chart.ctx;
+      const x = chart.scales.x;
+      ctx.save();
+      ctx.strokeStyle = "#5b6475";
+      ctx.lineWidth = 1.5;
+      chart.data.datasets.forEach(function (dataset, i) {
+        if (dataset.type === "line") { return; }
+        chart.getDatasetMeta(i).data.forEach(function (point, j) {
+          const p = dataset.data[j];
+          if (p.low === undefined || p.low === p.high) { return; }
+          const left = x.getPixelForValue(p.low);
+          const right = x.getPixelForValue(p.high);
+          ctx.beginPath();
+          ctx.moveTo(left, point.y); ctx.lineTo(right, point.y);
+          ctx.moveTo(left, point.y - 4); ctx.lineTo(left, point.y + 4);
+          ctx.moveTo(right, point.y - 4); ctx.lineTo(right, point.y + 4);
+          ctx.stroke();
+        });
+      });
+      ctx.restore();
+    },
+  };
 
   // Each candidate's name next to its point, never over another name: each label takes the first free
   // place of a few around its point (right, left, above, below, then further up and down), and a

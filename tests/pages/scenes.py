@@ -48,7 +48,9 @@ def build(users: dict[str, User]) -> Scene:
                                        reason="accuracy 0.941 is below the budget 0.952"),
         "fp16": d.add_candidate(at_gate, "fp16", 750_000,
                                 {"accuracy": 0.962, "latency_p50_ms": 4.8, "latency_p95_ms": 6.1,
-                                 "size_bytes": 750_000, "parity_max_abs_diff": 0.0004, "top1_agreement": 1.0},
+                                 "size_bytes": 750_000, "parity_max_abs_diff": 0.0004, "top1_agreement": 1.0,
+                                 "latency_ratio": 0.94, "latency_ratio_low": 0.85, "latency_ratio_high": 1.05,
+                                 "peak_memory_bytes": 6_000_000},
                                 reason="larger than int8-dynamic"),
         "pruned": d.add_candidate(at_gate, "pruned", 0, {}, error="pruning needs torch weights; the build is ONNX"),
     }

@@ -87,9 +87,10 @@ def test_the_charts_get_their_data_on_each_page(users, open_as):
 
     page.goto(f"/releases/{scene.at_gate.pk}/")
     others, chosen, budget = chart_data(page, "chart-plane")
-    assert [(p["label"], p["x"], p["y"]) for p in others] == [
-        ("original", 6.4, 0.962), ("int8-static", 2.6, 0.941), ("fp16", 6.1, 0.962)]
-    assert [(p["label"], p["x"], p["y"]) for p in chosen] == [("int8-dynamic", 2.9, 0.958)]
+    assert [(p["label"], p["x"], p["low"], p["high"], p["y"]) for p in others] == [
+        ("original", 1.0, 1.0, 1.0, 0.962), ("int8-static", 0.3922, 0.3922, 0.3922, 0.941),
+        ("fp16", 0.94, 0.85, 1.05, 0.962)]
+    assert [(p["label"], p["x"], p["y"]) for p in chosen] == [("int8-dynamic", 0.4314, 0.958)]
     assert [p["y"] for p in budget] == [pytest.approx(0.952), pytest.approx(0.952)]
     plane = "document.getElementById('chart-plane')"
     for phone in (False, True):  # original and fp16 sit 0.3 ms apart at the same accuracy

@@ -48,12 +48,29 @@ def test_candidates_show_their_figures_the_reason_for_each_and_which_was_chosen(
 
 def test_the_plane_puts_candidates_against_the_accuracy_budget(users, scene):
     plane = page(users["victor"], scene.at_gate).context["plane"]
+    # Latency relative to the original's: the measured interval where the evaluate stage timed one
+    # (fp16 here), the p50 ratio as a point for figures measured without.
     assert plane == {"metric": "accuracy", "higher_is_better": True, "budget": pytest.approx(0.952), "points": [
-        {"label": "original", "x": 6.4, "y": 0.962, "chosen": False},
-        {"label": "int8-dynamic", "x": 2.9, "y": 0.958, "chosen": True},
-        {"label": "int8-static", "x": 2.6, "y": 0.941, "chosen": False},
-        {"label": "fp16", "x": 6.1, "y": 0.962, "chosen": False},
+        {"label": "original", "x": 1.0, "low": 1.0, "high": 1.0, "y": 0.962, "chosen": False},
+        {"label": "int8-dynamic", "x": 0.4314, "low": 0.4314, "high": 0.4314, "y": 0.958, "chosen": True},
+        {"label": "int8-static", "x": 0.3922, "low": 0.3922, "high": 0.3922, "y": 0.941, "chosen": False},
+        {"label": "fp16", "x": 0.94, "low": 0.85, "high": 1.05, "y": 0.962, "chosen": False},
     ]}
+    body = page(users["victor"], scene.at_gate).content.decode()
+    assert "\u00d70.94 (0.85\u20131.05)" in body and "5.7\xa0MB" in body  # fp16's interval and peak memory
+
+
+def test_a_failed_release_shows_no_candidate_as_chosen(users, scene):
+    release = scene.at_gate
+    release.status = "failed"
+    release.choice_reasons[str(scene.candidates["int8-dynamic"].pk)] = "chosen — int8-dynamic: smallest"
+    release.save()
+    response = page(users["victor"], release)
+    rows = response.context["candidates"].rows
+    assert [c.chosen for c in rows] == [False] * len(rows)
+    assert rows[1].reason == "selected before the release failed: int8-dynamic: smallest"
+    assert response.context["candidates"].shipped == []
+    assert "status-chosen" not in response.content.decode()
 
 
 def test_a_regression_budget_lies_above_the_original(users):

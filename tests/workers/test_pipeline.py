@@ -140,3 +140,20 @@ def test_a_scikit_learn_pipeline_reaches_the_gate_with_its_accuracy_and_the_not_
     for artifact in release.artifacts.exclude(pk=original.pk).exclude(kind__in=["eval-data", "original"]):
         assert artifact.error.startswith("not applicable: "), (artifact.kind, artifact.error)
         assert f"{artifact.kind}: {artifact.error}" in compress_log
+
+
+def test_the_same_build_posted_twice_gets_the_same_choice_with_intervals_and_memory(celery_worker, users):
+    ci = token_client(users["ci"])
+    releases = [wait_for_status(post(ci, version=version), "awaiting_approval") for version in ("1", "1-again")]
+    kinds = [release.chosen_artifact.kind for release in releases]
+    assert kinds[0] == kinds[1], [release.choice_reasons for release in releases]
+    for release in releases:
+        measured = release.artifacts.filter(error="").exclude(kind__in=["eval-data", "original"])
+        figures = {(m.artifact_id, m.name): m.value for m in Metric.objects.filter(release=release)}
+        original = release.version.artifact.pk
+        assert figures[(original, "peak_memory_bytes")] > 0
+        for artifact in measured:
+            low, ratio, high = (figures[(artifact.pk, f"latency_ratio{s}")] for s in ("_low", "", "_high"))
+            assert 0 < low <= ratio <= high
+            assert figures[(artifact.pk, "peak_memory_bytes")] > 0
+        assert "latency timed interleaved" in release.stages.get(name="evaluate").log

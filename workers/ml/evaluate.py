@@ -11,9 +11,10 @@ Metric names and units (``Measurement(value, unit)``):
 * with a reference, any task with float outputs: ``parity_max_abs_diff`` (unit "abs")
 * always: ``latency_p50_ms``, ``latency_p95_ms``, ``latency_p99_ms`` (ms, batch 1 or the model's
   fixed batch, after warm-up), ``throughput_per_s`` (samples/s at ``throughput_batch``),
-  ``size_bytes`` (bytes, file plus external data), ``peak_memory_bytes`` (bytes, growth of
-  resident memory over session creation and the full evaluation run; see
-  :class:`workers.ml.measure.PeakMemory`).
+  ``size_bytes`` (bytes, file plus external data), ``peak_memory_bytes`` (bytes, loading the
+  model and running one throughput batch, measured in a fresh process: :mod:`workers.ml.memory`).
+  With ``latency_runs=0`` the latency percentiles are left to the caller (the evaluate stage
+  times all models interleaved: :mod:`workers.ml.timing`).
 
 The judged output is the first one, except for classifiers with a label output (ONNX-ML models
 converted from scikit-learn, LightGBM or XGBoost), whose predicted labels are judged; probability
@@ -25,6 +26,7 @@ original model's outputs as ``reference_outputs`` for its candidates.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +37,8 @@ import onnxruntime as ort
 
 from workers.ml import metrics
 from workers.ml.evalset import EvalSet
-from workers.ml.measure import batch_of, time_runs, track_peak_memory, warm_up
+from workers.ml.measure import batch_of, time_runs, warm_up
+from workers.ml.memory import MemoryProbeError, peak_memory
 from workers.ml.outputs import (
     OutputsUnusable,
     check_labels_match,
@@ -86,6 +89,7 @@ def evaluate(
     progress: Progress | None = None,
     latency_runs: int = 50,
     throughput_batch: int = 32,
+    measure_memory: bool = True,
 ) -> Evaluation:
     """Evaluate the ONNX model at ``model_path``; see the module docstring for the metrics.
 
@@ -96,31 +100,42 @@ def evaluate(
         raise EvaluationError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     report = progress or (lambda percent, step: None)
     report(0, "loading model")
-    with track_peak_memory() as memory:
-        session = make_session(model_path, device, threads=SESSION_THREADS)
-        specs = specs_of(session.get_inputs())
-        feeds = match_inputs(specs, evalset)
-        fixed = fixed_batch_size(specs)
-        report(10, "running the evaluation data")
-        try:
-            outputs = _judged_outputs(session, model_path, feeds, evalset, task, fixed)
-        except OutputsUnusable as exc:
-            raise EvaluationError(str(exc)) from None
+    session = make_session(model_path, device, threads=SESSION_THREADS)
+    specs = specs_of(session.get_inputs())
+    feeds = match_inputs(specs, evalset)
+    fixed = fixed_batch_size(specs)
+    report(10, "running the evaluation data")
+    try:
+        outputs = _judged_outputs(session, model_path, feeds, evalset, task, fixed)
+    except OutputsUnusable as exc:
+        raise EvaluationError(str(exc)) from None
     if outputs.dtype.kind == "f" and not np.isfinite(outputs).all():
         bad = int(outputs.size - np.count_nonzero(np.isfinite(outputs)))
         raise EvaluationError(f"the model produced {bad} NaN or infinite output values")
     report(40, "scoring")
     found = quality_metrics(task, outputs, evalset.labels, reference_outputs)
-    report(50, "timing batch-1 latency")
-    found |= _latency(session, feeds, fixed or 1, latency_runs)
-    report(80, "timing throughput")
+    if latency_runs > 0:
+        report(50, "timing batch-1 latency")
+        found |= _latency(session, feeds, fixed or 1, latency_runs)
+    report(70, "timing throughput")
     batch = fixed or throughput_batch
     throughput = _throughput(session, batch_of(feeds, 0, batch), batch)
     found["throughput_per_s"] = Measurement(throughput, "samples/s")
     found["size_bytes"] = Measurement(float(model_size_bytes(model_path)), "bytes")
-    found["peak_memory_bytes"] = Measurement(float(memory.bytes), "bytes")
+    if measure_memory:
+        report(85, "measuring peak memory in a fresh process")
+        with contextlib.suppress(MemoryProbeError):  # left out: a memory budget then excludes the candidate
+            found["peak_memory_bytes"] = Measurement(
+                float(peak_memory(model_path, batch_of(feeds, 0, batch), device)), "bytes")
     report(100, "evaluated")
     return Evaluation(found, outputs, session_device(session, device))
+
+
+def memory_feeds(model_path: str | Path, evalset: EvalSet, throughput_batch: int = 32) -> dict[str, np.ndarray]:
+    """The batch :func:`evaluate` measures peak memory on (its throughput batch, or the fixed one)."""
+    session = make_session(model_path, "cpu", threads=SESSION_THREADS)
+    specs = specs_of(session.get_inputs())
+    return batch_of(match_inputs(specs, evalset), 0, fixed_batch_size(specs) or throughput_batch)
 
 
 def _judged_outputs(

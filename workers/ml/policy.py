@@ -25,6 +25,8 @@ class CompressionPolicy:
     embedding: mean cosine similarity to the original's embeddings at least ``min_cosine``,
     and, when ``min_top5_agreement`` is set, at least that share of each sample's 5 nearest
     neighbours in the evaluation set found by the original too.
+    Memory: with ``max_peak_memory_bytes`` a candidate whose measured peak memory (session plus a
+    batch run, :func:`workers.ml.memory.peak_memory`) is higher is out, whatever its speed.
     """
 
     kinds: tuple[str, ...] = KINDS
@@ -32,6 +34,7 @@ class CompressionPolicy:
     max_rmse_increase: float = 0.05
     min_cosine: float = 0.995
     min_top5_agreement: float | None = None
+    max_peak_memory_bytes: int | None = None
     prune_sparsity: float = 0.5  # share of hidden units (structured) or weights (unstructured)
     calibration_samples: int = 64  # evaluation samples used to calibrate and search
     static_reduce_range: bool = True  # 7-bit weights for static int8 (CPUs without VNNI)
@@ -67,6 +70,8 @@ class CompressionPolicy:
             raise ValueError("min_cosine must be between -1 and 1")
         if self.min_top5_agreement is not None and not 0 <= self.min_top5_agreement <= 1:
             raise ValueError("min_top5_agreement must be between 0 and 1")
+        if self.max_peak_memory_bytes is not None and self.max_peak_memory_bytes <= 0:
+            raise ValueError("max_peak_memory_bytes must be positive")
         if self.calibration_samples < 1 or self.distill_epochs < 1 or self.distill_temperature <= 0:
             raise ValueError("calibration_samples, distill_epochs and distill_temperature must be positive")
 

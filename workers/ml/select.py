@@ -2,12 +2,19 @@
 
 Ordering (the page shows the reason for every loser):
 
-1. A candidate that was not built, not evaluated, or falls outside the accuracy budget
-   (:func:`workers.ml.policy.budget_violation`) is out. The original is always eligible.
-2. Among the eligible, the fastest wins: lowest batch-1 p50 latency.
-3. Latency is noisy (about ±30% on shared machines), so every eligible artifact within
-   ``LATENCY_TIE`` (10%) of the fastest counts as equally fast; among those the smallest file
-   wins (then the lower p50, then the original before candidates, then list order).
+1. A candidate that was not built, not evaluated, falls outside the accuracy budget
+   (:func:`workers.ml.policy.budget_violation`) or over the memory budget is out. The original is
+   always eligible.
+2. Speed counts only where the measurement resolves it. Each candidate's latency is a ratio to
+   the original's with an interval (:mod:`workers.ml.timing`: interleaved rounds, bootstrap); the
+   original's is exactly 1. An eligible artifact is measurably slower than another when its
+   interval lies wholly above the other's. Those measurably slower than some other are out.
+3. Among the rest — as fast as each other as far as the measurement can tell — the smallest file
+   wins; among equal sizes the original (no change for nothing), then list order.
+
+Noise therefore cannot put a larger model in front: it can only widen intervals, which turns a
+speed difference into a tie that the smaller artifact wins. Metrics without an interval (older
+releases, benchmarks that time otherwise) count their p50 ratio as exact.
 """
 
 from __future__ import annotations
@@ -18,8 +25,8 @@ from dataclasses import dataclass
 from workers.ml.compress import Candidate
 from workers.ml.evaluate import Measurement, Task
 from workers.ml.policy import CompressionPolicy, budget_violation
+from workers.ml.timing import RatioInterval
 
-LATENCY_TIE = 0.10
 ORIGINAL = "original"
 
 Metrics = Mapping[str, Measurement]
@@ -38,8 +45,21 @@ class Choice:
 class _Contender:
     index: int | None
     kind: str
-    p50: float
+    speed: RatioInterval  # latency relative to the original's
     size: float
+
+    @property
+    def name(self) -> str:
+        return self.kind
+
+
+def latency_interval(metrics: Metrics, original: Metrics) -> RatioInterval:
+    """A candidate's latency ratio to the original with its interval (exact when none was measured)."""
+    if "latency_ratio" in metrics:
+        return RatioInterval(metrics["latency_ratio"].value, metrics["latency_ratio_low"].value,
+                             metrics["latency_ratio_high"].value)
+    ratio = metrics["latency_p50_ms"].value / max(original["latency_p50_ms"].value, 1e-12)
+    return RatioInterval(ratio, ratio, ratio)
 
 
 def choose(
@@ -50,54 +70,70 @@ def choose(
     task: Task,
 ) -> Choice:
     reasons: list[str | None] = []
-    eligible = [_contender(None, ORIGINAL, original_metrics)]
+    original = _Contender(None, ORIGINAL, RatioInterval(1.0, 1.0, 1.0), original_metrics["size_bytes"].value)
+    eligible = [original]
     for index, (candidate, metrics) in enumerate(candidates):
         reason = _exclusion(candidate, metrics, original_metrics, policy, task)
         reasons.append(reason)
         if reason is None and metrics is not None:
-            eligible.append(_contender(index, candidate.kind, metrics))
-    fastest = min(c.p50 for c in eligible)
-    tied = [c for c in eligible if c.p50 <= fastest * (1 + LATENCY_TIE)]
-    winner = min(tied, key=lambda c: (c.size, c.p50, c.index is not None, c.index or 0))
+            eligible.append(_Contender(index, candidate.kind, latency_interval(metrics, original_metrics),
+                                       metrics["size_bytes"].value))
+    beaten = {id(c): _faster_than(c, eligible) for c in eligible}
+    front = [c for c in eligible if beaten[id(c)] is None]
+    winner = min(front, key=lambda c: (c.size, c.index is not None, c.index or 0))
     for contender in eligible:
         if contender is not winner and contender.index is not None:
-            reasons[contender.index] = _loss(contender, winner, tied)
-    original_reason = None if winner.index is None else _loss(eligible[0], winner, tied)
-    summary = (
-        f"{winner.kind}: fastest inside the accuracy budget (p50 {_ms(winner.p50)}, {_size(winner.size)})"
-        if winner.index is not None
-        else "original: no candidate inside the accuracy budget is faster or smaller"
-    )
-    return Choice(winner.kind, winner.index, reasons, original_reason, summary)
+            reasons[contender.index] = _loss(contender, winner, beaten[id(contender)])
+    original_reason = None if winner is original else _loss(original, winner, beaten[id(original)])
+    return Choice(winner.kind, winner.index, reasons, original_reason, _summary(winner, original))
+
+
+def _faster_than(contender: _Contender, eligible: list[_Contender]) -> _Contender | None:
+    """The eligible artifact that is measurably faster than ``contender`` by the most, or None."""
+    faster = [c for c in eligible if c.speed.high < contender.speed.low]
+    return min(faster, key=lambda c: c.speed.high) if faster else None
 
 
 def _exclusion(
     candidate: Candidate, metrics: Metrics | None, original: Metrics, policy: CompressionPolicy, task: Task
 ) -> str | None:
     if candidate.path is None or candidate.error:
-        return f"not built: {candidate.error or 'no file'}"
+        return candidate.error if candidate.not_applicable else f"not built: {candidate.error or 'no file'}"
     if metrics is None:
         return "not evaluated"
     if "latency_p50_ms" not in metrics or "size_bytes" not in metrics:
         return "no latency or size measured"
+    budget = policy.max_peak_memory_bytes
+    if budget is not None and "peak_memory_bytes" not in metrics:
+        return "no peak memory measured (the policy has a memory budget)"
+    if budget is not None and metrics["peak_memory_bytes"].value > budget:
+        return f"peak memory {_size(metrics['peak_memory_bytes'].value)} over the budget of {_size(budget)}"
     return budget_violation(task, original, metrics, policy)
 
 
-def _contender(index: int | None, kind: str, metrics: Metrics) -> _Contender:
-    return _Contender(index, kind, metrics["latency_p50_ms"].value, metrics["size_bytes"].value)
+def _speed(contender: _Contender) -> str:
+    if contender.index is None:
+        return "the original's latency"
+    return f"latency {contender.speed.text()} of the original's"
 
 
-def _loss(loser: _Contender, winner: _Contender, tied: list[_Contender]) -> str:
-    if loser in tied:
-        return (
-            f"as fast (p50 {_ms(loser.p50)} vs {_ms(winner.p50)}, within {LATENCY_TIE:.0%}) "
-            f"but larger: {_size(loser.size)} vs {_size(winner.size)}"
-        )
-    return f"slower: p50 {_ms(loser.p50)} vs {_ms(winner.p50)} ({winner.kind})"
+def _loss(loser: _Contender, winner: _Contender, faster: _Contender | None) -> str:
+    if faster is not None:
+        return f"measurably slower than {faster.name}: {_speed(loser)} vs {_speed(faster)}"
+    if loser.size == winner.size:
+        return f"as fast as {winner.name} within the measurement's uncertainty ({_speed(loser)}) and the same size"
+    return (f"as fast as {winner.name} within the measurement's uncertainty ({_speed(loser)}) "
+            f"but larger: {_size(loser.size)} vs {_size(winner.size)}")
 
 
-def _ms(value: float) -> str:
-    return f"{value:.3g} ms"
+def _summary(winner: _Contender, original: _Contender) -> str:
+    if winner.index is None:
+        return "original: no candidate inside the budget is measurably faster, or as fast and smaller"
+    if winner.speed.faster:
+        return (f"{winner.kind}: measurably faster than the original ({_speed(winner)}), "
+                f"{_size(winner.size)} vs {_size(original.size)}")
+    return (f"{winner.kind}: as fast as the original within the measurement's uncertainty ({_speed(winner)}) "
+            f"and smaller: {_size(winner.size)} vs {_size(original.size)}")
 
 
 def _size(size: float) -> str:

@@ -1,9 +1,12 @@
 """evaluate: the full-precision model and every candidate on the same held-out data, then the choice.
 
-Each candidate is measured against the labels and against the original's own outputs (parity);
-the fastest candidate inside the accuracy budget is chosen and every other one's reason recorded.
+Each candidate is measured against the labels and against the original's own outputs (parity),
+then all are timed together, interleaved, so their latencies compare with an interval
+(workers.ml.timing); workers.ml.select chooses, and every other one's reason is recorded.
 When a release of the model serves in production, its model is measured on this data too.
 """
+
+import numpy as np
 
 from releases.gates import TASK_METRIC
 from releases.models import Artifact, Deployment, Release
@@ -12,18 +15,49 @@ from workers.compression import candidate_of, compression_policy, fp32_artifact,
 from workers.context import StageContext, StageFailed
 from workers.deploying import serving_artifact
 from workers.ml.evalset import EvalSet, load_evalset
-from workers.ml.evaluate import Evaluation, EvaluationError, evaluate
+from workers.ml.evaluate import Evaluation, EvaluationError, Measurement, evaluate, memory_feeds
+from workers.ml.memory import MemoryProbeError, peak_memories
 from workers.ml.select import choose
+from workers.ml.timing import ratio_interval, time_interleaved
 from workers.ml.validate import ModelInvalid
 
 
 def _evaluate(ctx: StageContext, artifact: Artifact, evalset: EvalSet, start: float, share: float,
-              reference: Evaluation | None = None) -> Evaluation:
+              reference: Evaluation | None = None, latency_runs: int = 0) -> Evaluation:
     def progress(percent: float, step: str) -> None:
         ctx.progress(start + share * percent / 100, f"{artifact.kind}: {step}")
 
     return evaluate(get_store().local_path(artifact.sha256), evalset, ctx.model.task, device=ctx.device,
-                    progress=progress, reference_outputs=None if reference is None else reference.outputs)
+                    progress=progress, reference_outputs=None if reference is None else reference.outputs,
+                    latency_runs=latency_runs, measure_memory=latency_runs > 0)
+
+
+def _timed(ctx: StageContext, evalset: EvalSet, artifacts: list[Artifact]) -> list[dict[str, Measurement]]:
+    """Latency of every artifact (the original first), timed interleaved: percentiles, and each
+    candidate's ratio to the original with its interval; and each one's peak memory."""
+    paths = [get_store().local_path(a.sha256) for a in artifacts]
+    timing = time_interleaved(paths, evalset, device=ctx.device)
+    ctx.progress(85, "measuring peak memory, each model in a fresh process")
+    try:
+        memory: list[int | None] = list(peak_memories(paths, memory_feeds(paths[0], evalset), ctx.device))
+    except MemoryProbeError as exc:
+        ctx.log(f"peak memory not measured: {exc}")
+        memory = [None] * len(paths)
+    found = []
+    for index, runs in enumerate(timing.runs):
+        p50, p95, p99 = np.percentile(runs, [50, 95, 99])
+        figures = {"latency_p50_ms": Measurement(float(p50), "ms"), "latency_p95_ms": Measurement(float(p95), "ms"),
+                   "latency_p99_ms": Measurement(float(p99), "ms")}
+        if index:
+            interval = ratio_interval(timing.rounds[index], timing.rounds[0])
+            figures |= {"latency_ratio": Measurement(interval.ratio, "ratio"),
+                        "latency_ratio_low": Measurement(interval.low, "ratio"),
+                        "latency_ratio_high": Measurement(interval.high, "ratio")}
+        if memory[index] is not None:
+            figures["peak_memory_bytes"] = Measurement(float(memory[index]), "bytes")
+        found.append(figures)
+    ctx.log(f"latency timed interleaved: {timing.rounds.shape[1]} rounds of every model on the same samples")
+    return found
 
 
 def run(ctx: StageContext) -> None:
@@ -31,13 +65,12 @@ def run(ctx: StageContext) -> None:
     release = ctx.release
     fp32 = fp32_artifact(release)
     candidates = list(release.artifacts.exclude(kind=Artifact.Kind.ONNX_FP32).order_by("id"))
-    share = 90 / (len(candidates) + 1)
+    share = 75 / (len(candidates) + 1)
     try:
         original = _evaluate(ctx, fp32, evalset, 0, share)
     except (EvaluationError, ModelInvalid) as exc:
         raise StageFailed(str(exc)) from None
-    save_metrics(release, fp32, original.metrics)
-    measured = []
+    evaluated: list[tuple[Artifact, dict[str, Measurement] | None]] = []
     for index, artifact in enumerate(candidates, start=1):
         metrics = None
         if not artifact.error:
@@ -46,8 +79,14 @@ def run(ctx: StageContext) -> None:
             except (EvaluationError, ModelInvalid) as exc:
                 artifact.error = f"evaluation: {exc}"
                 artifact.save(update_fields=["error"])
-        if metrics is not None:
-            save_metrics(release, artifact, metrics)
+        evaluated.append((artifact, metrics))
+    ctx.progress(75, "timing every model interleaved on the same samples")
+    timed = [(fp32, original.metrics)] + [(a, m) for a, m in evaluated if m is not None]
+    for (artifact, metrics), latency in zip(timed, _timed(ctx, evalset, [a for a, _ in timed]), strict=True):
+        metrics.update(latency)
+        save_metrics(release, artifact, metrics)
+    measured = []
+    for artifact, metrics in evaluated:
         measured.append((candidate_of(artifact), metrics))
         ctx.log(f"{artifact.kind}: " + (artifact.error or _summary(ctx.model.task, metrics)))
     choice = choose(original.metrics, measured, compression_policy(ctx.policy, ctx.version.metadata),
@@ -81,7 +120,7 @@ def _compare_with_production(ctx: StageContext, evalset: EvalSet, original: Eval
     served = serving_artifact(Release.objects.select_related("chosen_artifact", "version__artifact")
                               .get(pk=active.release_id))
     try:
-        production = _evaluate(ctx, served, evalset, 92, 8, reference=original)
+        production = _evaluate(ctx, served, evalset, 92, 8, reference=original, latency_runs=50)
     except (EvaluationError, ModelInvalid) as exc:
         ctx.log(f"the release in production (#{active.release_id}) could not be measured on this data: {exc}")
         return

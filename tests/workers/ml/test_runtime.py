@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import mmap
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 
 from tests.workers.ml.onnx_builders import mlp_graph
 from workers.ml import runtime
-from workers.ml.measure import track_peak_memory
+from workers.ml.memory import MemoryProbeError, peak_memories, peak_memory
 from workers.ml.runtime import detect_device, make_session, model_size_bytes, providers_for
 
 
@@ -39,10 +38,18 @@ def test_size_counts_external_data(tmp_path: Path) -> None:
     assert session.run(None, {"x": np.ones((1, 256), np.float32)})[0][0, 0] == 256
 
 
-def test_peak_memory_sees_a_freed_allocation() -> None:
-    size = 64 * 1024 * 1024
-    with track_peak_memory() as peak:
-        block = mmap.mmap(-1, size)  # fresh pages, whatever the allocator holds already
-        block.write(b"x" * size)
-        block.close()
-    assert peak.bytes >= 60 * 1024 * 1024
+def test_peak_memory_grows_with_the_model_and_is_measured_apart_from_this_process(tmp_path: Path) -> None:
+    def saved(width: int) -> Path:
+        graph = mlp_graph([np.ones((64, width), np.float32), np.ones((width, 4), np.float32)],
+                          [np.zeros(width, np.float32), np.zeros(4, np.float32)])
+        path = tmp_path / f"mlp{width}.onnx"
+        onnx.save(onnx.helper.make_model(graph), str(path))
+        return path
+
+    feeds = {"x": np.ones((8, 64), np.float32)}
+    small, large = peak_memories([saved(16), saved(65536)], feeds)  # 16 MB of weights
+    assert peak_memory(saved(16), feeds) == pytest.approx(small, rel=0.5)
+    assert 0 < small < 32 * 1024 * 1024  # ONNX Runtime itself takes a few MB per session
+    assert large > small + 16 * 1024 * 1024
+    with pytest.raises(MemoryProbeError, match=r"the memory probe failed on missing\.onnx"):
+        peak_memory(tmp_path / "missing.onnx", feeds)
