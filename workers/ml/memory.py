@@ -47,7 +47,8 @@ def peak_memories(model_paths: list[str | Path] | list[Path], feeds: Feeds, devi
     """:func:`peak_memory` of each model, on the same ``feeds`` (fed to every model as they are)."""
     with tempfile.TemporaryDirectory(prefix="slipway-memory-") as scratch:
         data = Path(scratch) / "feeds.npz"
-        np.savez(data, **{f"input:{name}": array for name, array in feeds.items()})
+        arrays: dict[str, np.ndarray] = {f"input:{name}": array for name, array in feeds.items()}
+        np.savez(data, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as its allow_pickle
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")])))
         done = subprocess.run(
             [sys.executable, "-m", "workers.ml.memory", str(data), device, str(threads), *map(str, model_paths)],

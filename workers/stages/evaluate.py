@@ -53,8 +53,9 @@ def _timed(ctx: StageContext, evalset: EvalSet, artifacts: list[Artifact]) -> li
             figures |= {"latency_ratio": Measurement(interval.ratio, "ratio"),
                         "latency_ratio_low": Measurement(interval.low, "ratio"),
                         "latency_ratio_high": Measurement(interval.high, "ratio")}
-        if memory[index] is not None:
-            figures["peak_memory_bytes"] = Measurement(float(memory[index]), "bytes")
+        peak = memory[index]
+        if peak is not None:
+            figures["peak_memory_bytes"] = Measurement(float(peak), "bytes")
         found.append(figures)
     ctx.log(f"latency timed interleaved: {timing.rounds.shape[1]} rounds of every model on the same samples")
     return found
