@@ -16,6 +16,8 @@ and the recent predictions (``?after=<seq>`` for those not collected yet).
 
 from __future__ import annotations
 
+import hmac
+import json
 import logging
 import re
 import threading
@@ -103,6 +105,8 @@ class ServingApp:
         self.add_route("GET", "/metrics", self._metrics)
         self.add_route("GET", MONITORING_PATH, self._monitoring)
         self.add_route("GET", SHADOW_PATH, self._shadow_report)
+        self.add_route("PUT", SHADOW_PATH, self._set_shadow)
+        self.add_route("DELETE", SHADOW_PATH, self._clear_shadow)
         self.add_route("POST", PREDICT_PATH, lambda environ, _m: self._prediction(environ, self._predict_v1))
         self.add_route("GET", "/v2", self._server_metadata)
         self.add_route("GET", "/v2/health/live", lambda _e, _m: self._json(HTTPStatus.OK, {"live": True}))
@@ -133,8 +137,7 @@ class ServingApp:
             return
         self._runner = runner
         if self.config.shadow_url and self.config.shadow_share > 0:
-            task = self.config.shadow_task or (self.watcher.profile.task if self.watcher.profile else "")
-            self.shadow = ShadowCopier(self.config.shadow_url, self.config.model_name, self.config.shadow_share, task)
+            self._start_shadow(self.config.shadow_url, self.config.shadow_share, self.config.shadow_task)
         self.metrics.set_ready(True)
         log.info("model %s %s ready", self.config.model_name, self.config.version)
 
@@ -197,6 +200,51 @@ class ServingApp:
         if not raw.isdigit():
             return self._error(HTTPStatus.BAD_REQUEST, f"after must be a sequence number, not {raw!r}")
         return self._json(HTTPStatus.OK, self.watcher.report(int(raw)))
+
+    def _start_shadow(self, url: str, share: float, task: str) -> None:
+        previous = self.shadow
+        task = task or (self.watcher.profile.task if self.watcher.profile else "")
+        self.shadow = ShadowCopier(url, self.config.model_name, share, task)
+        if previous is not None:
+            previous.close()
+
+    def _authorized(self, environ: dict[str, Any]) -> Response | None:
+        """None when the request carries the control token; else the refusal."""
+        token = self.config.control_token
+        given = environ.get("HTTP_AUTHORIZATION", "").removeprefix("Bearer ").strip()
+        if not token:
+            return self._error(HTTPStatus.FORBIDDEN, "this server takes no control requests (no control token)")
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return self._error(HTTPStatus.UNAUTHORIZED, "a control request needs the server's bearer token")
+        return None
+
+    def _set_shadow(self, environ: dict[str, Any], _match: re.Match[str]) -> Response:
+        """Start copying (or change where to and how much): {"url", "share", "task"}."""
+        refused = self._authorized(environ)
+        if refused is not None:
+            return refused
+        try:
+            document = json.loads(environ["wsgi.input"].read(min(int(environ.get("CONTENT_LENGTH") or 0), 4096)))
+            url, share, task = document["url"], float(document["share"]), str(document.get("task", ""))
+        except (ValueError, KeyError, TypeError):
+            return self._error(HTTPStatus.BAD_REQUEST, 'send {"url": "http://...", "share": 0..1, "task": "..."}')
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")) or not 0 < share <= 1:
+            return self._error(HTTPStatus.BAD_REQUEST, "url must be an http(s) URL and share in (0, 1]")
+        if self._runner is None:
+            return self._error(HTTPStatus.SERVICE_UNAVAILABLE, "the model is not loaded")
+        self._start_shadow(url, share, task)
+        return self._shadow_report(environ, _match)
+
+    def _clear_shadow(self, environ: dict[str, Any], match: re.Match[str]) -> Response:
+        """Stop copying; answers the last report."""
+        refused = self._authorized(environ)
+        if refused is not None:
+            return refused
+        answer = self._shadow_report(environ, match)
+        if self.shadow is not None:
+            self.shadow.close()
+            self.shadow = None
+        return answer
 
     def _shadow_report(self, _environ: dict[str, Any], _match: re.Match[str]) -> Response:
         if self.shadow is None:

@@ -36,6 +36,7 @@ class ServingConfig:
     shadow_url: str = ""
     shadow_share: float = 0.0
     shadow_task: str = ""
+    control_token: str = ""
     graceful_timeout: int = 30
     keepalive: int = 75
     profile: Path | None = None
@@ -87,6 +88,8 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     option("shadow-share", float, "share of infer requests copied to the shadow (0 to 1)", 0.0)
     option("shadow-task", str, "how answers are compared: classification, regression or embedding "
            "(default: the profile's task)", "")
+    option("control-token", str, "bearer token that may set the shadow at run time (PUT /v1/shadow); "
+           "give it through the environment", "")
     option("workdir", _optional_path, "where the private copy of the model is made (default: the temp dir)", None)
     option("graceful-timeout", int, "seconds to finish in-flight requests on SIGTERM", defaults.graceful_timeout)
     option("keepalive", int, "seconds an idle keep-alive connection stays open", defaults.keepalive)

@@ -115,8 +115,13 @@ class ShadowCopier:
         self._lock = threading.Lock()
         self._pairs: deque[tuple[float, float, float]] = deque(maxlen=KEPT_PAIRS)
         self.counts = {"copied": 0, "dropped": 0, "errors": 0, "mismatched": 0}
+        self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="shadow-copier", daemon=True)
         self._thread.start()
+
+    def close(self) -> None:
+        """Stop copying; copies still queued are dropped."""
+        self._stopped.set()
 
     def offer(self, copy: Copy) -> None:
         """Called by the request handler after it has the answer: never blocks."""
@@ -153,8 +158,11 @@ class ShadowCopier:
         return oip.response_outputs(document), seconds
 
     def _run(self) -> None:
-        while True:
-            copy = self._queue.get()
+        while not self._stopped.is_set():
+            try:
+                copy = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
             try:
                 outputs, seconds = self._send(copy)
                 shared = [name for name in copy.outputs if name in outputs]

@@ -65,6 +65,7 @@ class DockerTarget(Target):
                     "SLIPWAY_HOST": listen[0],
                     "SLIPWAY_PORT": str(listen[1]),
                     "SLIPWAY_WORKDIR": "/tmp",  # noqa: S108 (the container's own tmpfs)
+                    "SLIPWAY_CONTROL_TOKEN": spec.control_token,
                     "SLIPWAY_THREADS": str(spec.threads),
                     "SLIPWAY_INTRA_OP_THREADS": str(spec.intra_op_threads),
                 },

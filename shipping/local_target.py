@@ -88,6 +88,8 @@ class LocalTarget(Target):
         if spec.profile_path is not None:
             command += ["--profile", str(spec.profile_path)]
         env = server_environment(os.environ)
+        if spec.control_token:
+            env["SLIPWAY_CONTROL_TOKEN"] = spec.control_token  # not on the command line, where ps shows it
         with self.log_path(spec).open("ab") as log:
             process = subprocess.Popen(
                 command,

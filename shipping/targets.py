@@ -40,6 +40,7 @@ class InstanceSpec:
     host: str = "127.0.0.1"
     threads: int = 8
     intra_op_threads: int = 1
+    control_token: str = ""  # lets Slipway set the server's shadow at run time (PUT /v1/shadow)
 
 
 @dataclass(frozen=True)
