@@ -19,6 +19,7 @@ def compression_policy(policy: ReleasePolicy, metadata: dict) -> CompressionPoli
         max_accuracy_drop=policy.accuracy_budget, max_rmse_increase=policy.accuracy_budget,
         min_cosine=1 - policy.accuracy_budget, prune_sparsity=policy.prune_sparsity,
         distill_temperature=policy.distill_temperature, distill_epochs=policy.distill_epochs,
+        max_peak_memory_bytes=None if policy.max_peak_memory_mb is None else int(policy.max_peak_memory_mb * 1e6),
         student_architecture=student.get("architecture"), student_config=student.get("config") or {})
 
 

@@ -59,6 +59,10 @@ class ReleasePolicy(models.Model):
         help_text="largest allowed drop of the task metric of a candidate against the original",
     )
     candidates = models.JSONField(default=_default_candidates, blank=True)
+    max_peak_memory_mb = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.001)],
+        help_text="memory budget: a candidate whose measured peak memory is higher is never chosen",
+    )
     prune_sparsity = models.FloatField(default=0.5, validators=[MinValueValidator(0), MaxValueValidator(0.99)])
     distill_temperature = models.FloatField(default=4.0, validators=[MinValueValidator(0.1)])
     distill_epochs = models.PositiveIntegerField(default=30)

@@ -157,3 +157,15 @@ def test_the_same_build_posted_twice_gets_the_same_choice_with_intervals_and_mem
             assert 0 < low <= ratio <= high
             assert figures[(artifact.pk, "peak_memory_bytes")] > 0
         assert "latency timed interleaved" in release.stages.get(name="evaluate").log
+
+
+def test_a_memory_budget_keeps_every_candidate_over_it_out(celery_worker, users):
+    from releases.models import Model, ReleasePolicy
+
+    model = Model.objects.create(name="digits", task="classification")
+    ReleasePolicy.objects.create(model=model, candidates=["int8-dynamic", "fp16"], max_peak_memory_mb=0.001)
+    release = wait_for_status(post(token_client(users["ci"])), "awaiting_approval")
+    assert release.chosen_artifact == release.version.artifact
+    for artifact in release.artifacts.filter(kind__in=["int8-dynamic", "fp16"]):
+        peak = Metric.objects.get(release=release, artifact=artifact, name="peak_memory_bytes").value
+        assert release.choice_reasons[str(artifact.pk)] == f"peak memory {peak / 1e6:.3g} MB over the budget of 1 kB"
