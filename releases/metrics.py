@@ -3,6 +3,7 @@
 Every web process answers the same (the database is the truth), so scraping any one is enough.
 """
 
+import hmac
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from typing import Any
@@ -104,10 +105,12 @@ def queue_depths() -> dict[str, int]:
 
 
 def _refused(request: HttpRequest) -> HttpResponse | None:
-    """The answer when SLIPWAY_METRICS_TOKEN is set and the request does not carry it."""
-    token = settings.SLIPWAY_METRICS_TOKEN
-    if token and request.headers.get("Authorization") != f"Bearer {token}":
-        return HttpResponse("a bearer token is required\n", status=401, content_type="text/plain")
+    """401 unless the request carries SLIPWAY_METRICS_TOKEN as its bearer token (compared in constant time)."""
+    expected = f"Bearer {settings.SLIPWAY_METRICS_TOKEN}".encode()
+    given = request.headers.get("Authorization", "").encode("utf-8", "replace")
+    if not settings.SLIPWAY_METRICS_TOKEN or not hmac.compare_digest(given, expected):
+        return HttpResponse("a bearer token is required (SLIPWAY_METRICS_TOKEN)\n", status=401,
+                            content_type="text/plain", headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
     return None
 
 

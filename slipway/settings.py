@@ -17,17 +17,21 @@ env = environ.Env()
 DATA_DIR = Path(env.str("SLIPWAY_DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
 
 DEBUG = env.bool("SLIPWAY_DEBUG", default=False)
-SECRET_KEY = env.str("SLIPWAY_SECRET_KEY", default="")
-if not SECRET_KEY:
-    # Embedded default: a per-installation key kept in the data folder, never committed.
-    _key_file = DATA_DIR / "secret_key"
-    if not _key_file.exists():
+
+
+def _installation_secret(name: str, n_bytes: int) -> str:
+    """A per-installation secret kept (0600) in the data folder, never committed; made on first start."""
+    path = DATA_DIR / name
+    if not path.exists():
         import secrets
 
-        _key_file.parent.mkdir(parents=True, exist_ok=True)
-        _key_file.write_text(secrets.token_urlsafe(50))
-        _key_file.chmod(0o600)
-    SECRET_KEY = _key_file.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(n_bytes))
+    return path.read_text().strip()
+
+
+SECRET_KEY = env.str("SLIPWAY_SECRET_KEY", default="") or _installation_secret("secret_key", 50)
 
 ALLOWED_HOSTS = env.list("SLIPWAY_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("SLIPWAY_CSRF_TRUSTED_ORIGINS", default=[])
@@ -149,8 +153,9 @@ SLIPWAY_S3_PART_BYTES = env.int("SLIPWAY_S3_PART_BYTES", default=64 * 1024**2)
 SLIPWAY_S3_URL_SECONDS = env.int("SLIPWAY_S3_URL_SECONDS", default=3600)
 SLIPWAY_CACHE_DIR = Path(env.str("SLIPWAY_CACHE_DIR", default=str(ARTIFACT_DIR / "cache"))).resolve()
 
-# /metrics asks for this bearer token when set (Prometheus' authorization.credentials).
-SLIPWAY_METRICS_TOKEN = env.str("SLIPWAY_METRICS_TOKEN", default="")
+# /metrics and /metrics/targets ask for this bearer token (Prometheus' authorization.credentials); unset, it is
+# generated into SLIPWAY_DATA_DIR/metrics_token on first start.
+SLIPWAY_METRICS_TOKEN = env.str("SLIPWAY_METRICS_TOKEN", default="") or _installation_secret("metrics_token", 32)
 
 # Serving: HAProxy fronts each environment on its Environment.proxy_port; instances listen on loopback.
 SLIPWAY_PROXY_DIR = Path(env.str("SLIPWAY_PROXY_DIR", default=str(DATA_DIR / "proxy"))).resolve()

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from serving.metrics import ServingMetrics
+from tests.releases.test_metrics import prometheus
 from tests.test_compose import compose
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def test_every_query_is_promql(tmp_path):
 
 @pytest.mark.django_db
 def test_every_metric_asked_for_is_exported():
-    exported = {f.name for f in text_string_to_metric_families(Client().get("/metrics").content.decode())}
+    exported = {f.name for f in text_string_to_metric_families(prometheus().get("/metrics").content.decode())}
     exported |= {f.name for f in text_string_to_metric_families(ServingMetrics("m", "1").render().decode())}
     asked = {re.sub(r"_(bucket|count|sum|total)$", "", name)
              for q in queries() for name in re.findall(r"\bslipway_[a-z0-9_]+", q)}

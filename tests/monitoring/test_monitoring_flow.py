@@ -20,6 +20,7 @@ from serving import oip
 from tests.conftest import make_user, token_client, wait_for_status
 from tests.factories import digits_model
 from tests.monitoring.test_alerts import notification
+from tests.releases.test_metrics import prometheus
 from tests.shipping.load import SteadyLoad
 from tests.workers.test_shipping_flow import PRODUCTION, served_by, ship
 
@@ -87,7 +88,7 @@ def test_shifted_inputs_and_late_labels_show_on_the_pages_and_an_alert_rolls_bac
         drift = [p[2] for p in next(s for s in page_data(page, "monitoring-watch")["series"]
                                     if s["label"] == line)["points"] if p[2] is not None]
         assert drift[-2] < 0.25 < drift[-1]  # the normal stream did not drift; the shifted one did
-    metrics = viewer.get("/metrics").content.decode()
+    metrics = prometheus().get("/metrics").content.decode()
     assert f'slipway_input_drift_psi{{environment="production",model="digits",release="{second}"}}' in metrics
 
     pager = token_client(make_user("pager", "on-call"), ["alerts"])

@@ -61,7 +61,7 @@ def test_a_model_with_its_own_approver_group_waits_for_that_group_and_admins(use
     scene.at_gate.version.model.policy.approver_group = ml
     scene.at_gate.version.model.policy.save()
     assert client_for(users["alice"]).get("/").context["waiting"] == []
-    lead, admin = make_user("lena"), make_user("ada", "admin")
+    lead, admin = make_user("lena", "viewer"), make_user("ada", "admin")
     lead.groups.add(ml)
     for user in (lead, admin):
         assert [r.pk for r in client_for(user).get("/").context["waiting"]] == [scene.at_gate.pk]

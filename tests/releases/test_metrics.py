@@ -5,6 +5,7 @@ import subprocess
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
@@ -13,8 +14,13 @@ from releases.models import Environment, Release, StageRun, TrafficChange
 from tests.conftest import build_form, token_client
 
 
+def prometheus() -> Client:
+    """A client that carries the metrics token, as Prometheus does."""
+    return Client(HTTP_AUTHORIZATION=f"Bearer {settings.SLIPWAY_METRICS_TOKEN}")
+
+
 def scrape(client: Client | None = None) -> tuple[str, dict]:
-    text = (client or Client()).get("/metrics").content.decode()
+    text = (client or prometheus()).get("/metrics").content.decode()
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for family in text_string_to_metric_families(text) for s in family.samples}
     return text, samples
@@ -76,7 +82,7 @@ def test_prometheus_finds_every_running_model_server(users, settings, tmp_path):
     for release_id, role, port in zip(ids, ["active", "warm", "stopped"], [9101, 9102, 9103], strict=True):
         Deployment.objects.create(environment=production, release_id=release_id, role=role,
                                   endpoint=f"http://127.0.0.1:{port}")
-    groups = Client().get("/metrics/targets").json()
+    groups = prometheus().get("/metrics/targets").json()
     assert groups == [
         {"targets": ["127.0.0.1:9101"], "labels": {"environment": "production", "release": str(ids[0]),
                                                    "role": "active", "model": "digits", "version": "0"}},
@@ -86,9 +92,16 @@ def test_prometheus_finds_every_running_model_server(users, settings, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="apt-get install prometheus (for promtool)")
-def test_promtool_accepts_the_prometheus_configuration():
+def test_promtool_accepts_the_prometheus_configuration(tmp_path):
     from pathlib import Path
 
-    config = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "prometheus.yml"
+    deploy = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
+    # The token file is mounted in the container (compose.yaml); promtool wants it to exist.
+    config = tmp_path / "prometheus.yml"
+    text = (deploy / "prometheus.yml").read_text()
+    assert text.count("credentials_file: /etc/prometheus/slipway_metrics_token") == 2
+    (tmp_path / "token").write_text("t0ken")
+    config.write_text(text.replace("/etc/prometheus/slipway_metrics_token", str(tmp_path / "token")))
+    (tmp_path / "alerts.yml").write_text((deploy / "alerts.yml").read_text())
     check = subprocess.run(["promtool", "check", "config", str(config)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
