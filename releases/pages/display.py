@@ -17,14 +17,31 @@ from django.utils.safestring import SafeString
 UNITS = ((365 * 86400, "year"), (30 * 86400, "month"), (86400, "day"), (3600, "hour"), (60, "minute"))
 
 
-def ago(at: datetime, now: datetime) -> str:
-    """How long before `now`, in the largest whole unit: "just now", "5 minutes ago", "2 days ago"."""
-    seconds = (now - at).total_seconds()
+def span(seconds: float) -> str | None:
+    """A length of time in its largest whole unit ("5 minutes", "2 days"); None under a minute."""
     for size, unit in UNITS:
         if seconds >= size:
             count = int(seconds // size)
-            return f"{count} {unit}{'s' if count != 1 else ''} ago"
-    return "just now"
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return None
+
+
+def ago(at: datetime, now: datetime) -> str:
+    """How long before `now`, in the largest whole unit: "just now", "5 minutes ago", "2 days ago"."""
+    length = span((now - at).total_seconds())
+    return f"{length} ago" if length else "just now"
+
+
+def lasted(at: datetime | None, now: datetime | None = None, *, at_least: bool = False) -> SafeString:
+    """How long something has gone on since `at` ("for 7 minutes"; "for over 3 days" when `at_least`, the
+    record reaching back no further), with the moment it began as the title; "—" when unknown."""
+    if at is None:
+        return format_html("{}", "—")
+    local = timezone.localtime(at)
+    length = span(((now or timezone.now()) - at).total_seconds())
+    text = f"for {'over ' if at_least else ''}{length}" if length else "for less than a minute"
+    return format_html('<time datetime="{}" title="since {}">{}</time>', local.isoformat(),
+                       local.strftime("%Y-%m-%d %H:%M:%S %Z"), text)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from releases.approvals import NotAllowed
 from releases.models import Deployment, Environment, TrafficChange
 from releases.pages import queries
 from releases.pages.access import viewer_required
-from releases.pages.display import moment, stamp
+from releases.pages.display import lasted, moment
 from releases.roles import AnyUser, may
 from releases.statemachine import TransitionError
 from shipping.proxy import ProxyError
@@ -45,17 +45,20 @@ def why_no_rollback(user: AnyUser, environment: Environment, active: Deployment 
 
 def serving_context(request: HttpRequest, environment: Environment) -> dict:
     """The live part of the page: deployments, the rollback button and the serving charts."""
-    deployments = stamp(environment.deployments.exclude(role=Deployment.Role.STOPPED)
-                        .select_related("release__version__model").order_by("-traffic_percent", "-updated_at", "-id"),
-                        "updated_at")
+    deployments = list(environment.deployments.exclude(role=Deployment.Role.STOPPED)
+                       .select_related("release__version__model").order_by("-traffic_percent", "-updated_at", "-id"))
     active = next((d for d in deployments if d.role == Deployment.Role.ACTIVE), None)
     target = deploys.rollback_target(environment)
+    shares = {d.release_id: d.traffic_percent for d in [*deployments, *([target] if target else [])]}
+    since = queries.serving_since(environment.traffic_changes.all(), shares)
+    for d in deployments:
+        d.serving_for = lasted(*since.get(d.release_id, (None, False)))
     return {
         "environment": environment,
         "deployments": deployments,
         "active": active,
         "target": target,
-        "target_since": moment(target.updated_at) if target else None,
+        "target_warm_for": lasted(*since.get(target.release_id, (None, False))) if target else None,
         "cannot_roll_back": why_no_rollback(request.user, environment, active, target),
         "series": queries.serving_series(environment),
         "time_zone": settings.TIME_ZONE,

@@ -234,6 +234,31 @@ def serving_series(environment: Environment, limit: int = SERVING_SAMPLES) -> di
             "marks": [list(mark) for mark in reversed(marks)]}
 
 
+SINCE_CHANGES = 200  # traffic changes read back to find since when each release serves as it does now
+
+
+def serving_since(changes: QuerySet[TrafficChange], shares_now: dict[int, int],
+                  limit: int = SINCE_CHANGES) -> dict[int, tuple[datetime, bool]]:
+    """Release id → (since when it has served as it does now, whether the record reaches back no further):
+    since the start of its current stretch of taking traffic, or of taking none (warm) when its share
+    is 0 — read off the newest `limit` traffic `changes` in one query, not off when its row last changed."""
+    newest = list(changes.order_by("-at", "-id").values_list("at", "shares")[:limit])
+    since: dict[int, tuple[datetime, bool]] = {}
+    for release_id, share in shares_now.items():
+        serving, start = share > 0, None
+        for at, shares in newest:
+            if (shares.get(str(release_id), 0) > 0) != serving:
+                break
+            start = at
+        else:
+            if start is not None:
+                since[release_id] = (start, len(newest) == limit)
+            continue
+        if start is not None:
+            since[release_id] = (start, False)
+    return since
+
+
 def share_labels(changes: list[TrafficChange]) -> dict[str, str]:
     """Release id (as TrafficChange.shares keys it) → label, for every release named in `changes`."""
     ids = {int(pk) for change in changes for pk in change.shares}

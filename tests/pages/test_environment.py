@@ -166,7 +166,7 @@ def test_the_environment_page_takes_the_same_queries_however_many_rows(users, sc
                   "canary")
         d.samples("production", scene.serving, d.T0 + timedelta(hours=3, minutes=i), 3)
     client = client_for(make_user("olga", "on-call"))
-    with django_assert_num_queries(15):  # the monitoring panel loads after the page (monitoring/pages.py)
+    with django_assert_num_queries(16):  # the monitoring panel loads after the page (monitoring/pages.py)
         response = client.get(URL, {"at": "2026-03-01T12:15"})
     assert response.status_code == 200
     # The history's first page: newest first, the canary moves made above on top, 20 rows a page.
@@ -175,5 +175,31 @@ def test_the_environment_page_takes_the_same_queries_however_many_rows(users, sc
     assert [c.at for c in history[:min(rows, 20)]] == [
         d.T0 + timedelta(hours=2, seconds=i) for i in reversed(range(rows))][:20]
     assert len(response.context["history_rows"]) == len(history)
-    with django_assert_num_queries(9):
+    with django_assert_num_queries(10):
         assert client.get(f"{URL}live/").status_code == 200
+
+
+def test_each_release_says_how_long_it_has_served_as_it_does_now(users):
+    """From the record of traffic moves, not from when its row last changed: the canary that became
+    active 12 minutes ago has served for 12 minutes; the release it replaced is warm since the promotion."""
+    from django.utils import timezone
+
+    from releases.models import Environment
+    from releases.pages.queries import serving_since
+
+    now = timezone.now()
+    model = d.make_model("digits")
+    old, new = (d.make_release(d.make_version(model, label, users["ci"]), "released") for label in ("1.0", "1.1"))
+    d.deploy("production", old, "warm", 0)
+    d.deploy("production", new, "active", 100)  # both rows written just now
+    d.traffic("production", now - timedelta(minutes=40), {old: 100}, "deploy", users["ci"])
+    d.traffic("production", now - timedelta(minutes=12), {old: 90, new: 10}, "canary", users["ci"])
+    d.traffic("production", now - timedelta(minutes=7), {new: 100}, "promote", users["ci"])
+    body = client_for(make_user("olga", "on-call")).get(URL).content.decode()
+    began = timezone.localtime(now - timedelta(minutes=12))
+    assert f'title="since {began:%Y-%m-%d %H:%M:%S %Z}">for 12 minutes</time>' in body
+    assert "kept warm <time datetime" in body and ">for 7 minutes</time>, in place of" in body
+    changes = Environment.objects.get(name="production").traffic_changes.all()
+    assert serving_since(changes, {new.pk: 100, old.pk: 0}) == {
+        new.pk: (now - timedelta(minutes=12), False), old.pk: (now - timedelta(minutes=7), False)}
+    assert serving_since(changes, {new.pk: 100}, limit=2) == {new.pk: (now - timedelta(minutes=12), True)}
