@@ -45,8 +45,9 @@ def why_no_rollback(user: AnyUser, environment: Environment, active: Deployment 
 
 def serving_context(request: HttpRequest, environment: Environment) -> dict:
     """The live part of the page: deployments, the rollback button and the serving charts."""
-    deployments = list(environment.deployments.exclude(role=Deployment.Role.STOPPED)
-                       .select_related("release__version__model").order_by("-traffic_percent", "-updated_at", "-id"))
+    deployments: list = list(environment.deployments.exclude(role=Deployment.Role.STOPPED)  # given serving_for below
+                             .select_related("release__version__model")
+                             .order_by("-traffic_percent", "-updated_at", "-id"))
     active = next((d for d in deployments if d.role == Deployment.Role.ACTIVE), None)
     target = deploys.rollback_target(environment)
     shares = {d.release_id: d.traffic_percent for d in [*deployments, *([target] if target else [])]}
