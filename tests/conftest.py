@@ -122,10 +122,9 @@ def _worker_process(django_db_setup, django_db_blocker) -> subprocess.Popen:
 
 def stop_serving() -> None:
     """Stop the HAProxy and the model servers that this test session's worker started."""
-    from shipping.proxy import ProxyConfig, stop
+    from shipping.cleanup import stop_serving as stop_registered_serving
 
-    stop(ProxyConfig(state_dir=settings.SLIPWAY_PROXY_DIR))
-    subprocess.run(["pkill", "-f", f"serving --model {settings.ARTIFACT_DIR}"], check=False)
+    stop_registered_serving(settings.SLIPWAY_PROXY_DIR, settings.SLIPWAY_SERVING_DIR / "pids")
 
 
 def wait_for_status(release_id: int, *statuses: str, timeout: float = 60) -> Release:
