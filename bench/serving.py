@@ -24,6 +24,7 @@ import http.client
 import json
 import multiprocessing
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -253,6 +254,7 @@ def main() -> None:
         for process in processes:
             process.terminate()
             process.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
     figures = {key: round(value, 4) if isinstance(value, float) else value for key, value in figures.items()}
     figures["load_average_1m"] = round(os.getloadavg()[0], 2)
     for name in ("digits", "minilm"):

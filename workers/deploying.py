@@ -1,5 +1,7 @@
 """Starting a release's model server in an environment, and keeping the proxy in step with the records."""
 
+import hashlib
+import hmac
 import logging
 from pathlib import Path
 
@@ -63,6 +65,13 @@ def monitoring_profile(release: Release) -> Path | None:
         return None
 
 
+def control_token(environment: str, release_id: str) -> str:
+    """The bearer token a release's server in an environment takes control requests with (placing a
+    shadow): derived from the secret key, so it is never stored and Slipway can always recompute it."""
+    message = f"serving-control:{environment}:{release_id}".encode()
+    return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
+
+
 def launch(release: Release, environment: Environment, port: int | None = None) -> Instance:
     """Start the release's server and wait for it to pass its health check (else HealthCheckFailed)."""
     artifact = serving_artifact(release)
@@ -71,7 +80,7 @@ def launch(release: Release, environment: Environment, port: int | None = None) 
         release_id=str(release.pk), environment=environment.name, port=port or _ports.allocate(exclude=taken),
         model_name=release.version.model.name, version=release.version.label, sha256=artifact.sha256,
         model_path=get_store().local_path(artifact.sha256), image=release.image or None,
-        profile_path=monitoring_profile(release))
+        profile_path=monitoring_profile(release), control_token=control_token(environment.name, str(release.pk)))
     return target_for(environment).launch(spec, timeout=READY_TIMEOUT_S)
 
 

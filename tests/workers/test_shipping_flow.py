@@ -4,15 +4,21 @@ real worker process, real HAProxy, model servers as local processes."""
 import time
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import requests
+import tritonclient.http as triton
 from django.conf import settings
 
-from releases.models import Deployment, ReleasePolicy, TrafficChange
+from releases import deploys
+from releases.models import Deployment, Release, ReleasePolicy, TrafficChange
+from releases.storage import get_store
 from serving import oip
+from shipping import shadow
 from tests.conftest import build_form, token_client, wait_for_status
 from tests.factories import digits_model
 from tests.shipping.load import SteadyLoad
+from workers.deploying import control_token, launch, serving_artifact, target_for
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 PRODUCTION = f"http://127.0.0.1:{settings.SLIPWAY_FIRST_PROXY_PORT + 1}"
@@ -88,3 +94,27 @@ def test_staging_canary_promotion_and_one_call_rollback_under_load(celery_worker
     assert [r["id"] for r in live["releases"]] == [first]
     assert served_by() == str(first)
     assert wait_for_status(second, "rolled_back").status == "rolled_back"
+
+    # tritonclient through production's address, then the rolled-back release as a shadow of the active one.
+    active = Deployment.objects.get(environment__name="production", role="active")
+    candidate = launch(Release.objects.get(pk=second), active.environment)  # not in the proxy: no live traffic
+    rows = digits_model().eval_inputs[:4].astype(np.float32)
+    served = get_store().local_path(serving_artifact(active.release).sha256)  # the chosen candidate
+    expected = ort.InferenceSession(str(served)).run(None, {"pixels": rows})[0]
+    client = triton.InferenceServerClient(PRODUCTION.removeprefix("http://"))
+    pixels = triton.InferInput("pixels", [4, 64], "FP32")
+    pixels.set_data_from_numpy(rows)
+    np.testing.assert_allclose(client.infer("digits", [pixels]).as_numpy("probabilities"), expected, rtol=1e-6)
+    token = control_token("production", str(first))
+    shadow.start(deploys.instance_of(active), token, candidate, 1.0)
+    for _ in range(10):
+        client.infer("digits", [pixels])
+    deadline = time.monotonic() + 20
+    while (figures := shadow.report(deploys.instance_of(active)))["pairs"] < 10 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    paired = (figures["pairs"], figures.get("task"), figures.get("same_label_rate"))
+    assert paired == (10, "classification", 1.0), figures
+    assert shadow.verdict(figures, 1.0, shadow.ShadowPolicy(minutes=0.5, min_pairs=10)).decision == "pass"
+    shadow.stop(deploys.instance_of(active), token)
+    target_for(active.environment).stop(candidate)
+    client.close()
