@@ -74,12 +74,13 @@ def waiting_for(user: AnyUser, limit: int = 20) -> list[Release]:
     if not isinstance(user, User):
         return []
     waits = StageRun.objects.filter(release=OuterRef("pk"), status=StageStatus.WAITING)
-    mine = Approval.objects.filter(release=OuterRef("pk"), user=user)
-    decided_here = Q()
+    at_the_waiting_gate = Q()
     for gate, stage in GATE_STAGES.items():
-        decided_here |= Q(Exists(mine.filter(gate=gate)) & Exists(waits.filter(name=stage)))
+        at_the_waiting_gate |= Q(gate=gate, release__stages__name=stage, release__stages__status=StageStatus.WAITING)
+    decided_here = Approval.objects.filter(at_the_waiting_gate, release=OuterRef("pk"), user=user)
     rows = (RELEASE_ROWS.filter(status=ReleaseStatus.AWAITING_APPROVAL).exclude(version__author=user)
-            .exclude(decided_here).annotate(at_production=Exists(waits.filter(name=GATE_STAGES["production"])))
+            .exclude(Exists(decided_here))
+            .annotate(at_production=Exists(waits.filter(name=GATE_STAGES["production"])))
             .order_by("created_at", "id"))
     if not has_role(user, ADMIN):
         groups = groups_of(user)

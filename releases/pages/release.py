@@ -3,6 +3,7 @@ its gate and picking another candidate go through the domain functions."""
 
 from django.contrib import messages
 from django.core.paginator import Page
+from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -18,7 +19,8 @@ from releases.statemachine import TERMINAL, TransitionError
 
 RELEASE_DETAIL = (Release.objects.select_related("version__model__policy__approver_group", "version__author",
                                                  "version__artifact")
-                  .prefetch_related("stages", "gate_checks", "metrics", "approvals__user", "artifacts"))
+                  .prefetch_related("stages", "gate_checks", "metrics", "artifacts",
+                                    Prefetch("approvals", queryset=Approval.objects.select_related("user"))))
 AUDIT_PER_PAGE = 50
 POLL_SECONDS = 1
 
