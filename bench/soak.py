@@ -2,7 +2,7 @@
 
 A build of the demo model is posted every --every seconds (2 s) for --minutes (15); one in
 --approve-every (5) is approved at its first gate, so it is packaged and deployed to staging, and
-one in --reject-every (10) is rejected; every --rollback-every builds (40) on-call rolls staging
+one in --reject-every (10) is rejected (builds 1, 11, 21, ...); every --rollback-every builds (40) on-call rolls staging
 back. The rest stop at their gate, as most builds of a busy day do.
 
 Printed at the end, with the load average: worker (and other children) crashes and restarts from
@@ -112,7 +112,7 @@ class Soak:
             pk, n = release["id"], self.posted.get(release["id"])
             if n is None or pk in self.decided:
                 continue
-            verb = "approve" if n % approve_every == 0 else "reject" if n % reject_every == 0 else None
+            verb = "approve" if n % approve_every == 0 else "reject" if n % reject_every == 1 else None
             if verb:
                 self.alice.post(f"{self.url}/api/v1/releases/{pk}/{verb}/", json={"comment": "soak"}, timeout=30)
                 self.decided.add(pk)
