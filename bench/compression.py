@@ -22,6 +22,7 @@ The last line printed is one JSON object with the figures.
 
 from __future__ import annotations
 
+import argparse
 import json
 import multiprocessing
 import os
@@ -300,7 +301,7 @@ def minilm(scratch: Path) -> dict:
     }
 
 
-def digits(scratch: Path) -> dict:
+def digits(scratch: Path, epochs: int = 40) -> dict:
     from safetensors.torch import save_file
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -314,7 +315,7 @@ def digits(scratch: Path) -> dict:
     teacher = build_module("mlp", {"layers": [64, 256, 256, 10]}).train()
     optimiser = torch.optim.Adam(teacher.parameters(), lr=1e-3)
     inputs, labels = torch.from_numpy(x_train), torch.from_numpy(y_train)
-    for _ in range(40):
+    for _ in range(epochs):
         order = torch.randperm(len(inputs))
         for start in range(0, len(inputs), 64):
             index = order[start : start + 64]
@@ -369,9 +370,17 @@ def digits(scratch: Path) -> dict:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=["all", "minilm", "digits"], default="all")
+    parser.add_argument("--epochs", type=int, default=40, help="the digits teacher's training epochs")
+    args = parser.parse_args()
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as scratch:
-        result = {"minilm": minilm(Path(scratch)), "digits": digits(Path(scratch))}
+        result = {}
+        if args.part in ("all", "minilm"):
+            result["minilm"] = minilm(Path(scratch))
+        if args.part in ("all", "digits"):
+            result["digits"] = digits(Path(scratch), args.epochs)
     print(json.dumps(result))
 
 

@@ -281,6 +281,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=50, help="timed requests per page (default 50)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--versions", type=int, default=TOTAL_VERSIONS,
+                        help=f"versions in the end (default {TOTAL_VERSIONS:,}); the counts are compared with "
+                             f"those at {FIRST_VERSIONS}")
     args = parser.parse_args()
 
     recreate_database()
@@ -298,7 +301,7 @@ def main() -> None:
         population.add_versions(FIRST_VERSIONS)
         small = query_counts(population)
         started = time.perf_counter()
-        population.add_versions(TOTAL_VERSIONS)
+        population.add_versions(args.versions)
         fill_s = time.perf_counter() - started
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")  # planner statistics, as autovacuum keeps them on a live database
@@ -316,7 +319,7 @@ def main() -> None:
     )
     print(
         f"{'page':24} {'median ms':>9} {'p95 ms':>7} {'cpu ms':>6} {'queries@' + str(FIRST_VERSIONS):>11} "
-        f"{'queries@' + str(TOTAL_VERSIONS):>14} {'KB':>6}  url"
+        f"{'queries@' + str(args.versions):>14} {'KB':>6}  url"
     )
     for name, row in results.items():
         row.update(queries_small=small[name], queries=large[name])

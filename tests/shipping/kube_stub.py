@@ -28,6 +28,7 @@ class KubeStub:
     url: str = ""
     objects: dict[str, dict] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
+    ready: bool = True  # False: every Deployment reports 0 ready replicas (a rollout that never becomes ready)
 
     def kubeconfig(self, folder: Path) -> Path:
         path = folder / "kubeconfig"
@@ -85,13 +86,17 @@ def _handler(stub: KubeStub) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             request = self._record()
+            if request.path.endswith("/pods"):  # a listing by label selector: no pod is ever scheduled here
+                self._answer(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": []})
+                return
             key = request.path.removesuffix("/status")
             if key not in stub.objects:
                 self._answer(404, _status(404, "NotFound"))
                 return
             stored = stub.objects[key]
             replicas = stored.get("spec", {}).get("replicas", 1)
-            self._answer(200, stored | {"status": {"replicas": replicas, "readyReplicas": replicas}})
+            ready = replicas if stub.ready else 0
+            self._answer(200, stored | {"status": {"replicas": replicas, "readyReplicas": ready}})
 
         def do_DELETE(self) -> None:
             request = self._record()

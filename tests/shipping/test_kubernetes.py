@@ -15,7 +15,7 @@ from releases.actors import Actor
 from releases.models import Environment
 from shipping.kubernetes import manifests
 from shipping.kubernetes.manifests import Cluster, ManifestError
-from shipping.targets import InstanceSpec
+from shipping.targets import HealthCheckFailed, InstanceSpec
 from tests.conftest import make_user
 from tests.pages.data import make_model, make_release, make_version
 from tests.shipping.kube_stub import kube_stub
@@ -140,3 +140,22 @@ def test_releases_are_applied_traffic_moves_and_rollback_moves_it_back(settings,
     assert [[(b["name"], b["weight"]) for b in m.body["spec"]["rules"][0]["backendRefs"]] for m in moves] == [
         [(names[old], 100)], [(names[new], 100)], [(names[old], 100)]]
     assert production.deployments.get(role="active").release == old
+
+
+@pytest.mark.django_db
+def test_a_rollout_that_never_becomes_ready_fails_with_the_reason(settings, tmp_path):
+    Environment.objects.filter(name="production").update(target="kubernetes")
+    with kube_stub() as stub:
+        stub.ready = False
+        settings.SLIPWAY_KUBECONFIG = str(stub.kubeconfig(tmp_path))
+        settings.SLIPWAY_K8S_NAMESPACE, settings.SLIPWAY_K8S_REPLICAS = "models", 2
+        target = target_for(Environment.objects.get(name="production"))
+        spec = InstanceSpec(release_id="7", environment="production", port=0, model_name="digits",
+                            version="1.0.0", image=DIGEST)
+        with pytest.raises(HealthCheckFailed) as failed:
+            target.launch(spec, timeout=1.5)
+    assert "0 of 2 replicas ready after 2 s" in str(failed.value)
+    assert "release 7" in str(failed.value)
+    apps = f"/apis/apps/v1{NS}/deployments/slipway-production-r7"
+    assert stub.calls()[:3] == [("POST", f"/apis/apps/v1{NS}/deployments"), ("POST", f"/api/v1{NS}/services"),
+                                ("GET", f"{apps}/status")]
