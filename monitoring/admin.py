@@ -13,3 +13,11 @@ class AlertActionAdmin(admin.ModelAdmin):
     list_display = ["at", "alertname", "environment", "release", "action"]
     list_filter = ["action", "environment"]
     readonly_fields = ["environment", "release", "alertname", "fingerprint", "at", "action", "detail"]
+
+
+@admin.register(m.ShadowRun)
+class ShadowRunAdmin(admin.ModelAdmin):
+    list_display = ["shadow", "active", "environment", "share", "verdict", "started_at", "stopped_at"]
+    list_filter = ["verdict", "environment"]
+    readonly_fields = ["environment", "active", "shadow", "share", "instance", "figures", "verdict", "reason",
+                       "started_at", "stopped_at"]

@@ -113,3 +113,38 @@ class AlertAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.alertname} → {self.action}"
+
+
+class ShadowRun(models.Model):
+    """A release running in shadow beside an environment's active release: a share of the active
+    release's requests copied to it, the answers paired by the active server (serving/shadow.py), the
+    paired figures collected with the monitoring beat and judged against the run's policy."""
+
+    class Verdict(models.TextChoices):
+        WAIT = "wait"
+        PASS = "pass"  # noqa: S105 (a verdict, not a password)
+        FAIL = "fail"
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="shadow_runs")
+    active = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="shadowed_runs")
+    shadow = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="shadow_runs")
+    share = models.FloatField(help_text="share of the active release's requests copied, 0..1")
+    instance = models.JSONField(default=dict, help_text="the shadow's own server (not in the proxy)")
+    minutes = models.FloatField(default=10.0, help_text="shadow minutes before a verdict")
+    min_pairs = models.PositiveIntegerField(default=200)
+    min_agreement = models.FloatField(default=0.98, help_text="same-label rate or mean cosine")
+    max_abs_difference = models.FloatField(default=0.05, help_text="regression")
+    max_p95_increase = models.FloatField(default=0.2, help_text="when the bootstrap interval says it is real")
+    figures = models.JSONField(default=dict, blank=True, help_text="the active server's last /v1/shadow report")
+    verdict = models.CharField(max_length=4, choices=Verdict.choices, default=Verdict.WAIT)
+    reason = models.TextField(blank=True)
+    started_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [models.UniqueConstraint(fields=["environment"], condition=models.Q(stopped_at=None),
+                                               name="one_running_shadow_per_environment")]
+
+    def __str__(self) -> str:
+        return f"#{self.shadow_id} in shadow of #{self.active_id} in {self.environment} ({self.verdict})"

@@ -6,5 +6,6 @@ from celery import shared_task
 @shared_task(name="monitoring.tasks.collect")
 def collect() -> dict[str, int]:
     from monitoring.collect import collect_all
+    from monitoring.shadowing import collect_shadows
 
-    return collect_all()
+    return collect_all() | {"shadow_runs": collect_shadows()}

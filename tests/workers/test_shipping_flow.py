@@ -1,6 +1,8 @@
 """Two releases through staging, the production gate and a canary under load, then a rollback —
 real worker process, real HAProxy, model servers as local processes."""
 
+import io
+import json
 import time
 
 import numpy as np
@@ -9,16 +11,19 @@ import pytest
 import requests
 import tritonclient.http as triton
 from django.conf import settings
+from django.core.management import call_command
+from django.test import Client
 
-from releases import deploys
-from releases.models import Deployment, Release, ReleasePolicy, TrafficChange
+from monitoring.models import ShadowRun
+from monitoring.shadowing import collect_one
+from releases.models import Deployment, ReleasePolicy, TrafficChange
 from releases.storage import get_store
 from serving import oip
-from shipping import shadow
+from shipping.targets import Instance
 from tests.conftest import build_form, token_client, wait_for_status
 from tests.factories import digits_model
 from tests.shipping.load import SteadyLoad
-from workers.deploying import control_token, launch, serving_artifact, target_for
+from workers.deploying import serving_artifact, target_for
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 PRODUCTION = f"http://127.0.0.1:{settings.SLIPWAY_FIRST_PROXY_PORT + 1}"
@@ -95,9 +100,8 @@ def test_staging_canary_promotion_and_one_call_rollback_under_load(celery_worker
     assert served_by() == str(first)
     assert wait_for_status(second, "rolled_back").status == "rolled_back"
 
-    # tritonclient through production's address, then the rolled-back release as a shadow of the active one.
+    # tritonclient through production's address, then the rolled-back release in shadow of the active one.
     active = Deployment.objects.get(environment__name="production", role="active")
-    candidate = launch(Release.objects.get(pk=second), active.environment)  # not in the proxy: no live traffic
     rows = digits_model().eval_inputs[:4].astype(np.float32)
     served = get_store().local_path(serving_artifact(active.release).sha256)  # the chosen candidate
     expected = ort.InferenceSession(str(served)).run(None, {"pixels": rows})[0]
@@ -105,16 +109,24 @@ def test_staging_canary_promotion_and_one_call_rollback_under_load(celery_worker
     pixels = triton.InferInput("pixels", [4, 64], "FP32")
     pixels.set_data_from_numpy(rows)
     np.testing.assert_allclose(client.infer("digits", [pixels]).as_numpy("probabilities"), expected, rtol=1e-6)
-    token = control_token("production", str(first))
-    shadow.start(deploys.instance_of(active), token, candidate, 1.0)
+    call_command("shadow", "start", "production", str(second), "--share", "1", "--minutes", "0",
+                 "--min-pairs", "10", stdout=io.StringIO())
+    run = ShadowRun.objects.get(stopped_at=None)
+    assert (run.active_id, run.shadow_id, run.verdict) == (first, second, "wait")
     for _ in range(10):
         client.infer("digits", [pixels])
-    deadline = time.monotonic() + 20
-    while (figures := shadow.report(deploys.instance_of(active)))["pairs"] < 10 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    paired = (figures["pairs"], figures.get("task"), figures.get("same_label_rate"))
-    assert paired == (10, "classification", 1.0), figures
-    assert shadow.verdict(figures, 1.0, shadow.ShadowPolicy(minutes=0.5, min_pairs=10)).decision == "pass"
-    shadow.stop(deploys.instance_of(active), token)
-    target_for(active.environment).stop(candidate)
     client.close()
+    deadline = time.monotonic() + 20
+    while collect_one(run).figures.get("pairs", 0) < 10 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    paired = (run.figures["pairs"], run.figures.get("task"), run.figures.get("same_label_rate"), run.verdict)
+    assert paired == (10, "classification", 1.0, "pass"), (run.figures, run.reason)
+    viewer = Client()
+    viewer.force_login(users["victor"])
+    panel = viewer.get(f"/monitoring/releases/{second}/").content.decode()
+    assert "In shadow" in panel and "same label rate 1.0000" in panel and f"#{first}" in panel
+    out = io.StringIO()
+    call_command("shadow", "stop", "production", stdout=out)
+    assert json.loads(out.getvalue())["verdict"] == "pass"
+    assert ShadowRun.objects.get().stopped_at is not None
+    assert not target_for(active.environment).is_alive(Instance(**run.instance))
