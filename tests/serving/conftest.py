@@ -87,9 +87,9 @@ def serving_process(model: Path, tmp_path: Path, name: str, *options: str,
         deadline = time.monotonic() + 30
         while True:
             try:
-                if requests.get(url + "/v2/health/ready", timeout=1).status_code == 200:
+                if requests.get(url + "/v2/health/ready", timeout=5).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or too slow on a busy machine
                 pass
             assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
             time.sleep(0.05)
