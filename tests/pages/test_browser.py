@@ -240,3 +240,21 @@ def test_an_on_call_engineer_rolls_production_back_in_one_click(production_behin
     marks = page.evaluate("Chart.getChart(document.getElementById('chart-rps')).options.plugins.slipwayMarks.marks")
     assert [action for _, action in marks] == ["deploy", "promote", "rollback"]
     screenshot(page, "environment-after-rollback")
+
+
+def test_the_error_watch_catches_errors_logged_after_the_last_step(browser, live_server):
+    """What makes every Chromium test fail on a console or page error (tests/browser.py), on its own
+    page here so that this test itself passes: an error thrown after the test's last step still counts."""
+    from tests.browser import PageErrors
+
+    watched = PageErrors()
+    context = browser.new_context(base_url=live_server.url)
+    page = context.new_page()
+    watched.watch(page)
+    page.goto("/login/")
+    page.evaluate("console.error('boom'); setTimeout(() => { throw new RangeError('Invalid time value'); }, 300)")
+    watched.settle()
+    context.close()
+    url = f"{live_server.url}/login/"
+    assert [e.split(" (")[0] for e in watched.errors] == [
+        f"console error on {url}: boom", f"page error on {url}: RangeError: Invalid time value"]
