@@ -6,6 +6,7 @@ environment back with the alert as the reason. An environment rolled back by an 
 rolled back by another within the policy's cool-down: a flapping alert notifies instead.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -62,7 +63,7 @@ def _reason(alert: dict, labels: dict) -> str:
     return f"alert {labels.get('alertname', '?')} firing{since}" + (f": {summary}" if summary else "")
 
 
-def handle(alert: dict, user: AnyUser, token_name: str | None) -> Outcome:
+def handle(alert: dict, user: AnyUser, token_name: str | None, *, may_roll_back: bool = False) -> Outcome:
     labels = {str(k): str(v) for k, v in alert.get("labels", {}).items()}
     name, fingerprint = labels.get("alertname", ""), str(alert.get("fingerprint", ""))[:64]
 
@@ -85,6 +86,8 @@ def handle(alert: dict, user: AnyUser, token_name: str | None) -> Outcome:
         active = environment.deployments.filter(role=Deployment.Role.ACTIVE).select_related(
             "release__version").first()
         why_not = _why_no_rollback(policy, environment, active, model, labels)
+        if why_not is None and not may_roll_back:
+            why_not = "the alerts token lacks the 'rollback' scope, so an alert only notifies"
         fired = {"alert": name, "labels": labels, "fingerprint": fingerprint,
                  "starts_at": str(alert.get("startsAt", "")), "policy": policy.on_alert}
         if why_not is None and active is not None:
@@ -125,5 +128,15 @@ def _why_no_rollback(policy: MonitoringPolicy, environment: Environment, active:
     return None
 
 
-def receive(document: object, user: AnyUser, token_name: str | None) -> list[dict[str, str]]:
-    return [handle(alert, user, token_name).as_dict() for alert in alerts_of(document)]
+def unbound(document: object, binds: Callable[[str, str], bool]) -> list[str]:
+    """The model/environment pairs named by the alerts that the sender's token is not bound to."""
+    pairs = {(str(a.get("labels", {}).get("model", "")), str(a.get("labels", {}).get("environment", "")))
+             for a in alerts_of(document)}
+    return sorted(f"{model or '(none)'} in {environment or '(none)'}" for model, environment in pairs
+                  if not binds(model, environment))
+
+
+def receive(document: object, user: AnyUser, token_name: str | None, *,
+            may_roll_back: bool = False) -> list[dict[str, str]]:
+    """Each alert acts; an automatic rollback also needs `may_roll_back` (the token's rollback scope)."""
+    return [handle(alert, user, token_name, may_roll_back=may_roll_back).as_dict() for alert in alerts_of(document)]

@@ -10,8 +10,9 @@ from rest_framework.views import APIView
 
 from monitoring import alerts, feedback
 from monitoring.models import MonitoringPolicy
+from releases.api.auth import ApiTokenAuthentication
 from releases.api.views import token_name
-from releases.models import Model
+from releases.models import ApiToken, Model
 
 
 def malformed(exc: Exception) -> Response:
@@ -43,8 +44,12 @@ class FeedbackView(APIView):
 
 
 class AlertsView(APIView):
-    """Alertmanager's webhook receiver: each firing alert notifies or rolls back, by the model's policy."""
+    """Alertmanager's webhook receiver: each firing alert notifies or rolls back, by the model's policy.
 
+    Only a token with the `alerts` scope may post (a browser session may not); its alerts may name only
+    the models and environments it is bound to; it rolls back only when it also has the `rollback` scope."""
+
+    authentication_classes = [ApiTokenAuthentication]
     parser_classes = [JSONParser]
     scopes = {"post": "alerts"}
     roles = {"post": "view"}
@@ -53,8 +58,15 @@ class AlertsView(APIView):
                    responses={200: OpenApiResponse(description='{"alerts": [{"alertname", "fingerprint", '
                                                            '"action", "detail"}]}')})
     def post(self, request: Request) -> Response:
+        token = request.auth
+        assert isinstance(token, ApiToken)  # only ApiTokenAuthentication lets a request in here
         try:
-            outcomes = alerts.receive(request.data, request.user, token_name(request))
+            refused = alerts.unbound(request.data, token.binds)
+            if refused:
+                return Response({"error": "not_bound", "detail": f"this token is not bound to {', '.join(refused)}"},
+                                status=status.HTTP_403_FORBIDDEN)
+            outcomes = alerts.receive(request.data, request.user, token_name(request),
+                                      may_roll_back="rollback" in token.scopes)
         except alerts.MalformedNotification as exc:
             return malformed(exc)
         return Response({"alerts": outcomes})

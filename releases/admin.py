@@ -101,15 +101,17 @@ class AuditEventAdmin(admin.ModelAdmin):
 
 @admin.register(m.ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ["name", "user", "prefix", "scopes", "created_at", "last_used_at", "revoked"]
-    fields = ["user", "name", "scopes", "expires_at", "revoked", "prefix", "created_at", "last_used_at"]
+    list_display = ["name", "user", "prefix", "scopes", "created_at", "expires_at", "last_used_at", "revoked"]
+    fields = ["user", "name", "scopes", "bound_models", "bound_environments", "expires_at", "revoked", "prefix",
+              "created_at", "last_used_at"]
     readonly_fields = ["prefix", "created_at", "last_used_at"]
 
     def save_model(self, request, obj: m.ApiToken, form, change: bool) -> None:  # noqa: ANN001
         if change:
             super().save_model(request, obj, form, change)
             return
-        token, raw = m.ApiToken.issue(obj.user, obj.name, obj.scopes, obj.expires_at)
+        token, raw = m.ApiToken.issue(obj.user, obj.name, obj.scopes, obj.expires_at or m.tokens.NOT_GIVEN,
+                                      models=obj.bound_models, environments=obj.bound_environments)
         obj.pk = token.pk
         messages.warning(request, f"Token for {obj.user}: {raw} — copy it now; it is not shown again.")
 

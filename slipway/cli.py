@@ -1,6 +1,6 @@
 """`slipway`: the command-line client for CI and on-call, over the REST API with a token.
 
-    export SLIPWAY_URL=http://127.0.0.1:8000 SLIPWAY_TOKEN=slw_...
+    export SLIPWAY_URL=https://slipway.example.com SLIPWAY_TOKEN=slw_...   # or: ... | slipway --token-stdin ...
     slipway push --model digits --version 1.0.1 --git-commit $(git rev-parse HEAD) model.onnx eval.npz
     slipway wait 12 --until awaiting_approval
     slipway approve 12 --comment "checked the candidates"
@@ -18,10 +18,12 @@ status (e.g. failed or rejected while waiting for released); 4 wait timed out.
 """
 
 import argparse
+import ipaddress
 import json
 import os
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 import requests
@@ -40,10 +42,33 @@ class WaitTimedOut(Exception):
     pass
 
 
+def plain_http_to_another_host(url: str) -> bool:
+    """True when the token would cross a network unencrypted: http:// to a host that is not this machine."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http":
+        return False
+    host = parts.hostname or ""
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
+def read_token(from_stdin: bool) -> str:
+    """The token from standard input (--token-stdin) or SLIPWAY_TOKEN; never from the command line,
+    where every user of the machine sees it (ps, shell history)."""
+    return sys.stdin.readline().strip() if from_stdin else os.environ.get("SLIPWAY_TOKEN", "").strip()
+
+
 class Client:
     def __init__(self, url: str, token: str, timeout: float = 30) -> None:
         if not token:
-            raise ApiError("no token: set SLIPWAY_TOKEN or pass --token")
+            raise ApiError("no token: set SLIPWAY_TOKEN, or pipe it in with --token-stdin")
+        if plain_http_to_another_host(url):
+            print(f"slipway: warning: {url} is plain http: the token and everything else cross the network "
+                  "unencrypted; use https", file=sys.stderr)
         self.url = url.rstrip("/")
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {token}"
@@ -110,7 +135,8 @@ def wait(client: Client, release_id: int, until: set[str], timeout: float) -> di
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="slipway", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--url", default=os.environ.get("SLIPWAY_URL", "http://127.0.0.1:8000"))
-    p.add_argument("--token", default=os.environ.get("SLIPWAY_TOKEN", ""))
+    p.add_argument("--token-stdin", action="store_true",
+                   help="read the API token from standard input (else from SLIPWAY_TOKEN)")
     p.add_argument("--json", action="store_true", help="print the API's JSON (for scripts) instead of tables")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("push", help="post a build (artifact and evaluation data)")
@@ -143,7 +169,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> dict:
-    client = Client(args.url, args.token)
+    client = Client(args.url, read_token(args.token_stdin))
     if args.command == "push":
         result = push(client, args)
         if args.wait:

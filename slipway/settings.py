@@ -153,6 +153,8 @@ SLIPWAY_S3_PART_BYTES = env.int("SLIPWAY_S3_PART_BYTES", default=64 * 1024**2)
 SLIPWAY_S3_URL_SECONDS = env.int("SLIPWAY_S3_URL_SECONDS", default=3600)
 SLIPWAY_CACHE_DIR = Path(env.str("SLIPWAY_CACHE_DIR", default=str(ARTIFACT_DIR / "cache"))).resolve()
 
+# API tokens expire this many days after they are made unless told otherwise (createtoken --expires; 0: never).
+SLIPWAY_TOKEN_LIFETIME_DAYS = env.int("SLIPWAY_TOKEN_LIFETIME_DAYS", default=90)
 # /metrics and /metrics/targets ask for this bearer token (Prometheus' authorization.credentials); unset, it is
 # generated into SLIPWAY_DATA_DIR/metrics_token on first start.
 SLIPWAY_METRICS_TOKEN = env.str("SLIPWAY_METRICS_TOKEN", default="") or _installation_secret("metrics_token", 32)

@@ -1,6 +1,8 @@
 """The `slipway` command drives a release from push to rollback against a live server and worker."""
 
 import json
+import os
+from unittest import mock
 
 import pytest
 
@@ -16,13 +18,15 @@ def token(user, *scopes: str) -> str:
 
 
 def slipway(capsys, url: str, tok: str, *args: str) -> tuple[int, object]:
-    code = main(["--url", url, "--token", tok, "--json", *args])
+    with mock.patch.dict(os.environ, {"SLIPWAY_TOKEN": tok}):
+        code = main(["--url", url, "--json", *args])
     out, err = capsys.readouterr()
     return code, (json.loads(out) if code == 0 else err.strip())
 
 
 def for_people(capsys, url: str, tok: str, *args: str) -> tuple[int, str, str]:
-    code = main(["--url", url, "--token", tok, *args])
+    with mock.patch.dict(os.environ, {"SLIPWAY_TOKEN": tok}):
+        code = main(["--url", url, *args])
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from releases.pages import catalog, environment, health, home, release
+from releases.pages import catalog, environment, health, home, release, tokens
 
 urlpatterns = [
     path("", home.home, name="home"),
@@ -15,4 +15,6 @@ urlpatterns = [
     path("environments/<str:name>/live/", environment.environment_live, name="environment-live"),
     path("environments/<str:name>/rollback/", environment.rollback, name="rollback"),
     path("health/", health.health, name="health"),
+    path("tokens/", tokens.token_list, name="tokens"),
+    path("tokens/<int:token_id>/revoke/", tokens.token_revoke, name="token-revoke"),
 ]

@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 import requests
 import yaml
+from django.conf import settings
 from onnx import TensorProto, helper, numpy_helper
 
 from workers.demo_model import digits_model
@@ -145,11 +146,16 @@ def start_prometheus(work: Path, slipway_url: str, alertmanager: Daemon, timings
                         "evaluation_interval": duration(timings.evaluation)}
     config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [f"127.0.0.1:{alertmanager.port}"]
     host = slipway_url.removeprefix("http://")
+    token_file = work / "slipway_metrics_token"  # Slipway's /metrics and /metrics/targets ask for it
+    token_file.write_text(settings.SLIPWAY_METRICS_TOKEN)
     for job in config["scrape_configs"]:
         for static in job.get("static_configs", []):
             static["targets"] = [host]
         for sd in job.get("http_sd_configs", []):
             sd |= {"url": f"{slipway_url}/metrics/targets", "refresh_interval": duration(timings.discovery)}
+        for block in [job, *job.get("http_sd_configs", [])]:
+            if "authorization" in block:
+                block["authorization"] = {"credentials_file": str(token_file)}
     (work / "alerts.yml").write_text(rules_with(timings))
     path = work / "prometheus.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))

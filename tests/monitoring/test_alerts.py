@@ -35,7 +35,7 @@ def moves(monkeypatch) -> list[dict]:
 
 @pytest.fixture
 def pager(users):
-    return token_client(make_user("pager", "on-call"), ["alerts"])
+    return token_client(make_user("pager", "on-call"), ["alerts", "rollback"])
 
 
 def post(client, body: object):
@@ -90,7 +90,7 @@ def test_after_the_cool_down_an_alert_tries_to_roll_back_again(serving, pager, m
 
 def test_a_token_user_who_may_not_roll_back_is_reported_not_obeyed(serving, users, moves):
     MonitoringPolicy.objects.create(model=serving["active"].release.version.model, on_alert="rollback")
-    answer = post(token_client(users["victor"], ["alerts"]), notification()).json()["alerts"][0]
+    answer = post(token_client(users["victor"], ["alerts", "rollback"]), notification()).json()["alerts"][0]
     assert answer == {"alertname": "SlipwayLiveAccuracyDrop", "fingerprint": "c0ffee", "action": "notified",
                       "detail": "the rollback failed: victor is not on-call, a deployer or an admin"}
     assert moves == []

@@ -91,7 +91,7 @@ def test_shifted_inputs_and_late_labels_show_on_the_pages_and_an_alert_rolls_bac
     metrics = prometheus().get("/metrics").content.decode()
     assert f'slipway_input_drift_psi{{environment="production",model="digits",release="{second}"}}' in metrics
 
-    pager = token_client(make_user("pager", "on-call"), ["alerts"])
+    pager = token_client(make_user("pager", "on-call"), ["alerts", "rollback"])
     alert = notification(release=str(second))
     first_answer = pager.post("/api/v1/alerts/", alert, format="json").json()["alerts"][0]
     assert first_answer["action"] == "rolled_back"
