@@ -229,6 +229,8 @@ SLIPWAY_WORKER_HEARTBEAT_S = env.float("SLIPWAY_WORKER_HEARTBEAT_S", default=15.
 # and so on, SLIPWAY_WEBHOOK_MAX_ATTEMPTS attempts in all; beat sends again any delivery whose message was lost.
 SLIPWAY_WEBHOOK_MAX_ATTEMPTS = env.int("SLIPWAY_WEBHOOK_MAX_ATTEMPTS", default=8)
 SLIPWAY_WEBHOOK_BACKOFF_S = env.float("SLIPWAY_WEBHOOK_BACKOFF_S", default=10.0)
+# Webhooks reach public addresses only; these networks (CIDRs, e.g. 10.1.2.0/24) are let in for internal receivers.
+SLIPWAY_WEBHOOK_ALLOWED_NETWORKS = env.list("SLIPWAY_WEBHOOK_ALLOWED_NETWORKS", default=[])
 CELERY_BEAT_SCHEDULE["webhooks"] = {"task": "webhooks.tasks.resend_due", "schedule": 15.0,
                                     "options": {"queue": "cpu"}}
 # Monitoring (monitoring/): predictions, abnormal outputs and input summaries collected from every model server.

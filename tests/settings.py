@@ -17,6 +17,8 @@ os.environ.setdefault("SLIPWAY_FIRST_PROXY_PORT", str(18081 + 10 * SLOT))
 # Webhook retries in a second, not minutes (the worker process reads them from the environment too).
 os.environ.setdefault("SLIPWAY_WEBHOOK_BACKOFF_S", "0.25")
 os.environ.setdefault("SLIPWAY_WEBHOOK_MAX_ATTEMPTS", "3")
+# The test receivers listen on loopback: an internal receiver, let in as a user would (tests/security closes it).
+os.environ.setdefault("SLIPWAY_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")
 
 from slipway.settings import *  # noqa: E402, F403
 

@@ -155,7 +155,7 @@ def start_prometheus(work: Path, slipway_url: str, alertmanager: Daemon, timings
             sd |= {"url": f"{slipway_url}/metrics/targets", "refresh_interval": duration(timings.discovery)}
         for block in [job, *job.get("http_sd_configs", [])]:
             if "authorization" in block:
-                block["authorization"] = {"credentials_file": str(token_file)}
+                block["authorization"] = {"type": "Bearer", "credentials_file": str(token_file)}
     (work / "alerts.yml").write_text(rules_with(timings))
     path = work / "prometheus.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))

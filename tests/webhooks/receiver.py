@@ -20,6 +20,7 @@ class Hit:
     body: dict
     user_agent: str
     at: float  # time.monotonic() when it arrived
+    host: str = ""  # the Host header
 
 
 class Receiver:
@@ -63,7 +64,7 @@ class Receiver:
                         event=self.headers["X-Slipway-Event"], delivery=self.headers["X-Slipway-Delivery"],
                         timestamp=timestamp, body=json.loads(body), user_agent=self.headers["User-Agent"],
                         signed=hmac.compare_digest("sha256=" + mac.hexdigest(), self.headers["X-Slipway-Signature"]),
-                        at=time.monotonic()))
+                        at=time.monotonic(), host=self.headers["Host"]))
                     code = receiver.answers.pop(0) if receiver.answers else 200
                 answer = b"boom" if code >= 400 else b"ok"
                 self.send_response(code)

@@ -71,7 +71,7 @@ def test_an_error_answer_is_recorded_and_the_next_attempt_waits_for_the_backoff(
     assert len(receiver.hits) == 1
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts, delivery.last_response_code, delivery.last_error) == (
-        "retrying", 1, 500, "HTTP 500 Internal Server Error: boom")
+        "retrying", 1, 500, "HTTP 500 Internal Server Error")
     backoff = timedelta(seconds=settings.SLIPWAY_WEBHOOK_BACKOFF_S)
     assert before + backoff <= delivery.next_attempt_at <= after + backoff
     assert delivery.delivered_at is None

@@ -5,6 +5,7 @@ from rest_framework import serializers
 
 from releases.models import Model
 from releases.models.catalog import slug_validator
+from webhooks import targets
 from webhooks.events import EVENTS
 from webhooks.models import Delivery, Subscription, url_validator, validate_events
 
@@ -33,6 +34,13 @@ class SubscriptionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Subscription
         fields = ["id", "name", "url", "events", "model", "active", "secret", "created_by", "created_at"]
+
+    def validate_url(self, value: str) -> str:
+        try:
+            targets.check_on_save(value)
+        except targets.BlockedTarget as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return value
 
     def validate_events(self, value: list[str]) -> list[str]:
         try:

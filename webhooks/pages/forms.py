@@ -3,6 +3,7 @@
 from django import forms
 
 from releases.models import Model
+from webhooks import targets
 from webhooks.events import EVENT_CHOICES
 from webhooks.models import Subscription, url_validator
 
@@ -18,6 +19,14 @@ class SubscriptionForm(forms.ModelForm):
     class Meta:
         model = Subscription
         fields = ["name", "url", "events", "model"]
+
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"]
+        try:
+            targets.check_on_save(url)
+        except targets.BlockedTarget as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return url
 
     def save(self, commit: bool = True) -> Subscription:
         if self.cleaned_data.get("secret"):
