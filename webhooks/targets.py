@@ -64,7 +64,7 @@ def resolve(target: Target) -> list[Address]:
         infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise BlockedTarget(f"{target.host} does not resolve: {exc.strerror}") from None
-    return list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
+    return list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
 
 
 def check_on_save(url: str) -> None:
