@@ -16,7 +16,7 @@ from releases.statemachine import record
 
 def visible_tokens(user: AnyUser) -> QuerySet[ApiToken]:
     rows = ApiToken.objects.select_related("user").order_by("-created_at")
-    return rows if has_role(user, ADMIN) else rows.filter(user_id=user.pk)
+    return rows if has_role(user, ADMIN) else rows.filter(user_id=user.pk or 0)
 
 
 @viewer_required
