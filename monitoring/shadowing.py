@@ -56,3 +56,12 @@ def collect_shadows() -> int:
 def runs_of(release: Release) -> QuerySet[ShadowRun]:
     """The shadow runs a release took part in (as the shadow), newest first, for its page."""
     return ShadowRun.objects.filter(shadow=release).select_related("environment", "active")[:5]
+
+
+def canary_refusal(release: Release, environment_name: str) -> str | None:
+    """Why the release's canary must not start in the environment: its newest shadow run there was
+    judged a failure. None when it has no shadow run there, or passed, or is not judged yet."""
+    run = ShadowRun.objects.filter(shadow=release, environment__name=environment_name).first()
+    if run is None or run.verdict != ShadowRun.Verdict.FAIL:
+        return None
+    return f"its shadow run in {environment_name} failed: {run.reason}"

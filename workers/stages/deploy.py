@@ -10,6 +10,7 @@ import time
 from django.db import transaction
 from django.utils import timezone
 
+from monitoring.shadowing import canary_refusal
 from releases import deploys
 from releases.actors import Actor
 from releases.models import Deployment, Environment, ServingSample
@@ -91,6 +92,9 @@ def run_canary(ctx: StageContext) -> None:
     earlier = _in_service(ctx, production)
     if earlier is not None and earlier.role == Deployment.Role.ACTIVE:
         return
+    refusal = canary_refusal(ctx.release, production.name)
+    if refusal is not None:
+        raise StageFailed(f"no canary for release #{ctx.release.pk}: {refusal}")
     stable = production.deployments.filter(role="active").first()
     policy = ctx.policy
     if earlier is not None:
