@@ -47,7 +47,76 @@ def model_format(upload: HashedUpload) -> str:
         raise BadUpload("artifact is named .safetensors but has no safetensors header")
     if fmt == "onnx" and head[:4] == ZIP_MAGIC:
         raise BadUpload("artifact is named .onnx but is a zip archive")
+    if fmt == "onnx":
+        check_onnx_structure(upload)
     return fmt
+
+
+ONNX_GRAPH_FIELD, ONNX_IR_VERSION_FIELD = 7, 1
+WIRE_VARINT, WIRE_FIXED64, WIRE_LENGTH, WIRE_FIXED32 = 0, 1, 2, 5
+
+
+def _varint(upload: HashedUpload) -> int:
+    value = shift = 0
+    for _ in range(10):
+        byte = upload.read(1)
+        if not byte:
+            raise EOFError
+        value |= (byte[0] & 0x7F) << shift
+        if byte[0] < 0x80:
+            return value
+        shift += 7
+    raise ValueError("a varint longer than 10 bytes")
+
+
+def _fields(upload: HashedUpload, start: int, end: int) -> dict[int, tuple[int, int, int]]:
+    """Walk the protobuf fields between two offsets without decoding them: {number: (wire type, start, end)}
+    of the last of each number. Raises ValueError/EOFError where the bytes are not a protobuf message."""
+    fields, pos = {}, start
+    upload.seek(start)
+    while pos < end:
+        key = _varint(upload)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise ValueError("field number 0")
+        if wire == WIRE_VARINT:
+            _varint(upload)
+            body = upload.tell()
+        elif wire == WIRE_LENGTH:
+            length = _varint(upload)
+            body = upload.tell() + length
+        elif wire in (WIRE_FIXED64, WIRE_FIXED32):
+            body = upload.tell() + (8 if wire == WIRE_FIXED64 else 4)
+        else:
+            raise ValueError(f"wire type {wire} (field {number})")
+        if body > end:
+            raise EOFError(f"field {number} runs {body - end} bytes past the end")
+        fields[number] = (wire, upload.tell(), body)
+        upload.seek(body)
+        pos = body
+    return fields
+
+
+def check_onnx_structure(upload: HashedUpload) -> None:
+    """Refuse an .onnx that is not even a protobuf ModelProto with a graph (truncated, corrupt, another format),
+    reading only its field headers (two levels: the model and its graph), never its weights."""
+    try:
+        model = _fields(upload, 0, upload.size)
+        graph = model.get(ONNX_GRAPH_FIELD)
+        if graph is None or graph[0] != WIRE_LENGTH:
+            raise LookupError("it has no graph")
+        if model.get(ONNX_IR_VERSION_FIELD, (None,))[0] != WIRE_VARINT:
+            raise LookupError("it has no IR version")
+        _fields(upload, graph[1], graph[2])
+    except EOFError:
+        raise BadUpload(f"artifact is a truncated ONNX file: its protobuf ends early ({upload.size} bytes "
+                        f"received, sha256 {upload.sha256})") from None
+    except LookupError as exc:
+        raise BadUpload(f"artifact is not an ONNX model: {exc} (sha256 {upload.sha256})") from None
+    except ValueError as exc:
+        raise BadUpload(f"artifact is not a readable ONNX file (sha256 {upload.sha256}): {exc}") from None
+    finally:
+        upload.seek(0)
 
 
 def check_eval_data(upload: HashedUpload) -> list[str]:

@@ -15,6 +15,7 @@ from releases.actors import Actor
 from releases.models import AuditEvent, Release, StageRun
 from releases.models.pipeline import ReleaseStatus as RS
 from releases.models.pipeline import StageStatus as SS
+from releases.redact import without_paths
 
 # action → {from status: to status}
 RELEASE_TRANSITIONS: dict[str, dict[str, str]] = {
@@ -72,7 +73,7 @@ def transition_release(release_id: int, action: str, *, actor: Actor, reason: st
         before = {"status": release.status}
         release.status = allowed[release.status]
         if action == "fail" and reason:
-            release.failure_reason = reason
+            release.failure_reason = without_paths(reason)
         for name, value in fields.items():
             setattr(release, name, value)
         release.save()
@@ -119,7 +120,7 @@ def transition_stage(stage_id: int, action: str, *, actor: Actor, reason: str = 
             if action == "succeed":
                 stage.progress = 100
             if action == "fail":
-                stage.error, stage.claim = reason, ""
+                stage.error, stage.claim = without_paths(reason), ""
         for name, value in fields.items():
             setattr(stage, name, value)
         stage.save()
@@ -134,7 +135,7 @@ def record(actor: Actor, action: str, *, release: Release | None = None, subject
            before: dict | None = None, after: dict | None = None, reason: str = "") -> None:
     """An audit event for something that is not a status change (a build received, an approval)."""
     AuditEvent.objects.create(actor=actor.user, actor_label=actor.label, action=action, release=release,
-                              subject=subject, before=before or {}, after=after or {}, reason=reason)
+                              subject=subject, before=before or {}, after=after or {}, reason=without_paths(reason))
 
 
 def _jsonable(value: object) -> object:

@@ -1,5 +1,7 @@
 """Every API error is a JSON body: {"error": code, "detail": message, "fields": {...}?}."""
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpResponse, JsonResponse
 from django.views.defaults import page_not_found
@@ -20,13 +22,21 @@ DOMAIN_ERRORS = {
     UnknownModel: (status.HTTP_400_BAD_REQUEST, "unknown_model"),
     ProxyUnavailable: (status.HTTP_503_SERVICE_UNAVAILABLE, "proxy_unavailable"),
     ProxyError: (status.HTTP_502_BAD_GATEWAY, "proxy_error"),
+    # Django's own limits on a request's form fields (DATA_UPLOAD_MAX_MEMORY_SIZE and friends).
+    RequestDataTooBig: (status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "request_too_large"),
+    TooManyFieldsSent: (status.HTTP_400_BAD_REQUEST, "too_many_fields"),
+    TooManyFilesSent: (status.HTTP_400_BAD_REQUEST, "too_many_files"),
+}
+FIELD_LIMIT_DETAIL = {
+    RequestDataTooBig: "a form field is larger than SLIPWAY_MAX_FIELDS_BYTES ({limit} bytes); files go in file parts",
 }
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     for kind, (code, name) in DOMAIN_ERRORS.items():
         if isinstance(exc, kind):
-            return Response({"error": name, "detail": str(exc)}, status=code)
+            detail = FIELD_LIMIT_DETAIL.get(kind, "{exc}").format(exc=exc, limit=settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+            return Response({"error": name, "detail": detail}, status=code)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     response = drf_handler(exc, context)

@@ -3,6 +3,7 @@
 import json
 
 from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -26,11 +27,19 @@ from releases.models.catalog import TaskKind, label_validator, slug_validator
 from releases.models.pipeline import ReleaseStatus
 
 
+def _json_kind(value: object) -> str:
+    kinds = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
+
+
 @extend_schema_field(OpenApiTypes.OBJECT)
 class JSONObjectField(serializers.Field):
     """A JSON object, sent as a multipart form field (a string) or as JSON."""
 
     def to_internal_value(self, data: object) -> dict:
+        if isinstance(data, UploadedFile):
+            raise serializers.ValidationError(
+                "sent as a file; send the JSON object as a plain form field (curl -F 'metadata={...}', not =@file)")
         if isinstance(data, str):
             if len(data.encode()) > settings.SLIPWAY_MAX_METADATA_BYTES:
                 raise serializers.ValidationError(
@@ -40,7 +49,7 @@ class JSONObjectField(serializers.Field):
             except json.JSONDecodeError as exc:
                 raise serializers.ValidationError(f"not valid JSON: {exc.msg} at position {exc.pos}") from None
         if not isinstance(data, dict):
-            raise serializers.ValidationError("must be a JSON object")
+            raise serializers.ValidationError(f"must be a JSON object, not {_json_kind(data)}")
         return data
 
     def to_representation(self, value: dict) -> dict:

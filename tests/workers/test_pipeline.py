@@ -1,7 +1,10 @@
 """A build posted over the API goes through a real Celery worker process to its approval gate."""
 
+import hashlib
+
 import numpy as np
 import pytest
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from releases.models import AuditEvent, Metric
@@ -105,8 +108,13 @@ def test_the_automatic_gate_fails_a_release_below_the_policy(celery_worker, user
     assert release.failure_reason == f"gate: automatic gate: {check.detail}"
 
 
+# Its model and graph fields are sound (so the upload takes it); the node inside is garbage.
+CORRUPT_NODE = b"\x08\x07\x3a\x07\x0a\x05\xff\xff\xff\xff\xff"
+
+
 @pytest.mark.parametrize(("artifact", "eval_data", "reason"), [
-    (b"\x08\x07this is not a protobuf", None, "validate: model: not a valid ONNX model"),
+    (CORRUPT_NODE, None, "validate: model: not a valid ONNX model: Unable to parse proto from file: "
+                         f"artifact sha256:{hashlib.sha256(CORRUPT_NODE).hexdigest()}. "),
     (None, npz_bytes(inputs=np.full((5, 64), np.nan, dtype=np.float32), labels=np.arange(5)),
      "validate: evaluation data: "),
 ], ids=["corrupt-onnx", "nan-eval-data"])
@@ -119,7 +127,10 @@ def test_hostile_files_fail_the_release_at_validate_with_the_reason(celery_worke
         form["eval_data"] = SimpleUploadedFile("eval.npz", eval_data)
     release = wait_for_status(post(token_client(users["ci"]), **form), "failed")
     assert release.failure_reason.startswith(reason), release.failure_reason
-    assert release.stages.get(name="validate").status == "failed"
+    validate = release.stages.get(name="validate")
+    assert validate.status == "failed"
+    for shown in (release.failure_reason, validate.error, *release.audit_events.values_list("reason", flat=True)):
+        assert str(settings.ARTIFACT_DIR) not in shown and "/objects/" not in shown  # finding 7: no server paths
 
 
 def test_a_scikit_learn_pipeline_reaches_the_gate_with_its_accuracy_and_the_not_applicable_candidates(
