@@ -27,7 +27,7 @@ DOMAIN_ERRORS = {
     TooManyFieldsSent: (status.HTTP_400_BAD_REQUEST, "too_many_fields"),
     TooManyFilesSent: (status.HTTP_400_BAD_REQUEST, "too_many_files"),
 }
-FIELD_LIMIT_DETAIL = {
+FIELD_LIMIT_DETAIL: dict[type[Exception], str] = {
     RequestDataTooBig: "a form field is larger than SLIPWAY_MAX_FIELDS_BYTES ({limit} bytes); files go in file parts",
 }
 
