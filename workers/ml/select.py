@@ -5,10 +5,13 @@ Ordering (the page shows the reason for every loser):
 1. A candidate that was not built, not evaluated, falls outside the accuracy budget
    (:func:`workers.ml.policy.budget_violation`) or over the memory budget is out. The original is
    always eligible.
-2. Speed counts only where the measurement resolves it. Each candidate's latency is a ratio to
-   the original's with an interval (:mod:`workers.ml.timing`: interleaved rounds, bootstrap); the
-   original's is exactly 1. An eligible artifact is measurably slower than another when its
-   interval lies wholly above the other's. Those measurably slower than some other are out.
+2. Speed counts only where the measurement resolves it and it matters. Each candidate's latency is
+   a ratio to the original's with an interval (:mod:`workers.ml.timing`: interleaved rounds,
+   bootstrap); the original's is exactly 1. An eligible artifact is measurably slower than another
+   when its interval lies wholly above the other's and the difference is at least ``MIN_RELATIVE``
+   (5%) and ``MIN_DIFFERENCE_MS`` (0.05 ms at the original's p50): a real but microscopic difference,
+   such as a few microseconds on a small model, resolves on one run and not on the next, so it
+   must not decide. Those measurably slower than some other are out.
 3. Among the rest — as fast as each other as far as the measurement can tell — the smallest file
    wins; among equal sizes the original (no change for nothing), then list order.
 
@@ -28,6 +31,8 @@ from workers.ml.policy import CompressionPolicy, budget_violation
 from workers.ml.timing import RatioInterval
 
 ORIGINAL = "original"
+MIN_RELATIVE = 0.05
+MIN_DIFFERENCE_MS = 0.05
 
 Metrics = Mapping[str, Measurement]
 
@@ -78,7 +83,8 @@ def choose(
         if reason is None and metrics is not None:
             eligible.append(_Contender(index, candidate.kind, latency_interval(metrics, original_metrics),
                                        metrics["size_bytes"].value))
-    beaten = {id(c): _faster_than(c, eligible) for c in eligible}
+    base_ms = original_metrics["latency_p50_ms"].value if "latency_p50_ms" in original_metrics else 0.0
+    beaten = {id(c): _faster_than(c, eligible, base_ms) for c in eligible}
     front = [c for c in eligible if beaten[id(c)] is None]
     winner = min(front, key=lambda c: (c.size, c.index is not None, c.index or 0))
     for contender in eligible:
@@ -88,9 +94,11 @@ def choose(
     return Choice(winner.kind, winner.index, reasons, original_reason, _summary(winner, original))
 
 
-def _faster_than(contender: _Contender, eligible: list[_Contender]) -> _Contender | None:
+def _faster_than(contender: _Contender, eligible: list[_Contender], base_ms: float) -> _Contender | None:
     """The eligible artifact that is measurably faster than ``contender`` by the most, or None."""
-    faster = [c for c in eligible if c.speed.high < contender.speed.low]
+    faster = [c for c in eligible if c.speed.high < contender.speed.low
+              and contender.speed.ratio >= c.speed.ratio * (1 + MIN_RELATIVE)
+              and (contender.speed.ratio - c.speed.ratio) * base_ms >= MIN_DIFFERENCE_MS]
     return min(faster, key=lambda c: c.speed.high) if faster else None
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from workers.ml.evalset import EvalSet
+from workers.ml.evaluate import Measurement
 from workers.ml.measure import Feeds, batch_of, time_runs, warm_up
 from workers.ml.runtime import make_session
 from workers.ml.validate import fixed_batch_size, match_inputs, specs_of
@@ -89,6 +90,27 @@ def time_interleaved(
             runs[m] += times
             medians[m, r] = float(np.median(times))
     return Timing([np.array(times) for times in runs], medians)
+
+
+def latency_figures(
+    paths: list[Path], evalset: EvalSet, *, device: str = "cpu"
+) -> tuple[list[dict[str, Measurement]], int]:
+    """Latency metrics of every model (the original first), timed together: ``latency_p50/p95/p99_ms``
+    from all its runs, and for the others ``latency_ratio`` with ``latency_ratio_low``/``_high``, the
+    bootstrap interval of the ratio to the original's. Also returns the number of rounds."""
+    timing = time_interleaved(paths, evalset, device=device)
+    found = []
+    for index, runs in enumerate(timing.runs):
+        p50, p95, p99 = np.percentile(runs, [50, 95, 99])
+        figures = {"latency_p50_ms": Measurement(float(p50), "ms"), "latency_p95_ms": Measurement(float(p95), "ms"),
+                   "latency_p99_ms": Measurement(float(p99), "ms")}
+        if index:
+            interval = ratio_interval(timing.rounds[index], timing.rounds[0])
+            figures |= {"latency_ratio": Measurement(interval.ratio, "ratio"),
+                        "latency_ratio_low": Measurement(interval.low, "ratio"),
+                        "latency_ratio_high": Measurement(interval.high, "ratio")}
+        found.append(figures)
+    return found, int(timing.rounds.shape[1])
 
 
 def ratio_interval(candidate: np.ndarray, reference: np.ndarray, *, confidence: float = CONFIDENCE,

@@ -6,8 +6,6 @@ then all are timed together, interleaved, so their latencies compare with an int
 When a release of the model serves in production, its model is measured on this data too.
 """
 
-import numpy as np
-
 from releases.gates import TASK_METRIC
 from releases.models import Artifact, Deployment, Release
 from releases.storage import get_store
@@ -18,7 +16,7 @@ from workers.ml.evalset import EvalSet, load_evalset
 from workers.ml.evaluate import Evaluation, EvaluationError, Measurement, evaluate, memory_feeds
 from workers.ml.memory import MemoryProbeError, peak_memories
 from workers.ml.select import choose
-from workers.ml.timing import ratio_interval, time_interleaved
+from workers.ml.timing import latency_figures
 from workers.ml.validate import ModelInvalid
 
 
@@ -36,28 +34,17 @@ def _timed(ctx: StageContext, evalset: EvalSet, artifacts: list[Artifact]) -> li
     """Latency of every artifact (the original first), timed interleaved: percentiles, and each
     candidate's ratio to the original with its interval; and each one's peak memory."""
     paths = [get_store().local_path(a.sha256) for a in artifacts]
-    timing = time_interleaved(paths, evalset, device=ctx.device)
+    found, rounds = latency_figures(paths, evalset, device=ctx.device)
     ctx.progress(85, "measuring peak memory, each model in a fresh process")
     try:
         memory: list[int | None] = list(peak_memories(paths, memory_feeds(paths[0], evalset), ctx.device))
     except MemoryProbeError as exc:
         ctx.log(f"peak memory not measured: {exc}")
         memory = [None] * len(paths)
-    found = []
-    for index, runs in enumerate(timing.runs):
-        p50, p95, p99 = np.percentile(runs, [50, 95, 99])
-        figures = {"latency_p50_ms": Measurement(float(p50), "ms"), "latency_p95_ms": Measurement(float(p95), "ms"),
-                   "latency_p99_ms": Measurement(float(p99), "ms")}
-        if index:
-            interval = ratio_interval(timing.rounds[index], timing.rounds[0])
-            figures |= {"latency_ratio": Measurement(interval.ratio, "ratio"),
-                        "latency_ratio_low": Measurement(interval.low, "ratio"),
-                        "latency_ratio_high": Measurement(interval.high, "ratio")}
-        peak = memory[index]
+    for figures, peak in zip(found, memory, strict=True):
         if peak is not None:
             figures["peak_memory_bytes"] = Measurement(float(peak), "bytes")
-        found.append(figures)
-    ctx.log(f"latency timed interleaved: {timing.rounds.shape[1]} rounds of every model on the same samples")
+    ctx.log(f"latency timed interleaved: {rounds} rounds of every model on the same samples")
     return found
 
 

@@ -90,6 +90,18 @@ def test_the_original_stays_when_nothing_is_measurably_faster_or_smaller() -> No
                               "vs the original's latency"]
 
 
+def test_a_resolved_but_microscopic_difference_does_not_decide() -> None:
+    tiny = dict(ORIGINAL, latency_p50_ms=Measurement(0.02, "ms"))  # 20 microseconds
+    slower = metrics(0.962, (1.10, 1.20, 1.30), 1_000_000)  # resolved, but 4 microseconds
+    assert choose(tiny, [(built("int8-dynamic"), slower)], CompressionPolicy(), task="classification").kind == (
+        "int8-dynamic")
+    assert choose(ORIGINAL, [(built("int8-dynamic"), slower)], CompressionPolicy(),
+                  task="classification").kind == "original"  # 0.4 ms at a 2 ms p50 does decide
+    close = metrics(0.962, (1.01, 1.03, 1.04), 1_000_000)  # resolved, 3% slower
+    assert choose(ORIGINAL, [(built("int8-dynamic"), close)], CompressionPolicy(), task="classification").kind == (
+        "int8-dynamic")
+
+
 def test_a_memory_budget_excludes_a_candidate_whatever_its_speed() -> None:
     candidates = [(built("int8-static"), metrics(0.96, (0.4, 0.5, 0.6), 1_000_000, memory=90e6)),
                   (built("int8-dynamic"), metrics(0.96, (0.6, 0.7, 0.8), 1_000_000, memory=30e6)),
