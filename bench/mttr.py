@@ -141,7 +141,13 @@ def one_run(name: str, timings: alertloop.Timings, rate: float, folder: Path, we
             deadline = time.monotonic() + 10 * timings.discovery + 60
             while alertloop.scraped_requests(prometheus, ids[1]) == 0:
                 if time.monotonic() > deadline:
-                    raise RuntimeError("Prometheus never scraped the active release")
+                    targets = requests.get(prometheus.url + "/api/v1/targets", timeout=5).json()["data"]
+                    found = requests.get(web + "/metrics/targets", timeout=5,
+                                         headers={"Authorization": f"Bearer {alertloop.metrics_token()}"})
+                    models = [(t["scrapeUrl"], t["health"], t["lastError"]) for t in targets["activeTargets"]
+                              if t["labels"]["job"] != "slipway"]
+                    raise RuntimeError(f"Prometheus never scraped the active release; its model targets: {models}; "
+                                       f"Slipway's discovery answered {found.status_code}: {found.text[:500]}")
                 time.sleep(0.2)
             fault = time.time()
             load.body = {"inputs": (rows * 3).tolist()}

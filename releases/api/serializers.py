@@ -69,7 +69,8 @@ class BuildSerializer(serializers.Serializer):
 
 
 class PolicySerializer(serializers.ModelSerializer):
-    approver_group: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    approver_group: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="name", read_only=True,
+                                                                             allow_null=True)
 
     class Meta:
         model = ReleasePolicy
@@ -141,7 +142,8 @@ class ReleaseSerializer(serializers.ModelSerializer):
     gate_checks = GateCheckSerializer(many=True, read_only=True)
     approvals = ApprovalSerializer(many=True, read_only=True)
     candidates = ArtifactSerializer(source="artifacts", many=True, read_only=True)
-    chosen_artifact: serializers.PrimaryKeyRelatedField = serializers.PrimaryKeyRelatedField(read_only=True)
+    chosen_artifact: serializers.PrimaryKeyRelatedField = serializers.PrimaryKeyRelatedField(read_only=True,
+                                                                                          allow_null=True)
 
     class Meta:
         model = Release
@@ -189,7 +191,8 @@ class DeploymentSerializer(serializers.ModelSerializer):
 
 
 class TrafficChangeSerializer(serializers.ModelSerializer):
-    actor: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    actor: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="username", read_only=True,
+                                                                    allow_null=True)
 
     class Meta:
         model = TrafficChange

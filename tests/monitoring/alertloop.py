@@ -157,6 +157,13 @@ def start_prometheus(work: Path, slipway_url: str, alertmanager: Daemon, timings
             if "authorization" in block:
                 block["authorization"] = {"type": "Bearer", "credentials_file": str(token_file)}
     (work / "alerts.yml").write_text(rules_with(timings))
+    token = work / "slipway_metrics_token"  # what the shipped config reads from /etc/prometheus/
+    token.write_text(metrics_token())
+    token.chmod(0o600)
+    for job in config["scrape_configs"]:
+        for block in [job, *job.get("http_sd_configs", [])]:
+            if "credentials_file" in block.get("authorization", {}):
+                block["authorization"]["credentials_file"] = str(token)
     path = work / "prometheus.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     port = free_port()
@@ -164,6 +171,13 @@ def start_prometheus(work: Path, slipway_url: str, alertmanager: Daemon, timings
         PROMETHEUS, f"--config.file={path}", f"--storage.tsdb.path={work / 'tsdb'}",
         f"--web.listen-address=127.0.0.1:{port}",
     ], port, "/-/ready", work / "prometheus.log")
+
+
+def metrics_token() -> str:
+    """Slipway's metrics token, which /metrics and /metrics/targets ask for."""
+    from django.conf import settings
+
+    return settings.SLIPWAY_METRICS_TOKEN
 
 
 def firing(prometheus: Daemon, alertname: str) -> list[dict]:

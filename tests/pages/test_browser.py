@@ -15,7 +15,7 @@ import requests
 from django.utils import timezone
 
 from releases import deploys
-from releases.models import Deployment, Environment, Release
+from releases.models import Approval, Deployment, Environment, Release, StageRun
 from shipping import proxy
 from shipping.ports import ephemeral_port
 from shipping.targets import Instance
@@ -23,6 +23,7 @@ from tests.browser import screenshot
 from tests.conftest import build_form, make_user, token_client
 from tests.pages import data as d
 from tests.pages import scenes
+from tests.reliability.drills import wait_for_stage
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -69,7 +70,13 @@ def test_a_build_reaches_its_gate_live_and_a_second_person_approves_it(celery_wo
     alice.get_by_role("status").filter(has_text="Your approval is recorded.").wait_for()
     assert alice.locator("#approvals .decisions li").first.inner_text().startswith("approved alice at the release gate")
     assert alice.locator("#approvals blockquote").inner_text() == "Accuracy as before; latency fine."
-    assert Release.objects.get(pk=release_id).status != "awaiting_approval"
+    # What happens next: the gate passed on alice's approval, and the worker ships the release to staging.
+    gate = StageRun.objects.get(release_id=release_id, name="gate")
+    assert (gate.status, gate.error) == ("succeeded", "")
+    assert list(Approval.objects.filter(release_id=release_id).values_list("user__username", "gate", "decision")) == [
+        ("alice", "release", "approve")]
+    wait_for_stage(release_id, "deploy_staging", "succeeded")
+    assert Deployment.objects.get(environment__name="staging", release_id=release_id).role == "active"
     screenshot(alice, "release-approved")
 
 

@@ -29,7 +29,8 @@ class SubscriptionSerializer(serializers.ModelSerializer):
                            help_text="only events of this model's releases; empty or null: every event")
     secret = serializers.CharField(write_only=True, required=False, min_length=16, max_length=200,
                                    help_text="the HMAC key; generated when left out, shown once in the answer")
-    created_by: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="username", read_only=True,
+                                                                         allow_null=True)
 
     class Meta:
         model = Subscription
