@@ -4,10 +4,11 @@ from dataclasses import dataclass, field
 
 from django.db import IntegrityError, transaction
 
-from releases import pipeline
+from releases import llm_intake, pipeline
 from releases.actors import Actor
 from releases.intake import check_eval_data, model_format
 from releases.models import Artifact, Model, ModelVersion, Release, ReleasePolicy
+from releases.models.catalog import TaskKind, default_candidates
 from releases.statemachine import TransitionError, record
 from releases.storage import get_store
 from releases.uploads import HashedUpload
@@ -35,11 +36,11 @@ def _model_for(req: BuildRequest) -> Model:
     if model is not None:
         return model
     if not req.task:
-        raise UnknownModel(f"model {req.model!r} does not exist; pass 'task' (classification, regression or "
-                           "embedding) to create it with this build")
+        raise UnknownModel(f"model {req.model!r} does not exist; pass 'task' (classification, regression, "
+                           "embedding or language_model) to create it with this build")
     model, created = Model.objects.get_or_create(name=req.model, defaults={"task": req.task})
     if created:
-        ReleasePolicy.objects.create(model=model)
+        ReleasePolicy.objects.create(model=model, candidates=default_candidates(model.task))
     return model
 
 
@@ -55,8 +56,7 @@ def create_build(req: BuildRequest, user, *, token_name: str | None = None) -> t
     previous = existing_build(user, req.idempotency_key)
     if previous is not None:
         return previous, False
-    fmt = model_format(req.artifact)
-    check_eval_data(req.eval_data)
+    fmt, eval_format = _check_files(req)
     actor = Actor.person(user, token_name)
     new_objects = []
     try:
@@ -71,7 +71,7 @@ def create_build(req: BuildRequest, user, *, token_name: str | None = None) -> t
                                                kind=Artifact.Kind.ORIGINAL, file_format=fmt,
                                                filename=_safe_name(req.artifact.name))
             eval_data = Artifact.objects.create(sha256=req.eval_data.sha256, size_bytes=req.eval_data.size,
-                                                kind=Artifact.Kind.EVAL_DATA, file_format="npz",
+                                                kind=Artifact.Kind.EVAL_DATA, file_format=eval_format,
                                                 filename=_safe_name(req.eval_data.name))
             version = ModelVersion.objects.create(
                 model=model, label=req.version, git_commit=req.git_commit, ci_run_url=req.ci_run_url,
@@ -93,6 +93,18 @@ def create_build(req: BuildRequest, user, *, token_name: str | None = None) -> t
         _discard_unreferenced(new_objects)
         raise
     return version, True
+
+
+def _check_files(req: BuildRequest) -> tuple[str, str]:
+    """The build's artifact and evaluation data formats, once their cheap checks pass (else BadUpload)."""
+    known = Model.objects.filter(name=req.model).values_list("task", flat=True).first()
+    if (known or req.task) == TaskKind.LANGUAGE_MODEL:
+        fmt = llm_intake.check_build(req.artifact)
+        llm_intake.check_eval_data(req.eval_data)
+        return fmt, "jsonl"
+    fmt = model_format(req.artifact)
+    check_eval_data(req.eval_data)
+    return fmt, "npz"
 
 
 def _discard_unreferenced(shas: list[str]) -> None:

@@ -6,7 +6,7 @@ from releases.models import Deployment, GateCheck, Metric, Release, ReleasePolic
 
 # The task metric of each kind of model, and whether higher is better.
 TASK_METRIC = {"classification": ("accuracy", True), "regression": ("rmse", False),
-               "embedding": ("cosine_mean", True)}
+               "embedding": ("cosine_mean", True), "language_model": ("perplexity", False)}
 
 
 @dataclass(frozen=True)

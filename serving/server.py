@@ -42,10 +42,15 @@ class ModelServer(BaseApplication):
     def load(self) -> Callable:
         # Runs in the worker, after the fork. ONNX Runtime must not be imported before the fork:
         # a child of a process that imported it hangs or aborts (seen with ORT 1.32).
-        from serving.app import ServingApp
+        from serving.llm.bundle import is_tar
+
+        if is_tar(self.config.model):  # a language-model bundle (serving/llm)
+            from serving.llm.app import LanguageModelApp as App
+        else:
+            from serving.app import ServingApp as App
 
         logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-        app = ServingApp(self.config)
+        app = App(self.config)
         app.start_loading()
         return app
 

@@ -16,7 +16,8 @@ from tests import services
 from tests.factories import digits_eval_npz, digits_model
 
 ALL_SCOPES = ["builds:write", "releases:read", "approve", "deploy", "rollback", "webhooks:write", "feedback", "alerts"]
-pytest_plugins = ["tests.s3server", "tests.browser"]  # the S3-compatible server; Chromium (browser, open_as)
+# The S3-compatible server; Chromium (browser, open_as); the small language model.
+pytest_plugins = ["tests.s3server", "tests.browser", "tests.llm_fixtures"]
 
 
 @pytest.fixture(scope="session", autouse=True)

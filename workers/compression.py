@@ -18,6 +18,7 @@ def compression_policy(policy: ReleasePolicy, metadata: dict) -> CompressionPoli
         kinds=tuple(kind for kind in policy.candidates if kind in KINDS),
         max_accuracy_drop=policy.accuracy_budget, max_rmse_increase=policy.accuracy_budget,
         min_cosine=1 - policy.accuracy_budget, prune_sparsity=policy.prune_sparsity,
+        max_perplexity_increase=policy.max_perplexity_increase, min_greedy_agreement=policy.min_greedy_agreement,
         distill_temperature=policy.distill_temperature, distill_epochs=policy.distill_epochs,
         max_peak_memory_bytes=None if policy.max_peak_memory_mb is None else int(policy.max_peak_memory_mb * 1e6),
         student_architecture=student.get("architecture"), student_config=student.get("config") or {})
@@ -38,10 +39,12 @@ def original_with_suffix(release: Release, work_dir: Path) -> Path:
     return link
 
 
-def store_candidate(release: Release, parent: Artifact, candidate: Candidate) -> Artifact:
+def store_candidate(release: Release, parent: Artifact, candidate: Candidate, *,
+                    file_format: str = "onnx") -> Artifact:
     sha256, size = get_store().put_file(candidate.path) if candidate.path else ("", 0)
-    return Artifact.objects.create(sha256=sha256, size_bytes=size, kind=candidate.kind, file_format="onnx",
-                                   filename=f"{candidate.kind}.onnx", parent=parent, release=release,
+    suffix = ".tar" if file_format.endswith("-tar") else f".{file_format}"
+    return Artifact.objects.create(sha256=sha256, size_bytes=size, kind=candidate.kind, file_format=file_format,
+                                   filename=f"{candidate.kind}{suffix}", parent=parent, release=release,
                                    recipe=candidate.recipe, error=candidate.error or "")
 
 

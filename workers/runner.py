@@ -21,7 +21,7 @@ from releases.statemachine import (
 from workers.context import APPROVED, WAIT, StageContext, StageFailed
 from workers.gpu import gpu_slot
 from workers.heartbeat import Heartbeat
-from workers.stages import STAGE_FUNCTIONS
+from workers.stages import stage_function
 
 log = logging.getLogger(__name__)
 DATABASE_GONE = (OperationalError, InterfaceError)
@@ -71,7 +71,7 @@ def run_and_record(ctx: StageContext, heartbeat: Heartbeat, actor: Actor) -> Non
     stage = ctx.stage
     try:
         with heartbeat, gpu_slot(ctx.device):
-            outcome = STAGE_FUNCTIONS[stage.name](ctx)
+            outcome = stage_function(stage.name, ctx.model.task)(ctx)
     except (StageBusy, *DATABASE_GONE):
         raise
     except StageFailed as exc:

@@ -64,8 +64,10 @@ class BuildSerializer(serializers.Serializer):
     metadata = JSONObjectField(required=False, default=dict)
     task = serializers.ChoiceField(choices=TaskKind.choices, required=False, allow_blank=True,
                                    help_text="creates the model on its first build")
-    artifact = serializers.FileField(help_text=".onnx, .safetensors (+ metadata.architecture) or .pt2")
-    eval_data = serializers.FileField(help_text=".npz: 'inputs' or 'input:<name>' arrays, and 'labels'")
+    artifact = serializers.FileField(help_text=".onnx, .safetensors (+ metadata.architecture) or .pt2; a language "
+                                               "model: an uncompressed tar of its Hugging Face folder")
+    eval_data = serializers.FileField(help_text=".npz: 'inputs' or 'input:<name>' arrays, and 'labels'; a language "
+                                                "model: JSON Lines of {\"text\"} and {\"prompt\", \"completion\"}")
 
 
 class PolicySerializer(serializers.ModelSerializer):

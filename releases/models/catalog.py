@@ -19,6 +19,7 @@ class TaskKind(models.TextChoices):
     CLASSIFICATION = "classification"
     REGRESSION = "regression"
     EMBEDDING = "embedding"
+    LANGUAGE_MODEL = "language_model"
 
 
 class Model(models.Model):
@@ -39,6 +40,14 @@ def _default_candidates() -> list[str]:
     return ["int8-dynamic", "int8-static", "int8-mixed", "pruned", "fp16", "distilled"]
 
 
+# A language model's candidates: weight-only MatMulNBits (workers/ml/llm/candidates.py), fp16 on GPUs.
+LANGUAGE_MODEL_CANDIDATES = ["int4-rtn-b32", "int4-rtn-b128", "int4-gptq-b128", "int8-b32", "fp16"]
+
+
+def default_candidates(task: str) -> list[str]:
+    return list(LANGUAGE_MODEL_CANDIDATES) if task == TaskKind.LANGUAGE_MODEL else _default_candidates()
+
+
 class ReleasePolicy(models.Model):
     """What a release of a model must reach, and who must agree, before it ships."""
 
@@ -48,6 +57,13 @@ class ReleasePolicy(models.Model):
     max_rmse = models.FloatField(null=True, blank=True, help_text="regression")
     min_cosine = models.FloatField(null=True, blank=True, help_text="embedding, mean cosine")
     max_latency_p95_ms = models.FloatField(null=True, blank=True)
+    # Language models: a candidate's budget against the fp32 model.
+    max_perplexity_increase = models.FloatField(
+        default=0.03, validators=[MinValueValidator(0)],
+        help_text="language models: largest relative perplexity increase of a candidate (0.03 = 3 %)")
+    min_greedy_agreement = models.FloatField(
+        default=0.9, validators=[MinValueValidator(0), MaxValueValidator(1)],
+        help_text="language models: least share of prompts whose greedy continuation matches the fp32 model's")
     max_size_mb = models.FloatField(null=True, blank=True)
     max_regression_vs_production = models.FloatField(
         default=0.01, validators=[MinValueValidator(0)],
@@ -100,11 +116,18 @@ class Artifact(models.Model):
         FP16 = "fp16"
         PRUNED = "pruned"
         DISTILLED = "distilled"
+        INT4_RTN_B32 = "int4-rtn-b32"
+        INT4_RTN_B128 = "int4-rtn-b128"
+        INT4_HQQ_B32 = "int4-hqq-b32"
+        INT4_HQQ_B128 = "int4-hqq-b128"
+        INT4_GPTQ_B128 = "int4-gptq-b128"
+        INT8_B32 = "int8-b32"
 
     sha256 = models.CharField(max_length=64, db_index=True)
     size_bytes = models.BigIntegerField()
     kind = models.CharField(max_length=20, choices=Kind.choices)
-    file_format = models.CharField(max_length=20, help_text="onnx, safetensors, pt2, npz")
+    file_format = models.CharField(max_length=20,
+                                   help_text="onnx, safetensors, pt2, npz; hf-tar, llm-onnx-tar, jsonl")
     filename = models.CharField(max_length=255, blank=True)
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
     release = models.ForeignKey("releases.Release", null=True, blank=True, on_delete=models.CASCADE,

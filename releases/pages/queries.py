@@ -156,12 +156,15 @@ class CandidateTable:
     budget: float
     original_value: float | None = None
     shipped: list[tuple[str, str]] = field(default_factory=list)  # (name, figure) of what the release ships
+    relative: bool = False  # the budget is a share of the original's value (a language model's perplexity)
 
     @property
     def budget_limit(self) -> float | None:
         """The worst task metric a candidate may reach and still be chosen."""
         if self.original_value is None:
             return None
+        if self.relative:
+            return self.original_value * (1 + self.budget)
         return self.original_value - self.budget if self.higher_is_better else self.original_value + self.budget
 
 
@@ -191,8 +194,14 @@ def candidate_table(release: Release) -> CandidateTable:
     rows = [row(original, original_key, release.chosen_artifact_id in (None, original.pk), reference=True)]
     rows += [row(a, a.pk, a.pk == release.chosen_artifact_id, reference=False) for a in release.artifacts.all()
              if a.kind not in (Artifact.Kind.ORIGINAL, Artifact.Kind.EVAL_DATA)]
-    return CandidateTable(rows=rows, metric=metric, higher_is_better=higher,
-                          budget=release.version.model.policy.accuracy_budget,
+    policy = release.version.model.policy
+    if release.version.model.task == "language_model":  # judged against the fp32 decoder, relatively
+        fp32 = next((a.pk for a in release.artifacts.all() if a.kind == Artifact.Kind.ONNX_FP32), None)
+        return CandidateTable(rows=rows, metric=metric, higher_is_better=higher,
+                              budget=policy.max_perplexity_increase, relative=True,
+                              original_value=figures.get(fp32, {}).get(metric),
+                              shipped=list(shown.get(release.chosen_artifact_id, {}).items()))
+    return CandidateTable(rows=rows, metric=metric, higher_is_better=higher, budget=policy.accuracy_budget,
                           original_value=figures.get(original_key, {}).get(metric),
                           shipped=[] if failed else list(shown.get(release.chosen_artifact_id, {}).items()))
 

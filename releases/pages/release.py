@@ -27,14 +27,23 @@ POLL_SECONDS = 1
 
 def plane_chart(table: queries.CandidateTable) -> dict:
     """The candidates on the task-metric-against-latency plane, latency relative to the original's with
-    its measured interval (the original at 1), and the accuracy budget."""
+    its measured interval (the original at 1), and the accuracy budget; a language model's candidates
+    on the perplexity-against-tokens/s plane."""
     points = [{"label": "original" if row.reference else row.artifact.kind, "x": round(row.speed[0], 4),
                "low": round(row.speed[1], 4), "high": round(row.speed[2], 4), "y": row.task_value,
                "chosen": row.chosen}
               for row in table.rows
               if not row.failed and row.speed is not None and row.task_value is not None]
+    x_label = "latency relative to the original (95% interval)"
+    if table.relative:  # a language model: perplexity against tokens/s at batch 1 (the fp32 decoder included)
+        x_label = "tokens/s (batch 1)"
+        points = [{"label": row.artifact.kind, "x": round(row.figures["tokens_per_s"], 1),
+                   "low": round(row.figures["tokens_per_s"], 1), "high": round(row.figures["tokens_per_s"], 1),
+                   "y": row.task_value, "chosen": row.chosen}
+                  for row in table.rows
+                  if not row.failed and "tokens_per_s" in row.figures and row.task_value is not None]
     return {"metric": table.metric, "higher_is_better": table.higher_is_better, "budget": table.budget_limit,
-            "points": points}
+            "points": points, "x_label": x_label}
 
 
 def release_context(request: HttpRequest, release_id: int) -> dict:

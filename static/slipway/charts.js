@@ -74,13 +74,16 @@
     const options = baseOptions();
     options.scales = {
       x: { type: "linear", beginAtZero: true,
-           title: { display: true, text: "latency relative to the original (95% interval)" } },
+           title: { display: true, text: data.x_label || "latency relative to the original (95% interval)" } },
       y: { title: { display: true, text: data.metric } },
     };
     options.plugins.tooltip = {
       callbacks: {
         label: function (item) {
           const p = item.raw;
+          if (data.x_label && data.x_label.indexOf("tokens/s") === 0) {
+            return (p.label || item.dataset.label) + ": " + data.metric + " " + p.y + ", " + p.x + " tokens/s";
+          }
           return (p.label || item.dataset.label) + ": " + data.metric + " " + p.y + ", latency ×" + p.x +
             " (" + p.low + "–" + p.high + ") of the original's";
         },

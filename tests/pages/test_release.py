@@ -55,7 +55,7 @@ def test_the_plane_puts_candidates_against_the_accuracy_budget(users, scene):
         {"label": "int8-dynamic", "x": 0.4314, "low": 0.4314, "high": 0.4314, "y": 0.958, "chosen": True},
         {"label": "int8-static", "x": 0.3922, "low": 0.3922, "high": 0.3922, "y": 0.941, "chosen": False},
         {"label": "fp16", "x": 0.94, "low": 0.85, "high": 1.05, "y": 0.962, "chosen": False},
-    ]}
+    ], "x_label": "latency relative to the original (95% interval)"}
     body = page(users["victor"], scene.at_gate).content.decode()
     assert "\u00d70.94 (0.85\u20131.05)" in body and "5.7\xa0MB" in body  # fp16's interval and peak memory
 

@@ -51,7 +51,7 @@ from workers.ml.outputs import (
 from workers.ml.runtime import load_proto, make_session, model_size_bytes, session_device
 from workers.ml.validate import fixed_batch_size, match_inputs, specs_of
 
-Task = Literal["classification", "regression", "embedding"]
+Task = Literal["classification", "regression", "embedding", "language_model"]
 TASKS: tuple[Task, ...] = ("classification", "regression", "embedding")
 Progress = Callable[[float, str], None]
 

@@ -22,6 +22,8 @@ class CompressionPolicy:
     classification: accuracy may drop by at most ``max_accuracy_drop`` (absolute; top-1
     agreement with the original must stay above ``1 - max_accuracy_drop`` without labels);
     regression: RMSE may grow by at most ``max_rmse_increase`` (relative);
+    language model: perplexity at most ``max_perplexity_increase`` (relative) above the fp32
+    model's, and at least ``min_greedy_agreement`` of the prompts continued exactly as it does;
     embedding: mean cosine similarity to the original's embeddings at least ``min_cosine``,
     and, when ``min_top5_agreement`` is set, at least that share of each sample's 5 nearest
     neighbours in the evaluation set found by the original too.
@@ -35,6 +37,8 @@ class CompressionPolicy:
     min_cosine: float = 0.995
     min_top5_agreement: float | None = None
     max_peak_memory_bytes: int | None = None
+    max_perplexity_increase: float = 0.03  # language models, relative to the fp32 model
+    min_greedy_agreement: float = 0.9  # language models: share of prompts with the fp32 model's continuation
     prune_sparsity: float = 0.5  # share of hidden units (structured) or weights (unstructured)
     calibration_samples: int = 64  # evaluation samples used to calibrate and search
     static_reduce_range: bool = True  # 7-bit weights for static int8 (CPUs without VNNI)
@@ -98,7 +102,25 @@ def budget_violation(
         return _classification(original, candidate, policy)
     if task == "regression":
         return _regression(original, candidate, policy)
+    if task == "language_model":
+        return _language_model(original, candidate, policy)
     return _embedding(candidate, policy)
+
+
+def _language_model(original: Metrics, candidate: Metrics, policy: CompressionPolicy) -> str | None:
+    if "perplexity" not in original or "perplexity" not in candidate:
+        return "no perplexity measured"
+    base, value = original["perplexity"].value, candidate["perplexity"].value
+    ceiling = base * (1 + policy.max_perplexity_increase)
+    if value > ceiling + 1e-12:
+        return (f"perplexity {value:.4g} above budget {ceiling:.4g} "
+                f"(original {base:.4g} + {policy.max_perplexity_increase:.0%})")
+    if "greedy_exact_match" not in candidate:
+        return "no greedy agreement measured"
+    agreement = candidate["greedy_exact_match"].value
+    if agreement < policy.min_greedy_agreement - 1e-9:
+        return f"greedy agreement {agreement:.3f} below budget {policy.min_greedy_agreement:.3f}"
+    return None
 
 
 def _classification(original: Metrics, candidate: Metrics, policy: CompressionPolicy) -> str | None:

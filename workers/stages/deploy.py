@@ -16,13 +16,15 @@ from releases.actors import Actor
 from releases.models import Deployment, Environment, ServingSample
 from releases.storage import get_store
 from shipping.canary import Sample, Thresholds, analyse, scrape, window
+from shipping.llm_smoke import smoke_test_language_model
 from shipping.proxy import ProxyError
-from shipping.smoke import smoke_test
+from shipping.smoke import SmokeResult, smoke_test
 from shipping.targets import Instance, TargetError
 from workers.context import StageContext, StageFailed
 from workers.deploying import ensure_proxy, launch, serving_artifact, target_for
 from workers.ml.evalset import load_evalset
 from workers.ml.validate import match_inputs, validate_model
+from workers.stages import llm
 
 SMOKE_SAMPLES = 8
 SAMPLE_EVERY_S = 5.0
@@ -39,18 +41,25 @@ def _start_checked(ctx: StageContext, environment: Environment) -> Instance:
     ctx.log(f"{environment.name}: release #{ctx.release.pk} ready at {instance.url} "
             f"({instance.kind} {instance.handle})")
     ctx.progress(40, "smoke test on evaluation samples")
-    evalset = load_evalset(ctx.eval_data_path)
-    signature = validate_model(get_store().local_path(serving_artifact(ctx.release).sha256), evalset)
-    feeds = match_inputs(signature.inputs, evalset)
-    rows = min(SMOKE_SAMPLES, evalset.num_samples)
-    samples = [{name: array[i:i + 1] for name, array in feeds.items()} for i in range(rows)]
-    result = smoke_test(instance.url, ctx.release.version.model.name, samples,
-                        expected_release_id=str(ctx.release.pk))
+    result = _smoke(ctx, instance)
     if not result.passed:
         target_for(environment).stop(instance, timeout=5)
         raise StageFailed(f"smoke test in {environment.name}: " + "; ".join(result.failures[:5]))
     ctx.log(f"smoke test passed on {result.checked} samples")
     return instance
+
+
+def _smoke(ctx: StageContext, instance: Instance) -> SmokeResult:
+    if ctx.model.task == "language_model":
+        prompts = [prompt for prompt, _ in llm.eval_data(ctx).prompts[:SMOKE_SAMPLES]]
+        return smoke_test_language_model(instance.url, prompts, expected_release_id=str(ctx.release.pk))
+    evalset = load_evalset(ctx.eval_data_path)
+    signature = validate_model(get_store().local_path(serving_artifact(ctx.release).sha256), evalset)
+    feeds = match_inputs(signature.inputs, evalset)
+    rows = min(SMOKE_SAMPLES, evalset.num_samples)
+    samples = [{name: array[i:i + 1] for name, array in feeds.items()} for i in range(rows)]
+    return smoke_test(instance.url, ctx.release.version.model.name, samples,
+                      expected_release_id=str(ctx.release.pk))
 
 
 def _in_service(ctx: StageContext, environment: Environment) -> Deployment | None:

@@ -1,0 +1,128 @@
+"""Measure one ONNX decoder folder: quality on held-out text and prompts, fidelity to the fp32 model, speed.
+
+Metric names and units (``Measurement(value, unit)``):
+
+* ``perplexity`` (ppl) on the held-out text; ``completion_match`` (ratio): share of prompts whose
+  greedy continuation starts with their expected completion (prompts that give one);
+* with the fp32 model's results as reference: ``kl_to_fp32`` (nats, mean next-token KL divergence
+  over every prompt position), ``greedy_exact_match`` (ratio) and ``greedy_first_divergence``
+  (tokens, mean position of the first differing token);
+* ``ttft_p50_ms``/``ttft_p95_ms`` (time to first token: the prompt's prefill and one pick),
+  ``tpot_p50_ms``/``tpot_p95_ms`` (time per output token after the first), ``tokens_per_s``
+  (batch 1, greedy, new tokens over generation time); ``latency_p50_ms``/``latency_p95_ms`` are the
+  time per output token again (what the common choice rule compares);
+* ``size_bytes`` (the ONNX model and its external data), ``peak_memory_bytes`` (resident memory
+  growth over loading and the whole run).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from serving.llm.decoder import Decoder
+from serving.llm.text import Text
+from workers.ml.evaluate import Measurement
+from workers.ml.llm import quality
+from workers.ml.measure import track_peak_memory
+
+Progress = Callable[[float, str], None]
+DEFAULT_NEW_TOKENS = 16
+MAX_NEW_TOKENS = 32
+TIMED_PROMPTS = 8
+TIMED_NEW_TOKENS = 32
+SESSION_THREADS = 1
+
+
+@dataclass(frozen=True)
+class TokenisedEvalSet:
+    texts: list[list[int]]
+    prompts: list[list[int]]
+    completions: list[list[int] | None]
+
+    def new_tokens(self, index: int) -> int:
+        expected = self.completions[index]
+        return min(len(expected), MAX_NEW_TOKENS) if expected else DEFAULT_NEW_TOKENS
+
+
+def tokenise(folder: Path, texts: list[str], prompts: list[tuple[str, str | None]]) -> TokenisedEvalSet:
+    """Held-out texts and (prompt, expected completion) pairs as token ids of the model's tokenizer."""
+    text = Text(folder)
+    return TokenisedEvalSet([text.encode(t) for t in texts], [text.encode(p) for p, _ in prompts],
+                            [text.encode(c) if c else None for _, c in prompts])
+
+
+@dataclass(frozen=True)
+class Reference:
+    logits: list[np.ndarray]
+    continuations: list[list[int]]
+
+
+@dataclass(frozen=True)
+class LanguageEvaluation:
+    metrics: dict[str, Measurement]
+    reference: Reference  # this model's own results, the reference for its candidates
+
+
+def model_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p.name.startswith("model.onnx"))
+
+
+def evaluate_decoder(folder: Path, data: TokenisedEvalSet, *, reference: Reference | None = None,
+                     device: str = "cpu", progress: Progress | None = None) -> LanguageEvaluation:
+    report = progress or (lambda percent, step: None)
+    report(0, "loading the decoder")
+    with track_peak_memory() as memory:
+        decoder = Decoder(folder, threads=SESSION_THREADS, device=device)
+        report(10, "perplexity on the held-out text")
+        found = {"perplexity": Measurement(quality.perplexity(decoder, data.texts), "ppl")}
+        report(35, "greedy continuations of the prompts")
+        logits = [decoder.logits(ids) for ids in data.prompts]
+        continuations = [list(decoder.generate(ids, data.new_tokens(i), stop_at_eos=False))
+                         for i, ids in enumerate(data.prompts)]
+        report(60, "timing tokens")
+        found |= timings(decoder, data.prompts[:TIMED_PROMPTS])
+    expected = [(c, e) for c, e in zip(continuations, data.completions, strict=True) if e]
+    if expected:
+        found["completion_match"] = Measurement(sum(c[:len(e)] == e for c, e in expected) / len(expected), "ratio")
+    if reference is not None:
+        agreement = quality.agreement(reference.continuations, continuations)
+        found["kl_to_fp32"] = Measurement(quality.mean_kl(reference.logits, logits), "nats")
+        found["greedy_exact_match"] = Measurement(agreement.exact_match, "ratio")
+        found["greedy_first_divergence"] = Measurement(agreement.first_divergence_mean, "tokens")
+    found["size_bytes"] = Measurement(float(model_size(folder)), "bytes")
+    found["peak_memory_bytes"] = Measurement(float(memory.bytes), "bytes")
+    report(100, "evaluated")
+    return LanguageEvaluation(found, Reference(logits, continuations))
+
+
+def timed_generation(decoder: Decoder, ids: list[int], new_tokens: int) -> tuple[float, list[float]]:
+    """Seconds to the first token, and between each later token, of one greedy generation."""
+    started = time.perf_counter()
+    stamps = []
+    for _ in decoder.generate(ids, new_tokens, stop_at_eos=False):
+        stamps.append(time.perf_counter())
+    return stamps[0] - started, list(np.diff(stamps))
+
+
+def timings(decoder: Decoder, prompts: list[list[int]], new_tokens: int = TIMED_NEW_TOKENS) -> dict[str, Measurement]:
+    new_tokens = min(new_tokens, decoder.config.context_length - max(len(p) for p in prompts))
+    timed_generation(decoder, prompts[0], 4)  # warm-up
+    first, gaps, total = [], [], 0.0
+    for ids in prompts:
+        ttft, between = timed_generation(decoder, ids, new_tokens)
+        first.append(ttft)
+        gaps += between
+        total += ttft + sum(between)
+    ttft = np.percentile(np.array(first) * 1000, [50, 95])
+    tpot = np.percentile(np.array(gaps) * 1000, [50, 95])
+    return {
+        "ttft_p50_ms": Measurement(float(ttft[0]), "ms"), "ttft_p95_ms": Measurement(float(ttft[1]), "ms"),
+        "tpot_p50_ms": Measurement(float(tpot[0]), "ms"), "tpot_p95_ms": Measurement(float(tpot[1]), "ms"),
+        "latency_p50_ms": Measurement(float(tpot[0]), "ms"), "latency_p95_ms": Measurement(float(tpot[1]), "ms"),
+        "tokens_per_s": Measurement(len(prompts) * new_tokens / total, "tokens/s"),
+    }
