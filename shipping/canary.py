@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from serving.llm.metrics import INTER_TOKEN, TTFT
 from serving.metrics import LATENCY, REQUESTS
 
 
@@ -23,6 +24,9 @@ class Sample:
 
     requests_by_code: dict[str, float] = field(default_factory=dict)
     latency_buckets: dict[float, float] = field(default_factory=dict)  # upper bound → cumulative count
+    # Language models: time to first token and between tokens (empty for other models).
+    ttft_buckets: dict[float, float] = field(default_factory=dict)
+    inter_token_buckets: dict[float, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,8 @@ class WindowStats:
     errors: int
     error_rate: float
     p95_seconds: float | None  # None when there were no requests
+    ttft_p95_seconds: float | None = None  # language models only
+    inter_token_p95_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -53,16 +59,17 @@ class Verdict:
 def parse_metrics(text: str) -> Sample:
     """Read the request counter and latency histogram from a model server's /metrics text."""
     requests_by_code: dict[str, float] = {}
-    buckets: dict[float, float] = {}
+    histograms: dict[str, dict[float, float]] = {f"{name}_bucket": {} for name in (LATENCY, TTFT, INTER_TOKEN)}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == REQUESTS:
                 code = sample.labels["code"]
                 requests_by_code[code] = requests_by_code.get(code, 0.0) + sample.value
-            elif sample.name == f"{LATENCY}_bucket":
-                bound = float(sample.labels["le"])
+            elif sample.name in histograms:
+                buckets, bound = histograms[sample.name], float(sample.labels["le"])
                 buckets[bound] = buckets.get(bound, 0.0) + sample.value
-    return Sample(requests_by_code, buckets)
+    return Sample(requests_by_code, histograms[f"{LATENCY}_bucket"], histograms[f"{TTFT}_bucket"],
+                  histograms[f"{INTER_TOKEN}_bucket"])
 
 
 def scrape(base_url: str, timeout: float = 5.0) -> Sample:
@@ -100,19 +107,27 @@ def window(before: Sample, after: Sample) -> WindowStats:
     delta = {code: after.requests_by_code.get(code, 0.0) - before.requests_by_code.get(code, 0.0) for code in codes}
     total = round(sum(delta.values()))
     errors = round(sum(count for code, count in delta.items() if not code.startswith("2")))
-    buckets = {bound: count - before.latency_buckets.get(bound, 0.0) for bound, count in after.latency_buckets.items()}
+    def p95(name: str) -> float | None:
+        earlier, later = getattr(before, name), getattr(after, name)
+        return quantile(0.95, {bound: count - earlier.get(bound, 0.0) for bound, count in later.items()})
+
     return WindowStats(
         requests=total,
         errors=errors,
         error_rate=errors / total if total else 0.0,
-        p95_seconds=quantile(0.95, buckets),
+        p95_seconds=p95("latency_buckets"),
+        ttft_p95_seconds=p95("ttft_buckets"),
+        inter_token_p95_seconds=p95("inter_token_buckets"),
     )
 
 
 def analyse(stable: WindowStats, canary: WindowStats, thresholds: Thresholds) -> Verdict:
     """Pass when both saw enough traffic, the canary's error rate rose by at most the allowed amount
     and its p95 latency is at most ``max_p95_ratio`` times the stable one (or at most
-    ``min_p95_increase_seconds`` above it)."""
+    ``min_p95_increase_seconds`` above it). Language models compare time to first token p95 and
+    inter-token p95 that way instead of request latency (which grows with the tokens asked for)."""
+    if canary.ttft_p95_seconds is not None and stable.ttft_p95_seconds:
+        return _analyse_language_model(stable, canary, thresholds)
     increase = canary.error_rate - stable.error_rate
     ratio = None
     slower = False
@@ -120,8 +135,8 @@ def analyse(stable: WindowStats, canary: WindowStats, thresholds: Thresholds) ->
         ratio = canary.p95_seconds / stable.p95_seconds
         slower = canary.p95_seconds - stable.p95_seconds > thresholds.min_p95_increase_seconds
     measured = {
-        "stable": asdict(stable),
-        "canary": asdict(canary),
+        "stable": _figures(stable),
+        "canary": _figures(canary),
         "error_rate_increase": increase,
         "p95_ratio": ratio,
     }
@@ -154,3 +169,34 @@ def analyse(stable: WindowStats, canary: WindowStats, thresholds: Thresholds) ->
         f"error rate {canary.error_rate:.2%} (stable {stable.error_rate:.2%}), "
         f"p95 ratio {'n/a' if ratio is None else f'{ratio:.2f}x'}: within thresholds",
     )
+
+
+def _figures(stats: WindowStats) -> dict:
+    """The window's figures, without the language-model timings a model without tokens lacks."""
+    return {name: value for name, value in asdict(stats).items()
+            if value is not None or name not in ("ttft_p95_seconds", "inter_token_p95_seconds")}
+
+
+def _analyse_language_model(stable: WindowStats, canary: WindowStats, thresholds: Thresholds) -> Verdict:
+    increase = canary.error_rate - stable.error_rate
+    ratios = {}
+    for label, name in (("time to first token", "ttft_p95_seconds"), ("inter-token", "inter_token_p95_seconds")):
+        mine, theirs = getattr(canary, name), getattr(stable, name)
+        if mine is not None and theirs:
+            ratios[label] = (mine, theirs, mine / theirs)
+    measured = {"stable": asdict(stable), "canary": asdict(canary), "error_rate_increase": increase,
+                "p95_ratios": {label: ratio for label, (_, _, ratio) in ratios.items()}}
+    for name, stats in (("stable", stable), ("canary", canary)):
+        if stats.requests < thresholds.min_requests:
+            return Verdict(False, measured, f"not enough traffic: {name} served {stats.requests} requests, "
+                                            f"at least {thresholds.min_requests} are needed")
+    if increase > thresholds.max_error_rate_increase:
+        return Verdict(False, measured, f"error rate {canary.error_rate:.2%} vs stable {stable.error_rate:.2%}: "
+                                        f"up {increase:.2%}, more than {thresholds.max_error_rate_increase:.2%}")
+    for label, (mine, theirs, ratio) in ratios.items():
+        if ratio > thresholds.max_p95_ratio and mine - theirs > thresholds.min_p95_increase_seconds:
+            return Verdict(False, measured, f"{label} p95 {mine * 1000:.1f} ms vs stable {theirs * 1000:.1f} ms: "
+                                            f"{ratio:.2f}x, more than {thresholds.max_p95_ratio:.2f}x")
+    shown = ", ".join(f"{label} p95 ratio {ratio:.2f}x" for label, (_, _, ratio) in ratios.items()) or "no timings"
+    return Verdict(True, measured, f"error rate {canary.error_rate:.2%} (stable {stable.error_rate:.2%}), "
+                                   f"{shown}: within thresholds")

@@ -11,8 +11,8 @@ Metric names and units (``Measurement(value, unit)``):
   ``tpot_p50_ms``/``tpot_p95_ms`` (time per output token after the first), ``tokens_per_s``
   (batch 1, greedy, new tokens over generation time); ``latency_p50_ms``/``latency_p95_ms`` are the
   time per output token again (what the common choice rule compares);
-* ``size_bytes`` (the ONNX model and its external data), ``peak_memory_bytes`` (resident memory
-  growth over loading and the whole run).
+* ``size_bytes`` (the ONNX model and its external data), ``peak_memory_bytes`` (loading the decoder
+  and the prefill of the longest prompt, in a fresh process: :mod:`workers.ml.memory`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from serving.llm.decoder import Decoder
 from serving.llm.text import Text
 from workers.ml.evaluate import Measurement
 from workers.ml.llm import quality
-from workers.ml.measure import track_peak_memory
+from workers.ml.memory import MemoryProbeError, peak_memory
 
 Progress = Callable[[float, str], None]
 DEFAULT_NEW_TOKENS = 16
@@ -76,16 +76,22 @@ def evaluate_decoder(folder: Path, data: TokenisedEvalSet, *, reference: Referen
                      device: str = "cpu", progress: Progress | None = None) -> LanguageEvaluation:
     report = progress or (lambda percent, step: None)
     report(0, "loading the decoder")
-    with track_peak_memory() as memory:
-        decoder = Decoder(folder, threads=SESSION_THREADS, device=device)
-        report(10, "perplexity on the held-out text")
-        found = {"perplexity": Measurement(quality.perplexity(decoder, data.texts), "ppl")}
-        report(35, "greedy continuations of the prompts")
-        logits = [decoder.logits(ids) for ids in data.prompts]
-        continuations = [list(decoder.generate(ids, data.new_tokens(i), stop_at_eos=False))
-                         for i, ids in enumerate(data.prompts)]
-        report(60, "timing tokens")
-        found |= timings(decoder, data.prompts[:TIMED_PROMPTS])
+    decoder = Decoder(folder, threads=SESSION_THREADS, device=device)
+    report(10, "perplexity on the held-out text")
+    found = {"perplexity": Measurement(quality.perplexity(decoder, data.texts), "ppl")}
+    report(35, "greedy continuations of the prompts")
+    logits = [decoder.logits(ids) for ids in data.prompts]
+    continuations = [list(decoder.generate(ids, data.new_tokens(i), stop_at_eos=False))
+                     for i, ids in enumerate(data.prompts)]
+    report(60, "timing tokens")
+    found |= timings(decoder, data.prompts[:TIMED_PROMPTS])
+    report(85, "peak memory in a fresh process")
+    longest = max(data.prompts, key=len)
+    try:
+        memory = peak_memory((folder / decoder.config.filename).resolve(), prefill_feeds(decoder, longest), device)
+        found["peak_memory_bytes"] = Measurement(float(memory), "bytes")
+    except MemoryProbeError:
+        pass  # shown as not measured
     expected = [(c, e) for c, e in zip(continuations, data.completions, strict=True) if e]
     if expected:
         found["completion_match"] = Measurement(sum(c[:len(e)] == e for c, e in expected) / len(expected), "ratio")
@@ -95,9 +101,16 @@ def evaluate_decoder(folder: Path, data: TokenisedEvalSet, *, reference: Referen
         found["greedy_exact_match"] = Measurement(agreement.exact_match, "ratio")
         found["greedy_first_divergence"] = Measurement(agreement.first_divergence_mean, "tokens")
     found["size_bytes"] = Measurement(float(model_size(folder)), "bytes")
-    found["peak_memory_bytes"] = Measurement(float(memory.bytes), "bytes")
     report(100, "evaluated")
     return LanguageEvaluation(found, Reference(logits, continuations))
+
+
+def prefill_feeds(decoder: Decoder, ids: list[int]) -> dict[str, np.ndarray]:
+    """The decoder's inputs for the prefill of ``ids`` (an empty cache)."""
+    config = decoder.config
+    return {config.input_ids: np.asarray([ids], dtype=np.int64),
+            config.attention_mask: np.ones((1, len(ids)), dtype=np.int64)} | dict(
+        zip(config.past_names, decoder.empty_past(), strict=True))
 
 
 def timed_generation(decoder: Decoder, ids: list[int], new_tokens: int) -> tuple[float, list[float]]:
