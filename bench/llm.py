@@ -100,6 +100,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--prompts", type=int, default=6)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps", type=int, default=150, help="training steps of the small model")
     parser.add_argument("--kinds", default="int4-rtn-b32,int4-rtn-b128,int4-gptq-b128,int8-b32,fp16")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="bench-llm-"))
@@ -113,7 +114,10 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
     started = time.monotonic()
     hf = scratch / "hf"
     hf.mkdir()
-    (train_small if args.model == "small" else random_large)(hf)
+    if args.model == "small":
+        train_small(hf, steps=args.steps)
+    else:
+        random_large(hf)
     print(f"model {args.model} made in {time.monotonic() - started:.0f} s", flush=True)
     data = parse_eval_data(eval_jsonl())
     folders = {"onnx-fp32": scratch / "onnx-fp32"}
