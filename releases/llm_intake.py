@@ -111,7 +111,9 @@ def _json(tar: tarfile.TarFile, info: tarfile.TarInfo) -> dict:
 
 def _safetensors_names(tar: tarfile.TarFile, info: tarfile.TarInfo, shard: str) -> set[str]:
     handle = tar.extractfile(info)
-    head = handle.read(8) if handle is not None else b""
+    if handle is None:
+        raise BadUpload(f"{shard} cannot be read")
+    head = handle.read(8)
     if len(head) < 8:
         raise BadUpload(f"{shard} is too short to be safetensors")
     (length,) = struct.unpack("<Q", head)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
@@ -44,13 +45,16 @@ class ModelServer(BaseApplication):
         # a child of a process that imported it hangs or aborts (seen with ORT 1.32).
         from serving.llm.bundle import is_tar
 
-        if is_tar(self.config.model):  # a language-model bundle (serving/llm)
-            from serving.llm.app import LanguageModelApp as App
-        else:
-            from serving.app import ServingApp as App
-
         logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-        app = App(self.config)
+        app: Any
+        if is_tar(self.config.model):  # a language-model bundle (serving/llm)
+            from serving.llm.app import LanguageModelApp
+
+            app = LanguageModelApp(self.config)
+        else:
+            from serving.app import ServingApp
+
+            app = ServingApp(self.config)
         app.start_loading()
         return app
 

@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -178,7 +178,7 @@ class _Run:
     """One generation: tokens to text pieces, stop strings, timings and metrics."""
 
     def __init__(self, app: LanguageModelApp, request: protocol.GenerationRequest, prompt_tokens: int,
-                 tokens: Iterator[int], started: float) -> None:
+                 tokens: Generator[int, None, None], started: float) -> None:
         self.app, self.request, self.prompt_tokens, self.tokens, self.started = app, request, prompt_tokens, tokens, \
             started
         self.answer = protocol.Answer(request, app.config.model_name)

@@ -7,7 +7,7 @@ builder writes). Greedy decoding and sampling are plain loops over :meth:`Decode
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,7 +106,7 @@ class Decoder:
                              f"model's context of {limit} tokens")
 
     def generate(self, ids: list[int], max_new_tokens: int, *, temperature: float = 0.0, top_p: float = 1.0,
-                 seed: int | None = None, stop_at_eos: bool = True) -> Iterator[int]:
+                 seed: int | None = None, stop_at_eos: bool = True) -> Generator[int, None, None]:
         """Yield new tokens one by one: greedy when ``temperature`` is 0, else sampled (top-p)."""
         if not ids:
             raise ValueError("the prompt holds no tokens")

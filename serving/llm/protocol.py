@@ -49,14 +49,15 @@ def parse(raw: bytes, *, chat: bool, max_tokens_limit: int) -> GenerationRequest
         raise RequestInvalid("the body is not JSON") from None
     if not isinstance(body, dict):
         raise RequestInvalid("the body must be a JSON object")
-    prompt, messages = None, []
+    prompt = None
+    messages: list[dict[str, str]] = []
     if chat:
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages or not all(
+        given = body.get("messages")
+        if not isinstance(given, list) or not given or not all(
                 isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
-                for m in messages):
+                for m in given):
             raise RequestInvalid("messages must be a non-empty list of {role, content} strings", "messages")
-        messages = [{"role": m["role"], "content": m["content"]} for m in messages]
+        messages = [{"role": m["role"], "content": m["content"]} for m in given]
     else:
         prompt = body.get("prompt")
         if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):

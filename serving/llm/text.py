@@ -48,7 +48,8 @@ class Detokenizer:
     """Turns a growing list of tokens into text pieces, holding back bytes of an unfinished character."""
 
     def __init__(self, text: Text) -> None:
-        self.text, self.ids, self.sent = text, [], ""
+        self.text, self.sent = text, ""
+        self.ids: list[int] = []
 
     def add(self, token: int) -> str:
         self.ids.append(token)
