@@ -3,9 +3,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
-# Line coverage `make test` must reach (README, Test it). A lower bound measured here (one test module
-# alone covers 60%); the whole suite's figure is printed by every run: raise it to what CI prints.
-COVERAGE_FLOOR ?= 60
+# Line coverage `make test` must reach (README, Test it). The whole suite measured 79.8% on 2026-11-30
+# (9,505 statements); the issue's goal is 90%. Raise the floor as tests are added.
+COVERAGE_FLOOR ?= 78
 
 .PHONY: demo test lint system-deps docker-images
 
