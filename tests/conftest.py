@@ -139,3 +139,13 @@ def wait_for_status(release_id: int, *statuses: str, timeout: float = 60) -> Rel
     stages = [(s.name, s.status, s.error) for s in release.stages.all()]
     log = (Path(settings.DATA_DIR) / "worker.log").read_text()[-3000:]
     raise AssertionError(f"release {release_id} is {release.status}, not {statuses}: {stages}\n{log}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A transactional test must restore the migrated data (groups, content types) it flushes: without
+    serialized_rollback, the flush after it leaves the next tests without groups and with content types
+    that the next restore then inserts twice."""
+    for item in items:
+        mark = item.get_closest_marker("django_db")
+        if mark and mark.kwargs.get("transaction") and not mark.kwargs.get("serialized_rollback"):
+            raise pytest.UsageError(f"{item.nodeid}: django_db(transaction=True) needs serialized_rollback=True")

@@ -26,7 +26,7 @@ from tests.factories import digits_model
 from tests.monitoring import alertloop
 from tests.shipping.load import SteadyLoad
 
-pytestmark = [pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 ERRORS = "SlipwayModelErrorRate"
 ports = PortAllocator()
 
