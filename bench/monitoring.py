@@ -40,11 +40,11 @@ MIN_LABELS_PER_S = 5000
 
 
 def _servers(folder: Path) -> tuple[list, object]:
+    from releases.management.demo_model import digits_model
     from serving.integrity import file_sha256
     from shipping.local_target import LocalTarget
     from shipping.ports import PortAllocator
     from shipping.targets import InstanceSpec
-    from workers.demo_model import digits_model
     from workers.ml.evalset import evalset_from_arrays
     from workers.ml.profile import write_profile
 
@@ -61,9 +61,9 @@ def _servers(folder: Path) -> tuple[list, object]:
 
 
 def latency(requests_each: int) -> dict[str, float]:
+    from releases.management.demo_model import digits_model
     from serving import oip
     from serving.watch import Profile, Watcher
-    from workers.demo_model import digits_model
 
     rows = digits_model().eval_inputs
     with tempfile.TemporaryDirectory() as folder:

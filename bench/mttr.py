@@ -44,8 +44,10 @@ SCRATCH = configure("slipway_bench_mttr", SLIPWAY_ALLOWED_HOSTS="testserver,127.
                     SLIPWAY_FIRST_PROXY_PORT=str(free_port_pair()))
 
 import django
+import numpy as np
 import requests
 
+from serving import oip
 from shipping import proxy
 from shipping.local_target import LocalTarget
 from shipping.ports import PortAllocator
@@ -111,10 +113,11 @@ def first_error_sample(prometheus: alertloop.Daemon, release_id: int) -> float |
 
 
 def one_run(name: str, timings: alertloop.Timings, rate: float, folder: Path, web: str) -> dict:
-    from releases import deploys
+    from workers.demo_model import digits_model
+
+    from releases import deploys, routing
     from releases.actors import Actor
     from releases.models import AuditEvent, Deployment, TrafficChange
-    from workers.demo_model import digits_model
 
     work = folder / name
     work.mkdir()
@@ -122,7 +125,7 @@ def one_run(name: str, timings: alertloop.Timings, rate: float, folder: Path, we
     good_path.write_bytes(digits_model().onnx_bytes)
     bad_path.write_bytes(alertloop.faulty_digits_onnx())
     ids, token = records()
-    config = deploys.proxy_config()
+    config = routing.proxy_config()
     proxy.ensure_running(config)
     target = LocalTarget(log_dir=work / "logs", pid_dir=serving_pids())
     ports = PortAllocator()
@@ -136,8 +139,8 @@ def one_run(name: str, timings: alertloop.Timings, rate: float, folder: Path, we
     rows = digits_model().eval_inputs[:8]
     offset = time.time() - time.perf_counter()  # SteadyLoad's clock to wall time
     try:
-        with SteadyLoad(f"{config.endpoint('production')}/v1/predict", rate=rate, clients=2,
-                        body={"inputs": rows.tolist()}) as load:
+        with SteadyLoad(config.endpoint("production") + oip.infer_path("digits"), rate=rate, clients=2,
+                        body=oip.request_document({"pixels": rows.astype(np.float32)})) as load:
             deadline = time.monotonic() + 10 * timings.discovery + 60
             while alertloop.scraped_requests(prometheus, ids[1]) == 0:
                 if time.monotonic() > deadline:
@@ -168,7 +171,7 @@ def one_run(name: str, timings: alertloop.Timings, rate: float, folder: Path, we
                 if time.monotonic() > deadline:
                     raise RuntimeError("the previous release answered nothing after the rollback")
                 time.sleep(0.05)
-        active = Deployment.objects.get(environment__name="production", role="active").release_id
+        active = Deployment.objects.get(service__environment__name="production", role="active").release_id
         assert active == ids[0], f"release {active} serves, not {ids[0]}"
     finally:
         prometheus.stop()

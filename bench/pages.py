@@ -179,18 +179,19 @@ class Population:
         return release
 
     def add_production(self, previous, serving) -> None:
-        from releases.models import Deployment, Environment, ServingSample, TrafficChange
+        from releases.models import Deployment, Environment, Service, ServingSample, TrafficChange
 
-        production = Environment.objects.get(name="production")
+        production = Service.objects.create(environment=Environment.objects.get(name="production"),
+                                            model=serving.version.model)
         Deployment.objects.bulk_create(
             [
-                Deployment(environment=production, release=previous, role="warm", traffic_percent=0),
-                Deployment(environment=production, release=serving, role="active", traffic_percent=100),
+                Deployment(service=production, release=previous, role="warm", traffic_percent=0),
+                Deployment(service=production, release=serving, role="active", traffic_percent=100),
             ]
         )
         TrafficChange.objects.bulk_create(
             TrafficChange(
-                environment=production,
+                service=production,
                 at=T0 + timedelta(minutes=i),
                 shares={str((serving if i % 2 else previous).pk): 100},
                 action="rollback" if i % 10 == 9 else "deploy",
@@ -201,7 +202,7 @@ class Population:
         ServingSample.objects.bulk_create(
             (
                 ServingSample(
-                    environment=production,
+                    service=production,
                     release=serving if i % 2 else previous,
                     at=T0 + timedelta(seconds=10 * i),
                     requests_per_s=100.0,

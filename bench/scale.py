@@ -81,7 +81,7 @@ def mlp_build() -> tuple[onnx.ModelProto, bytes]:
     from sklearn.datasets import load_digits
     from sklearn.neural_network import MLPClassifier
 
-    from workers.demo_model import npz_bytes
+    from releases.management.demo_model import npz_bytes
 
     digits = load_digits()
     x, y = (digits.data / 16.0).astype(np.float32), digits.target.astype(np.int64)

@@ -1,9 +1,10 @@
 """Alerts from Prometheus' Alertmanager (webhook format, version 4), acted on by the model's policy.
 
 A firing alert labelled with `model` and `environment` either notifies — an audit event with
-action "alert.fired", which the webhooks turn into alert_firing deliveries — or rolls the
-environment back with the alert as the reason. An environment rolled back by an alert is not
-rolled back by another within the policy's cool-down: a flapping alert notifies instead.
+action "alert.fired", which the webhooks turn into alert_firing deliveries — or rolls that model
+back in that environment with the alert as the reason (other models are not touched). A model rolled
+back by an alert is not rolled back by another within the policy's cool-down: a flapping alert
+notifies instead.
 """
 
 from collections.abc import Callable
@@ -83,8 +84,8 @@ def handle(alert: dict, user: AnyUser, token_name: str | None, *, may_roll_back:
     actor = Actor.person(user, token_name)
     with transaction.atomic():
         policy = MonitoringPolicy.objects.select_for_update().get(pk=policy_of(model).pk)
-        active = environment.deployments.filter(role=Deployment.Role.ACTIVE).select_related(
-            "release__version").first()
+        active = Deployment.objects.filter(service__environment=environment, service__model=model,
+                                           role=Deployment.Role.ACTIVE).select_related("release__version").first()
         why_not = _why_no_rollback(policy, environment, active, model, labels)
         if why_not is None and not may_roll_back:
             why_not = "the alerts token lacks the 'rollback' scope, so an alert only notifies"
@@ -95,7 +96,7 @@ def handle(alert: dict, user: AnyUser, token_name: str | None, *, may_roll_back:
             record(actor, "alert.fired", release=active.release, subject=f"environment {environment.name}",
                    after=fired, reason=reason)
             try:
-                deploys.rollback(environment.name, user, reason, expected_release_id=active.release_id,
+                deploys.rollback(environment.name, model.name, user, reason, expected_release_id=active.release_id,
                                  token_name=token_name)
             except (NotAllowed, TransitionError, ValueError, ProxyError) as exc:
                 why_not = f"the rollback failed: {exc}"
@@ -121,9 +122,10 @@ def _why_no_rollback(policy: MonitoringPolicy, environment: Environment, active:
     if labels.get("release") and labels["release"] != str(active.release_id):
         return f"release #{labels['release']} no longer serves in {environment.name}"
     since = timezone.now() - timedelta(seconds=policy.cooldown_seconds)
-    earlier = AlertAction.objects.filter(environment=environment, action=Action.ROLLED_BACK, at__gte=since).first()
+    earlier = AlertAction.objects.filter(environment=environment, release__version__model=model,
+                                         action=Action.ROLLED_BACK, at__gte=since).first()
     if earlier is not None:
-        return (f"cool-down: alert {earlier.alertname} rolled {environment.name} back at "
+        return (f"cool-down: alert {earlier.alertname} rolled {model.name} back in {environment.name} at "
                 f"{earlier.at:%Y-%m-%d %H:%M:%S} UTC; no second rollback within {policy.cooldown_seconds} s")
     return None
 

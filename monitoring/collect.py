@@ -48,7 +48,7 @@ def _plus(a: list[list[int]], b: list[list[int]]) -> list[list[int]]:
 
 
 def _store_predictions(deployment: Deployment, entries: list) -> int:
-    rows = [Prediction(prediction_id=str(pid)[:64], environment_id=deployment.environment_id,
+    rows = [Prediction(prediction_id=str(pid)[:64], environment_id=deployment.service.environment_id,
                        release_id=deployment.release_id, at=datetime.fromtimestamp(at, UTC), value=float(value))
             for _seq, pid, at, value in entries if value is not None]
     Prediction.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
@@ -68,7 +68,7 @@ def apply_report(deployment: Deployment, report: dict) -> WatchSample | None:
         pending = _plus(state.pending, fresh) if state.pending else fresh
         pending_rows = state.pending_rows + delta["rows"]
         _store_predictions(deployment, report["predictions"])
-        sample = WatchSample(environment_id=deployment.environment_id, release_id=deployment.release_id,
+        sample = WatchSample(environment_id=deployment.service.environment_id, release_id=deployment.release_id,
                              at=timezone.now(), rows=delta["rows"], nan=delta["nan"], inf=delta["inf"],
                              out_of_range=delta["out_of_range"], crashes=delta["crashes"])
         if pending_rows >= DRIFT_MIN_ROWS and report["features"]:
@@ -98,7 +98,8 @@ def collect_one(deployment: Deployment, session: requests.Session) -> WatchSampl
 def collect_all() -> dict[str, int]:
     """One collection from every deployment that is not stopped; a server that does not answer is skipped."""
     done = {"collected": 0, "unreachable": 0}
-    running = Deployment.objects.exclude(role=Deployment.Role.STOPPED).exclude(endpoint="").order_by("id")
+    running = (Deployment.objects.exclude(role=Deployment.Role.STOPPED).exclude(endpoint="")
+               .select_related("service").order_by("id"))
     with requests.Session() as session:
         for deployment in running:
             try:

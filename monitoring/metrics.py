@@ -30,10 +30,10 @@ class MonitoringCollector(Collector):
                                        "Accuracy of the serving release on its evaluation data.", labels=LABELS)
         figures = current_figures(WINDOW)
         serving = (Deployment.objects.filter(traffic_percent__gt=0)
-                   .select_related("environment", "release__version__model").order_by("id"))
+                   .select_related("service__environment", "release__version__model").order_by("id"))
         for deployment in serving:
             labels = [deployment.release.version.model.name, deployment.environment.name, str(deployment.release_id)]
-            live = figures.get((deployment.environment_id, deployment.release_id), {})
+            live = figures.get((deployment.service.environment_id, deployment.release_id), {})
             task = deployment.release.version.model.task
             for key, family in families.items():
                 skip = (key == "accuracy" and task != "classification") or (key == "mae" and task != "regression")

@@ -64,7 +64,8 @@ def _labels_of(**where: object):  # noqa: ANN202
 def _marks(environments: list[int], since: datetime | None) -> list[list]:
     if since is None:
         return []
-    marks = (TrafficChange.objects.filter(environment_id__in=environments, at__gte=since).annotate(ms=EpochMs("at"))
+    marks = (TrafficChange.objects.filter(service__environment_id__in=environments, at__gte=since)
+             .annotate(ms=EpochMs("at"))
              .order_by("-at", "-id").values_list("ms", "action")[:CHART_MARKS])
     return [list(mark) for mark in reversed(marks)]
 

@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from monitoring.models import ShadowRun
-from releases import deploys
+from releases import routing
 from releases.models import Deployment, Release
 from shipping import shadow
 
@@ -20,7 +20,8 @@ def policy_of(run: ShadowRun) -> shadow.ShadowPolicy:
 
 
 def active_deployment(run: ShadowRun) -> Deployment | None:
-    return run.environment.deployments.filter(role=Deployment.Role.ACTIVE, release=run.active).first()
+    return Deployment.objects.filter(service__environment=run.environment, role=Deployment.Role.ACTIVE,
+                                     release=run.active).first()
 
 
 def collect_one(run: ShadowRun) -> ShadowRun:
@@ -32,7 +33,7 @@ def collect_one(run: ShadowRun) -> ShadowRun:
         run.reason = f"release #{run.active_id} is no longer active in {run.environment}; {run.reason}".strip("; ")
         run.save(update_fields=["stopped_at", "reason"])
         return run
-    figures = shadow.report(deploys.instance_of(deployment))
+    figures = shadow.report(routing.instance_of(deployment))
     minutes = (timezone.now() - run.started_at).total_seconds() / 60
     judged = shadow.verdict(figures, minutes, policy_of(run))
     run.figures, run.verdict, run.reason = figures, judged.decision, judged.reason

@@ -76,13 +76,24 @@ class EnvironmentAdmin(admin.ModelAdmin):
 
 @admin.register(m.Deployment)
 class DeploymentAdmin(admin.ModelAdmin):
-    list_display = ["environment", "release", "role", "traffic_percent", "updated_at"]
+    list_display = ["service", "release", "role", "traffic_percent", "updated_at"]
     readonly_fields = [f.name for f in m.Deployment._meta.fields]
+
+
+@admin.register(m.Service)
+class ServiceAdmin(admin.ModelAdmin):
+    list_display = ["model", "environment", "created_at"]
+
+
+@admin.register(m.Canary)
+class CanaryAdmin(admin.ModelAdmin):
+    list_display = ["deployment", "status", "started_at", "ends_at", "canary_requests", "requests_needed"]
+    readonly_fields = [f.name for f in m.Canary._meta.fields]
 
 
 @admin.register(m.TrafficChange)
 class TrafficChangeAdmin(admin.ModelAdmin):
-    list_display = ["environment", "at", "action", "shares", "actor"]
+    list_display = ["service", "at", "action", "shares", "actor"]
     readonly_fields = [f.name for f in m.TrafficChange._meta.fields]
 
 
@@ -118,4 +129,4 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 @admin.register(m.ServingSample)
 class ServingSampleAdmin(admin.ModelAdmin):
-    list_display = ["environment", "release", "at", "requests_per_s", "error_rate", "latency_p95_ms"]
+    list_display = ["service", "release", "at", "requests_per_s", "error_rate", "latency_p95_ms"]

@@ -4,7 +4,7 @@ from django.db import transaction
 
 from releases import pipeline
 from releases.actors import Actor
-from releases.models import Approval, Release, StageRun
+from releases.models import Approval, Environment, Release, StageRun
 from releases.models.pipeline import ReleaseStatus, StageStatus
 from releases.roles import ADMIN, APPROVER, has_role
 from releases.statemachine import (
@@ -37,6 +37,18 @@ def why_not(user, release: Release) -> str | None:  # noqa: ANN001
     return None
 
 
+def already_decided(user, release: Release, gate: str | None) -> bool:  # noqa: ANN001
+    return any(a.user_id == user.pk and a.gate == gate for a in release.approvals.all())
+
+
+def why_no_decision(user, release: Release, gate: str | None) -> str | None:  # noqa: ANN001
+    """Why this user cannot approve or reject this release at `gate` now (what the page shows), or None."""
+    reason = why_not(user, release)
+    if reason is None and already_decided(user, release, gate):
+        return f"you have already decided at its {gate} gate"
+    return reason
+
+
 # The stage that waits for people, by gate, and how many approvals each gate's policy asks for.
 GATE_STAGES = {"release": "gate", "production": "production_gate"}
 
@@ -50,8 +62,13 @@ def waiting_gate(release: Release) -> str | None:
 
 
 def required(release: Release, gate: str = "release") -> int:
+    """Approvals the gate needs: the policy's, and at least one at the production gate when production
+    says it requires approval (Environment.requires_approval)."""
     policy = release.version.model.policy
-    return policy.required_approvals if gate == "release" else policy.production_approvals
+    if gate == "release":
+        return policy.required_approvals
+    production_requires = Environment.objects.filter(name="production", requires_approval=True).exists()
+    return max(policy.production_approvals, 1 if production_requires else 0)
 
 
 def decide(release_id: int, user, decision: str, comment: str, *, token_name: str | None = None) -> Approval:  # noqa: ANN001
@@ -65,7 +82,7 @@ def decide(release_id: int, user, decision: str, comment: str, *, token_name: st
         reason = why_not(user, release)
         if reason:
             raise NotAllowed(reason)
-        if Approval.objects.filter(release=release, gate=gate, user=user).exists():
+        if already_decided(user, release, gate):
             raise TransitionError(f"{user.get_username()} has already decided on release #{release_id} "
                                   f"at the {gate} gate")
         approval = Approval.objects.create(release=release, gate=gate, user=user, decision=decision,

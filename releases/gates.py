@@ -41,7 +41,7 @@ def release_figures(release: Release) -> dict[str, float]:
 def production_figures(release: Release) -> tuple[Release | None, dict[str, float]]:
     """The release serving in production and its figures — measured on this release's data when the
     evaluate stage did so (metrics named production_*), else its own."""
-    active = (Deployment.objects.filter(environment__name="production", role="active",
+    active = (Deployment.objects.filter(service__environment__name="production", role="active",
                                         release__version__model_id=release.version.model_id)
               .exclude(release=release).select_related("release").first())
     if active is None:

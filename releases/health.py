@@ -1,4 +1,5 @@
-"""Release health per model and environment, read off the record of traffic changes (DORA's figures).
+"""Release health per model and environment, read off each service's record of traffic changes (DORA's
+figures). A rollback of one model never counts against another.
 
 Definitions, over a window of days ending now:
 - a change is a release that gets traffic in the environment for the first time (canary or deploy);
@@ -79,10 +80,10 @@ def release_health(days: int = 30, *, now: datetime | None = None) -> list[Healt
     """One Health per (model, environment) that had traffic in the last `days` days, sorted by name."""
     now = now or timezone.now()
     since = now - timedelta(days=days)
-    changes = list(TrafficChange.objects.filter(at__gt=since, at__lte=now).select_related("environment")
-                   .order_by("environment_id", "at", "id"))
+    changes = list(TrafficChange.objects.filter(at__gt=since, at__lte=now).select_related("service__environment")
+                   .order_by("service_id", "at", "id"))
     ids = {int(r) for c in changes for r in c.shares}
-    earlier = _shares_before(since, {c.environment_id for c in changes})
+    earlier = _shares_before(since, {c.service_id for c in changes})
     ids |= {int(r) for shares in earlier.values() for r in shares}
     releases = {r.pk: r for r in Release.objects.filter(pk__in=ids).select_related("version__model")}
     alerts = _alerts(ids, since, now)
@@ -92,15 +93,15 @@ def release_health(days: int = 30, *, now: datetime | None = None) -> list[Healt
         model = releases[release_id].version.model.name
         return rows.setdefault((model, environment), Health(model, environment, now - since))
 
-    served_since: dict[int, datetime] = {}  # release id → when it started to serve in this environment
+    served_since: dict[int, datetime] = {}  # release id → when it started to serve in this service
     first_served: dict[tuple[str, str], datetime] = {}  # (model, environment) → its first serving in the window
     shares: dict[str, int] = {}
-    environment_id = None
+    service_id = None
     for change in changes:
-        env = change.environment.name
-        if change.environment_id != environment_id:
-            environment_id, served_since = change.environment_id, {}
-            shares = earlier.get(environment_id, {})
+        env = change.service.environment.name
+        if change.service_id != service_id:
+            service_id, served_since = change.service_id, {}
+            shares = earlier.get(service_id, {})
             for key, share in shares.items():  # what served as the window opened served from its start
                 if share > 0:
                     first_served.setdefault((releases[int(key)].version.model.name, env), since)
@@ -131,13 +132,13 @@ def release_health(days: int = 30, *, now: datetime | None = None) -> list[Healt
     return sorted(rows.values(), key=lambda h: (h.model, h.environment))
 
 
-def _shares_before(since: datetime, environment_ids: set[int]) -> dict[int, dict[str, int]]:
-    """Each environment's traffic split as the window opened."""
+def _shares_before(since: datetime, service_ids: set[int]) -> dict[int, dict[str, int]]:
+    """Each service's traffic split as the window opened."""
     found = {}
-    for environment_id in environment_ids:
-        last = (TrafficChange.objects.filter(environment_id=environment_id, at__lte=since)
+    for service_id in service_ids:
+        last = (TrafficChange.objects.filter(service_id=service_id, at__lte=since)
                 .order_by("-at", "-id").only("shares").first())
-        found[environment_id] = last.shares if last else {}
+        found[service_id] = last.shares if last else {}
     return found
 
 

@@ -38,7 +38,8 @@ class SlipwayCollector(Collector):
         moves = CounterMetricFamily("slipway_traffic_changes", "Traffic moves by environment and action.",
                                     labels=["environment", "action"])
         rolled_back: dict[str, int] = {}
-        for name, action, n in TrafficChange.objects.values_list("environment__name", "action").annotate(n=Count("id")):
+        counts = TrafficChange.objects.values_list("service__environment__name", "action").annotate(n=Count("id"))
+        for name, action, n in counts:
             moves.add_metric([name, action], n)
             if action == "rollback":
                 rolled_back[name] = n
@@ -130,9 +131,9 @@ def scrape_targets_view(request: HttpRequest) -> HttpResponse:
         return refused
 
     running = (Deployment.objects.exclude(role=Deployment.Role.STOPPED).exclude(endpoint="")
-               .select_related("environment", "release__version__model").order_by("id"))
+               .select_related("service__environment", "release__version__model").order_by("id"))
     groups = [{"targets": [d.endpoint.removeprefix("http://").removeprefix("https://")],
-               "labels": {"environment": d.environment.name, "release": str(d.release_id), "role": d.role,
+               "labels": {"environment": d.service.environment.name, "release": str(d.release_id), "role": d.role,
                           "model": d.release.version.model.name, "version": d.release.version.label}}
               for d in running]
     return JsonResponse(groups, safe=False)

@@ -1,9 +1,13 @@
-"""Drive HAProxy: one stable frontend per environment, traffic moved through the runtime API.
+"""Drive HAProxy: one stable frontend per environment, one backend per model, all through the runtime API.
 
-Each environment's backend has pre-declared server slots (``slot1`` .. ``slotN``), in
-maintenance until used. Putting an instance behind an environment fills a slot's address and
-marks it ready; moving traffic changes weights over the admin socket, which takes effect for
-the next request without a reload, so no connection is closed and no request fails.
+A request reaches a model by its name on the path, ``/v2/models/<model>/...`` (passed on unchanged).
+Each environment has a pool of pre-declared backends (``be_<env>_1`` .. ``be_<env>_N``), each with
+server slots (``slot1`` .. ``slotM``) in maintenance until used, and a map file (model → backend)
+consulted per request (``map`` converter). Giving a model its backend is ``add map`` over the admin
+socket, removing it ``del map``, and moving a model's traffic changes the weights of its backend's
+slots only: HAProxy 2.6 applies all three to the next request without a reload, so no connection is
+closed, no request fails and no other model is touched. The map file is rewritten after each change,
+so a reload or restart finds the same routes.
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ class ProxyConfig:
     state_dir: Path
     environments: Mapping[str, int] = field(default_factory=lambda: {"staging": 8081, "production": 8082})
     bind_host: str = "127.0.0.1"
-    slots: int = 8
+    slots: int = 4  # instances per model: stable, canary and warm releases
+    backends: int = 32  # models per environment
     stats_port: int | None = None
     haproxy: str = "haproxy"
 
@@ -67,6 +72,15 @@ class ProxyConfig:
     def endpoint(self, environment: str) -> str:
         return f"http://{self.bind_host}:{self.environments[environment]}"
 
+    def model_endpoint(self, environment: str, model: str) -> str:
+        return f"{self.endpoint(environment)}/v2/models/{model}"
+
+    def map_path(self, environment: str) -> Path:
+        return self.state_dir / f"models-{environment}.map"
+
+    def backend_names(self, environment: str) -> list[str]:
+        return [f"be_{environment}_{n}" for n in range(1, self.backends + 1)]
+
 
 @dataclass(frozen=True)
 class ServerState:
@@ -87,9 +101,11 @@ def render_config(config: ProxyConfig) -> str:
     def template(name: str) -> Template:
         return Template((TEMPLATE_DIR / name).read_text())
 
+    backend = template("backend.cfg.tmpl")
     environments = "".join(
         template("environment.cfg.tmpl").substitute(
-            name=name, port=port, bind_host=config.bind_host, slots=config.slots
+            name=name, port=port, bind_host=config.bind_host, map_file=config.map_path(name),
+            backends="\n".join(backend.substitute(backend=b, slots=config.slots) for b in config.backend_names(name)),
         )
         for name, port in config.environments.items()
     )
@@ -145,6 +161,9 @@ def ensure_running(config: ProxyConfig) -> None:
         raise ProxyUnavailable(f"{config.haproxy} is not installed: apt-get install -y haproxy")
     text = render_config(config)
     with _locked(config):
+        for environment in config.environments:
+            if not config.map_path(environment).exists():
+                config.map_path(environment).write_text("")
         pid = _running_pid(config)
         if pid is not None and config.config_path.is_file() and config.config_path.read_text() == text:
             return
@@ -183,9 +202,28 @@ def stop(config: ProxyConfig, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def servers(config: ProxyConfig, environment: str) -> list[ServerState]:
-    """The slots of an environment's backend as HAProxy sees them now (``show servers state``)."""
-    backend = _backend(config, environment)
+def routes(config: ProxyConfig, environment: str) -> dict[str, str]:
+    """Model → backend, as HAProxy routes the environment's requests now (``show map``)."""
+    _check_environment(config, environment)
+    answer = command(config, f"show map {config.map_path(environment)}")
+    found = {}
+    for line in answer.splitlines():
+        fields = line.split()
+        if len(fields) == 3 and fields[0].startswith("0x"):
+            found[fields[1]] = fields[2]
+        elif line.strip():
+            raise ProxyError(f"HAProxy has no map of {environment}'s models ({answer.strip()}); "
+                             "is its configuration current?")
+    return found
+
+
+def servers(config: ProxyConfig, environment: str, model: str) -> list[ServerState]:
+    """The slots of a model's backend in an environment as HAProxy sees them now; [] if it has none."""
+    backend = routes(config, environment).get(model)
+    return [] if backend is None else _backend_servers(config, backend)
+
+
+def _backend_servers(config: ProxyConfig, backend: str) -> list[ServerState]:
     answer = command(config, f"show servers state {backend}")
     lines = answer.splitlines()
     if not lines or lines[0] != "1":  # the format version comes first
@@ -209,10 +247,9 @@ def servers(config: ProxyConfig, environment: str) -> list[ServerState]:
     return states
 
 
-def _backend(config: ProxyConfig, environment: str) -> str:
+def _check_environment(config: ProxyConfig, environment: str) -> None:
     if environment not in config.environments:
         raise ProxyError(f"unknown environment {environment!r}; configured: {sorted(config.environments)}")
-    return f"be_{environment}"
 
 
 @contextmanager
@@ -260,21 +297,47 @@ def _slot_for(instance: Instance, states: list[ServerState], commands: list[str]
     return free.slot
 
 
-def set_traffic(config: ProxyConfig, environment: str,
-                weights: Mapping[Instance, int] | Mapping[str, int]) -> list[ServerState]:
-    """Give each instance (or slot name) its weight; every other slot of the environment gets 0.
+def _write_map(config: ProxyConfig, environment: str, table: Mapping[str, str]) -> None:
+    """Keep the map file equal to HAProxy's map, so a reload or a restart routes the same way."""
+    path = config.map_path(environment)
+    temporary = path.with_suffix(".map.new")
+    temporary.write_text("".join(f"{model} {backend}\n" for model, backend in sorted(table.items())))
+    temporary.replace(path)
 
-    Weights are relative (e.g. {stable: 90, canary: 10}). New weights are raised before old ones
-    are lowered, in one message to HAProxy, so some server can always take the next request.
-    Slots set to 0 stay ready (the previous release stays warm for a rollback). Returns the
-    state after the change, checked against what was asked.
+
+def _check_model(model: str) -> None:
+    if not model or any(c.isspace() or c in "/#;\\" for c in model):
+        raise ProxyError(f"{model!r} cannot be routed: a model name has no spaces, slashes, '#', ';' or backslashes")
+
+
+def set_traffic(
+    config: ProxyConfig, environment: str, model: str, weights: Mapping[Instance, int] | Mapping[str, int]
+) -> list[ServerState]:
+    """Give each of a model's instances (or slot names) its weight; every other slot of the model gets 0.
+
+    A model without a backend yet gets a free one of the environment's pool, and its route is added
+    (``add map``) only once its slots are ready, so its first request finds a server. Weights are
+    relative (e.g. {stable: 90, canary: 10}). New weights are raised before old ones are lowered, in
+    one message to HAProxy, so some server can always take the next request. Slots set to 0 stay
+    ready (the previous release stays warm for a rollback). Returns the model's slots after the
+    change, checked against what was asked. Other models' backends are never touched.
     """
-    backend = _backend(config, environment)
+    _check_environment(config, environment)
+    _check_model(model)
     for weight in weights.values():
         if not 0 <= weight <= MAX_WEIGHT:
             raise ProxyError(f"weights must be between 0 and {MAX_WEIGHT}, got {weight}")
     with _locked(config):
-        before = servers(config, environment)
+        table = routes(config, environment)
+        backend = table.get(model)
+        new_route = backend is None
+        if new_route:
+            taken = set(table.values())
+            backend = next((b for b in config.backend_names(environment) if b not in taken), None)
+            if backend is None:
+                raise ProxyError(f"all {config.backends} model backends of {environment} are in use; "
+                                 "remove a model's route or raise SLIPWAY_PROXY_BACKENDS")
+        before = _backend_servers(config, backend)
         current = {state.slot: state.weight for state in before}
         prepare: list[str] = []
         wanted = {}
@@ -296,21 +359,41 @@ def set_traffic(config: ProxyConfig, environment: str,
         lowers = [f"set server {backend}/{slot} weight {w}" for slot, w in wanted.items() if w < current[slot]]
         _apply(config, prepare)
         _apply(config, raises + lowers)
-        after = servers(config, environment)
+        if new_route:
+            _apply(config, [f"add map {config.map_path(environment)} {model} {backend}"])
+            _write_map(config, environment, table | {model: backend})
+        after = _backend_servers(config, backend)
     wrong = [state.slot for state in after if state.slot in wanted and state.weight != wanted[state.slot]]
     if wrong:
         raise ProxyError(f"HAProxy did not apply the weights of {wrong}: {after}")
     return after
 
 
-def detach(config: ProxyConfig, environment: str, instance: Instance) -> None:
-    """Take an instance out of its environment: weight 0, then maintenance (its slot is free again).
+def detach(config: ProxyConfig, environment: str, model: str, instance: Instance) -> None:
+    """Take one of a model's instances out: weight 0, then maintenance (its slot is free again).
 
     Call it before stopping the instance; requests already sent to it still complete.
     """
-    backend = _backend(config, environment)
     with _locked(config):
-        for state in servers(config, environment):
+        backend = routes(config, environment).get(model)
+        if backend is None:
+            return
+        for state in _backend_servers(config, backend):
             if (state.address, state.port) == (instance.host, instance.port) and not state.maintenance:
+                server = f"{backend}/{state.slot}"
+                _apply(config, [f"set server {server} weight 0", f"set server {server} state maint"])
+
+
+def remove_route(config: ProxyConfig, environment: str, model: str) -> None:
+    """Stop routing a model: its requests get the proxy's 404 from now on and its backend is free again."""
+    with _locked(config):
+        table = routes(config, environment)
+        backend = table.pop(model, None)
+        if backend is None:
+            return
+        _apply(config, [f"del map {config.map_path(environment)} {model}"])
+        _write_map(config, environment, table)
+        for state in _backend_servers(config, backend):
+            if not state.maintenance:
                 server = f"{backend}/{state.slot}"
                 _apply(config, [f"set server {server} weight 0", f"set server {server} state maint"])

@@ -7,7 +7,8 @@
     slipway status                  # what serves in each environment (a table)
     slipway status 12               # one release and its stages
     slipway releases --model digits
-    slipway rollback production --reason "p95 doubled"
+    slipway rollback production --model digits --reason "p95 doubled"
+    slipway canary promote production --model digits --reason "traffic is low at night; figures look fine"
 
 Output is for people (tables, one line per event while waiting, progress bars on a terminal);
 --json prints the API's JSON instead, for scripts. Events and bars go to stderr.
@@ -161,10 +162,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--model")
     s.add_argument("--status")
     s.add_argument("--limit", type=int, default=20)
-    s = sub.add_parser("rollback", help="move an environment back to the release that served before")
+    s = sub.add_parser("rollback", help="move one model in an environment back to the release that served before")
     s.add_argument("environment")
+    s.add_argument("--model", help="the model to roll back (needed when several serve there)")
     s.add_argument("--reason", required=True)
     s.add_argument("--expected-release", type=int, help="the release you expect to be serving now")
+    s = sub.add_parser("canary", help="promote or abort a model's running canary (e.g. one waiting for a person)")
+    s.add_argument("decision", choices=["promote", "abort"])
+    s.add_argument("environment")
+    s.add_argument("--model", required=True)
+    s.add_argument("--reason", required=True)
     return p
 
 
@@ -185,7 +192,12 @@ def run(args: argparse.Namespace) -> dict:
     if args.command == "releases":
         query = {"model": args.model, "status": args.status, "limit": args.limit}
         return client.call("GET", "releases/", params={k: v for k, v in query.items() if v})
+    if args.command == "canary":
+        return client.call("POST", f"environments/{args.environment}/models/{args.model}/{args.decision}/",
+                           json={"reason": args.reason})
     body = {"reason": args.reason} | ({"expected_release": args.expected_release} if args.expected_release else {})
+    if args.model:
+        return client.call("POST", f"environments/{args.environment}/models/{args.model}/rollback/", json=body)
     return client.call("POST", f"environments/{args.environment}/rollback/", json=body)
 
 

@@ -43,7 +43,7 @@ def bar(fraction: float, width: int = BAR_WIDTH) -> str:
 def environments(body: dict) -> str:
     rows = []
     for env in body.get("results", []):
-        deployments = env["deployments"] or [{}]
+        deployments = [d for service in env["services"] for d in service["deployments"]] or [{}]
         for d in deployments:
             share = f"{d['traffic_percent']}%" if d else ""
             rows.append([env["name"], env["target"], env.get("proxy_port"), d.get("release") and f"#{d['release']}",
@@ -87,7 +87,9 @@ def result(command: str, body: dict) -> str:
         return f"{body['decision']}d at gate {body['gate']} by {body['user']}"
     if command == "rollback":
         shares = ", ".join(f"release #{k}: {v}%" for k, v in body["shares"].items())
-        return f"{body['action']} by {body['actor'] or 'system'}: {shares}"
+        return f"{body['action']} of {body['model']} by {body['actor'] or 'system'}: {shares}"
+    if command == "canary":
+        return f"canary of release #{body['release']} {body['status']}: {body['verdict']}"
     return ""
 
 

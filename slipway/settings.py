@@ -162,6 +162,8 @@ SLIPWAY_METRICS_TOKEN = env.str("SLIPWAY_METRICS_TOKEN", default="") or _install
 # Serving: HAProxy fronts each environment on its Environment.proxy_port; instances listen on loopback.
 SLIPWAY_PROXY_DIR = Path(env.str("SLIPWAY_PROXY_DIR", default=str(DATA_DIR / "proxy"))).resolve()
 SLIPWAY_PROXY_HOST = env.str("SLIPWAY_PROXY_HOST", default="127.0.0.1")
+# Models each environment can route at once (HAProxy backends declared ahead; each is given to a model at run time).
+SLIPWAY_PROXY_BACKENDS = env.int("SLIPWAY_PROXY_BACKENDS", default=32)
 # The first install's environments: staging on this port, production on the next.
 SLIPWAY_FIRST_PROXY_PORT = env.int("SLIPWAY_FIRST_PROXY_PORT", default=18081)
 SLIPWAY_SERVING_DIR = Path(env.str("SLIPWAY_SERVING_DIR", default=str(DATA_DIR / "serving"))).resolve()
@@ -236,6 +238,11 @@ CELERY_BEAT_SCHEDULE["webhooks"] = {"task": "webhooks.tasks.resend_due", "schedu
 # Monitoring (monitoring/): predictions, abnormal outputs and input summaries collected from every model server.
 CELERY_BEAT_SCHEDULE["monitoring"] = {"task": "monitoring.tasks.collect", "schedule": 15.0,
                                       "options": {"queue": "deploy"}}
+# Canaries (releases/canaries.py): each running canary is sampled, and judged when its window ends, this
+# often; a check not taken within the interval expires (the next one replaces it).
+SLIPWAY_CANARY_CHECK_EVERY_S = env.float("SLIPWAY_CANARY_CHECK_EVERY_S", default=2.0)
+CELERY_BEAT_SCHEDULE["canaries"] = {"task": "workers.tasks.check_canaries", "schedule": SLIPWAY_CANARY_CHECK_EVERY_S,
+                                    "options": {"queue": "deploy", "expires": SLIPWAY_CANARY_CHECK_EVERY_S}}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

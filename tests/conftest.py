@@ -77,6 +77,22 @@ def celery_worker(_worker_process: subprocess.Popen, transactional_db) -> subpro
     wait_until_idle()
 
 
+@pytest.fixture
+def beat(celery_worker, tmp_path) -> subprocess.Popen:
+    """The real `celery beat`, checking canaries every half second (it also sends the other scheduled tasks)."""
+    env = os.environ | {"DJANGO_SETTINGS_MODULE": "slipway.settings", "SLIPWAY_CANARY_CHECK_EVERY_S": "0.5"}
+    with open(Path(settings.DATA_DIR) / "beat.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "slipway", "beat", "-s",
+                                 str(tmp_path / "beat-schedule"), "--loglevel", "INFO"],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def wait_until_idle(timeout: float = 120) -> None:
     busy = StageRun.objects.filter(status__in=[StageStatus.QUEUED, StageStatus.RUNNING])
     deadline = time.monotonic() + timeout

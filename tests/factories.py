@@ -1,5 +1,5 @@
 """Test data: the demo's real digits model, and arrays packed as CI would send them."""
 
-from workers.demo_model import DigitsModel, digits_eval_npz, digits_model, npz_bytes
+from releases.management.demo_model import DigitsModel, digits_eval_npz, digits_model, npz_bytes
 
 __all__ = ["DigitsModel", "digits_eval_npz", "digits_model", "npz_bytes"]

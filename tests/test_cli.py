@@ -31,7 +31,7 @@ def for_people(capsys, url: str, tok: str, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_push_wait_approve_status_and_rollback(celery_worker, live_server, users, tmp_path, capsys):
+def test_push_wait_approve_status_and_rollback(celery_worker, beat, live_server, users, tmp_path, capsys):
     (tmp_path / "model.onnx").write_bytes(digits_model().onnx_bytes)
     (tmp_path / "eval.npz").write_bytes(digits_eval_npz())
     ci = token(users["ci"], "builds:write", "releases:read", "rollback")
@@ -63,23 +63,27 @@ def test_push_wait_approve_status_and_rollback(celery_worker, live_server, users
         ["gate", "succeeded"], ["package", "succeeded"], ["deploy_staging", "succeeded"],
         ["production_gate", "succeeded"], ["canary", "succeeded"]]
     assert out.splitlines()[-2:] == ["  approved at release by alice: ok", "  approved at production by bob"]
-    code, message = slipway(capsys, url, ci, "rollback", "production", "--reason", "test")
-    assert (code, message) == (1, "slipway: HTTP 409: nothing to roll back to in production: "
+    code, message = slipway(capsys, url, ci, "rollback", "production", "--model", "digits", "--reason", "test")
+    assert (code, message) == (1, "slipway: HTTP 409: nothing to roll back to for digits in production: "
                                   "no earlier release is warm")
+    code, message = slipway(capsys, url, ci, "rollback", "production", "--model", "nope", "--reason", "test")
+    assert (code, message) == (1, "slipway: HTTP 404: model 'nope' has never served in production")
     ReleasePolicy.objects.update(canary_minutes=0, canary_min_requests=0)
     second = push("2")
     code, environments = slipway(capsys, url, ci, "status")
     production = next(e for e in environments["results"] if e["name"] == "production")
-    assert {(d["release"], d["role"], d["traffic_percent"]) for d in production["deployments"]} == {
+    [digits] = production["services"]
+    assert (digits["model"], digits["path"], digits["canary"]) == ("digits", "/v2/models/digits/", None)
+    assert {(d["release"], d["role"], d["traffic_percent"]) for d in digits["deployments"]} == {
         (second, "active", 100), (first, "warm", 0)}
     code, out, _ = for_people(capsys, url, ci, "status")
     rows = [line.split()[:8] for line in out.splitlines()]
     assert rows[0] == ["ENVIRONMENT", "TARGET", "PORT", "RELEASE", "MODEL", "VERSION", "ROLE", "TRAFFIC"]
     assert sorted(r[3:] for r in rows[1:] if r[0] == "production") == [
         [f"#{first}", "digits", "1", "warm", "0%"], [f"#{second}", "digits", "2", "active", "100%"]]
-    code, out, _ = for_people(capsys, url, ci, "rollback", "production", "--reason", "p95 doubled",
-                              "--expected-release", str(second))
-    assert (code, out) == (0, f"rollback by ci: release #{first}: 100%\n")
+    code, out, _ = for_people(capsys, url, ci, "rollback", "production", "--model", "digits", "--reason",
+                              "p95 doubled", "--expected-release", str(second))
+    assert (code, out) == (0, f"rollback of digits by ci: release #{first}: 100%\n")
     assert slipway(capsys, url, alice, "rollback", "production", "--reason", "x")[1] == (
         "slipway: HTTP 403: this token lacks the 'rollback' scope")
     alice_rollback = token(users["alice"], "rollback")

@@ -12,14 +12,14 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from monitoring.models import Label
-from releases.models import ApiToken, Approval, Artifact, Release
+from releases.models import ApiToken, Approval, Artifact, Deployment, Environment, Release, Service
 from tests.conftest import ALL_SCOPES, build_form, make_user, token_client
 from tests.factories import digits_eval_npz, digits_model
 from webhooks.models import Subscription
 
 ROLES = ("anonymous", "viewer", "approver", "deployer", "on-call", "admin", "author", "token-without-scope",
          "no-role")
-NOTHING_WARM = "nothing to roll back to in production: no earlier release is warm"
+NOTHING_WARM = "nothing to roll back to for digits in production: no earlier release is warm"
 
 # action: (scope the API call needs, expected outcome for each role in ROLES order)
 TABLE: dict[str, tuple[str | None, tuple]] = {
@@ -64,6 +64,10 @@ def world(db, settings, tmp_path) -> dict:
     original = release.version.artifact
     candidate = Artifact.objects.create(sha256=original.sha256, size_bytes=original.size_bytes, kind="onnx-fp32",
                                         file_format="onnx", parent=original, release=release)
+    serving = Release.objects.create(version=release.version, status="released")  # digits serves, nothing warm
+    service = Service.objects.create(environment=Environment.objects.get(name="production"),
+                                     model=release.version.model)
+    Deployment.objects.create(service=service, release=serving, role="active", traffic_percent=100)
     return {"people": people, "release": release, "candidate": candidate}
 
 
@@ -128,7 +132,7 @@ def call_page(action: str, client: Client, world: dict):
     if action == "page pick candidate":
         return client.post(f"/releases/{release.pk}/pick/", {"artifact": world["candidate"].pk})
     if action == "page rollback":
-        return client.post("/environments/production/rollback/", {"reason": "errors"})
+        return client.post("/environments/production/models/digits/rollback/", {"reason": "errors"})
     return client.post("/admin/releases/apitoken/add/", {"user": world["people"]["admin"].pk, "name": "new",
                                                          "scopes": '["deploy"]'})
 

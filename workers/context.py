@@ -82,4 +82,5 @@ class StageContext:
 
 # What a stage function may return besides None (done, go on):
 WAIT = "wait"  # stop here until people decide (the approval gate)
+WATCH = "watch"  # stop here while scheduled checks watch a canary (releases/canaries.py)
 APPROVED = "approved"  # the gate passed and needs nobody's approval

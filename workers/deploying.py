@@ -1,4 +1,4 @@
-"""Starting a release's model server in an environment, and keeping the proxy in step with the records."""
+"""Starting a release's model server in an environment, stopping one, and starting again the ones that died."""
 
 import hashlib
 import hmac
@@ -7,43 +7,16 @@ from pathlib import Path
 
 from django.conf import settings
 
-from releases import deploys
-from releases.models import Artifact, Deployment, Environment, Release
+from releases import routing
+from releases.candidates import serving_artifact
+from releases.models import Deployment, Environment, Release
 from releases.storage import get_store, work_root
-from shipping.docker_target import DockerTarget
-from shipping.kubernetes.manifests import Cluster
-from shipping.kubernetes.target import KubernetesTarget, api_client
-from shipping.local_target import LocalTarget
 from shipping.ports import PortAllocator
-from shipping.proxy import ensure_running, servers
-from shipping.targets import Instance, InstanceSpec, Target
+from shipping.targets import Instance, InstanceSpec
 
 log = logging.getLogger(__name__)
 _ports = PortAllocator()
 READY_TIMEOUT_S = 120
-
-
-def kubernetes_target() -> KubernetesTarget:
-    cluster = Cluster(namespace=settings.SLIPWAY_K8S_NAMESPACE, gateway=settings.SLIPWAY_K8S_GATEWAY,
-                      replicas=settings.SLIPWAY_K8S_REPLICAS, memory=settings.SLIPWAY_CONTAINER_MEMORY,
-                      cpus=settings.SLIPWAY_CONTAINER_CPUS)
-    return KubernetesTarget(api_client(settings.SLIPWAY_KUBECONFIG), cluster)
-
-
-def target_for(environment: Environment) -> Target:
-    if environment.target == "kubernetes":
-        return kubernetes_target()
-    if environment.target == "docker":
-        return DockerTarget(memory=settings.SLIPWAY_CONTAINER_MEMORY, cpus=settings.SLIPWAY_CONTAINER_CPUS)
-    return LocalTarget(log_dir=settings.SLIPWAY_SERVING_DIR / "logs")
-
-
-def serving_artifact(release: Release) -> Artifact:
-    """What a release serves: the chosen candidate, else the converted ONNX model, else the original."""
-    if release.chosen_artifact is not None:
-        return release.chosen_artifact
-    converted = release.artifacts.filter(kind=Artifact.Kind.ONNX_FP32, error="").first()
-    return converted or release.version.artifact
 
 
 def monitoring_profile(release: Release) -> Path | None:
@@ -81,30 +54,13 @@ def launch(release: Release, environment: Environment, port: int | None = None) 
         model_name=release.version.model.name, version=release.version.label, sha256=artifact.sha256,
         model_path=get_store().local_path(artifact.sha256), image=release.image or None,
         profile_path=monitoring_profile(release), control_token=control_token(environment.name, str(release.pk)))
-    return target_for(environment).launch(spec, timeout=READY_TIMEOUT_S)
-
-
-def ensure_proxy() -> None:
-    """Start HAProxy if needed; a freshly started one gets the traffic the records say back."""
-    environments = list(Environment.objects.exclude(target="kubernetes"))
-    if not environments:  # a cluster's Gateway routes every environment
-        return
-    config = deploys.proxy_config()
-    ensure_running(config)
-    for environment in environments:
-        serving = list(environment.deployments.filter(traffic_percent__gt=0))
-        if serving and not any(state.serving for state in servers(config, environment.name)):
-            deploys.move_traffic(environment, {d: d.traffic_percent for d in serving})
+    return routing.target_for(environment).launch(spec, timeout=READY_TIMEOUT_S)
 
 
 def stop(deployment: Deployment) -> None:
-    """Take a deployment's instance out of the proxy and stop it."""
-    from shipping.proxy import detach
-
-    instance = deploys.instance_of(deployment)
-    if deployment.environment.target != "kubernetes":  # a route no longer names a stopped release
-        detach(deploys.proxy_config(), deployment.environment.name, instance)
-    target_for(deployment.environment).stop(instance)
+    """Take a deployment's instance out of its service's backend and stop it."""
+    routing.detach(deployment)
+    routing.target_for(deployment.service.environment).stop(routing.instance_of(deployment))
 
 
 def revive_local_servers() -> list[str]:
@@ -112,8 +68,9 @@ def revive_local_servers() -> list[str]:
     by ensure_proxy when it died) finds it there through its health checks. Returns what was started."""
     revived = []
     for deployment in (Deployment.objects.exclude(role=Deployment.Role.STOPPED)
-                       .filter(environment__target="local").select_related("environment", "release__version__model")):
-        target, old = target_for(deployment.environment), deploys.instance_of(deployment)
+                       .filter(service__environment__target="local")
+                       .select_related("service__environment", "release__version__model")):
+        target, old = routing.target_for(deployment.environment), routing.instance_of(deployment)
         if target.is_alive(old):
             continue
         log.error("the model server of release %s in %s (pid %s, port %s) is gone; starting it again",
@@ -121,7 +78,7 @@ def revive_local_servers() -> list[str]:
         target.stop(old)  # forgets the dead one (its pid registration)
         instance = launch(deployment.release, deployment.environment, port=old.port)
         kept = Deployment.objects.filter(pk=deployment.pk, role=deployment.role, instance__handle=old.handle).update(
-            instance=deploys.instance_record(instance), endpoint=instance.url)
+            instance=routing.instance_record(instance), endpoint=instance.url)
         if not kept:  # stopped or replaced meanwhile: the new server is not wanted
             target.stop(instance, timeout=5)
             continue

@@ -18,7 +18,7 @@ from releases.statemachine import (
     transition_release,
     transition_stage,
 )
-from workers.context import APPROVED, WAIT, StageContext, StageFailed
+from workers.context import APPROVED, WAIT, WATCH, StageContext, StageFailed
 from workers.gpu import gpu_slot
 from workers.heartbeat import Heartbeat
 from workers.stages import stage_function
@@ -90,6 +90,9 @@ def settle(stage: StageRun, actor: Actor, outcome: str | None) -> None:
         if outcome == WAIT:
             transition_stage(stage.pk, "wait", actor=actor, holder=stage.claim, step="waiting for approval")
             transition_release(stage.release_id, "await_approval", actor=actor)
+            return
+        if outcome == WATCH:
+            transition_stage(stage.pk, "wait", actor=actor, holder=stage.claim, step="canary analysis")
             return
         transition_stage(stage.pk, "succeed", actor=actor, holder=stage.claim)
         if outcome == APPROVED:

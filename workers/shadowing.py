@@ -7,11 +7,12 @@ from django.utils import timezone
 
 from monitoring.models import ShadowRun
 from monitoring.shadowing import active_deployment, collect_one
-from releases import deploys
+from releases import routing
 from releases.models import Deployment, Environment, Release
+from releases.routing import target_for
 from shipping import shadow
 from shipping.targets import Instance
-from workers.deploying import control_token, launch, target_for
+from workers.deploying import control_token, launch
 
 
 class ShadowRefused(ValueError):
@@ -21,9 +22,10 @@ class ShadowRefused(ValueError):
 def start(environment: Environment, release: Release, share: float, **policy: float) -> ShadowRun:
     """Start the release's own server (outside the proxy: it gets no live traffic) and have the
     environment's active server copy ``share`` of its requests to it."""
-    active = environment.deployments.filter(role=Deployment.Role.ACTIVE).select_related("release").first()
+    active = (Deployment.objects.filter(service__environment=environment, service__model=release.version.model,
+                                        role=Deployment.Role.ACTIVE).select_related("release").first())
     if active is None:
-        raise ShadowRefused(f"nothing is active in {environment}")
+        raise ShadowRefused(f"no release of {release.version.model.name} is active in {environment}")
     if active.release_id == release.pk:
         raise ShadowRefused(f"release #{release.pk} is the active release in {environment}")
     if ShadowRun.objects.filter(environment=environment, stopped_at=None).exists():
@@ -33,10 +35,10 @@ def start(environment: Environment, release: Release, share: float, **policy: fl
     instance = launch(release, environment)
     try:
         token = control_token(environment.name, str(active.release_id))
-        shadow.start(deploys.instance_of(active), token, instance, share, release.version.model.task)
+        shadow.start(routing.instance_of(active), token, instance, share, release.version.model.task)
         with transaction.atomic():
             return ShadowRun.objects.create(environment=environment, active=active.release, shadow=release,
-                                            share=share, instance=deploys.instance_record(instance),
+                                            share=share, instance=routing.instance_record(instance),
                                             started_at=timezone.now(), **policy)
     except BaseException:
         target_for(environment).stop(instance, timeout=5)
@@ -49,7 +51,7 @@ def stop(run: ShadowRun) -> ShadowRun:
     if deployment is not None:
         collect_one(run)
         with contextlib.suppress(shadow.ShadowError):  # a gone or restarted active server copies nothing
-            shadow.stop(deploys.instance_of(deployment), control_token(run.environment.name, str(run.active_id)))
+            shadow.stop(routing.instance_of(deployment), control_token(run.environment.name, str(run.active_id)))
     target_for(run.environment).stop(Instance(**run.instance), timeout=10)
     run.stopped_at = timezone.now()
     run.save(update_fields=["stopped_at"])

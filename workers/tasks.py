@@ -24,7 +24,7 @@ def stop_instance(*, deployment_id: int) -> None:
     from releases.models import Deployment
     from workers.deploying import stop
 
-    deployment = Deployment.objects.select_related("environment").get(pk=deployment_id)
+    deployment = Deployment.objects.select_related("service__environment", "service__model").get(pk=deployment_id)
     if deployment.role == Deployment.Role.STOPPED:
         stop(deployment)
 
@@ -46,8 +46,15 @@ def sweep_uploads() -> int:
 @shared_task(name="workers.tasks.keep_serving")
 def keep_serving() -> list[str]:
     """Start HAProxy and the local model servers in service again when they died (beat, every 15 s)."""
-    from workers.deploying import ensure_proxy, revive_local_servers
+    from releases.routing import ensure_proxy
+    from workers.deploying import revive_local_servers
 
     revived = revive_local_servers()
     ensure_proxy()
     return revived
+@shared_task(name="workers.tasks.check_canaries")
+def check_canaries() -> dict[str, int]:
+    """Beat sends this every SLIPWAY_CANARY_CHECK_EVERY_S: one short pass over the running canaries."""
+    from releases.canaries import check_all
+
+    return check_all()

@@ -11,6 +11,7 @@ from rest_framework.views import exception_handler as drf_handler
 
 from releases.approvals import NotAllowed
 from releases.builds import UnknownModel
+from releases.deploys import NoService
 from releases.intake import BadUpload
 from releases.statemachine import TransitionError
 from shipping.proxy import ProxyError, ProxyUnavailable
@@ -20,6 +21,7 @@ DOMAIN_ERRORS = {
     NotAllowed: (status.HTTP_403_FORBIDDEN, "not_allowed"),
     BadUpload: (status.HTTP_400_BAD_REQUEST, "bad_upload"),
     UnknownModel: (status.HTTP_400_BAD_REQUEST, "unknown_model"),
+    NoService: (status.HTTP_404_NOT_FOUND, "not_found"),
     ProxyUnavailable: (status.HTTP_503_SERVICE_UNAVAILABLE, "proxy_unavailable"),
     ProxyError: (status.HTTP_502_BAD_GATEWAY, "proxy_error"),
     # Django's own limits on a request's form fields (DATA_UPLOAD_MAX_MEMORY_SIZE and friends).

@@ -8,10 +8,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from releases import canaries, routing
 from releases.models import (
     Approval,
     Artifact,
     AuditEvent,
+    Canary,
     Deployment,
     Environment,
     GateCheck,
@@ -20,6 +22,7 @@ from releases.models import (
     ModelVersion,
     Release,
     ReleasePolicy,
+    Service,
     StageRun,
     TrafficChange,
 )
@@ -195,18 +198,48 @@ class DeploymentSerializer(serializers.ModelSerializer):
 class TrafficChangeSerializer(serializers.ModelSerializer):
     actor: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="username", read_only=True,
                                                                     allow_null=True)
+    model = serializers.CharField(source="service.model.name", read_only=True)
 
     class Meta:
         model = TrafficChange
-        fields = ["id", "at", "action", "shares", "actor", "reason"]
+        fields = ["id", "model", "at", "action", "shares", "actor", "reason"]
+
+
+class CanarySerializer(serializers.ModelSerializer):
+    release = serializers.IntegerField(source="deployment.release_id", read_only=True)
+
+    class Meta:
+        model = Canary
+        fields = ["release", "status", "started_at", "ends_at", "extensions", "stable_requests", "canary_requests",
+                  "requests_needed", "verdict", "decided_at"]
+
+
+class ServiceSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="model.name", read_only=True)
+    environment = serializers.CharField(source="environment.name", read_only=True)
+    address = serializers.SerializerMethodField(help_text="where clients reach this model in this environment")
+    deployments = DeploymentSerializer(source="running", many=True, read_only=True)
+    canary = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Service
+        fields = ["model", "environment", "path", "address", "deployments", "canary"]
+
+    def get_address(self, service: Service) -> str:
+        return routing.address(service)
+
+    @extend_schema_field(CanarySerializer(allow_null=True))
+    def get_canary(self, service: Service) -> dict | None:
+        run = canaries.open_canary_of(service)
+        return None if run is None else CanarySerializer(run).data
 
 
 class EnvironmentSerializer(serializers.ModelSerializer):
-    deployments = DeploymentSerializer(source="running", many=True, read_only=True)
+    services = ServiceSerializer(source="services_now", many=True, read_only=True)
 
     class Meta:
         model = Environment
-        fields = ["name", "target", "proxy_port", "requires_approval", "deployments"]
+        fields = ["name", "target", "proxy_port", "requires_approval", "services"]
 
 
 class RollbackSerializer(serializers.Serializer):
@@ -215,10 +248,27 @@ class RollbackSerializer(serializers.Serializer):
         required=False, help_text="the release you saw serving; a repeated call then changes nothing")
 
 
-class LiveAtSerializer(serializers.Serializer):
-    at = serializers.DateTimeField()
+class EnvironmentRollbackSerializer(RollbackSerializer):
+    model = serializers.CharField(
+        required=False, max_length=100,
+        help_text="the model to roll back; needed when more than one model serves in the environment")
+
+
+class CanaryDecisionSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, help_text="why; it goes into the audit trail")
+
+
+class ServiceLiveAtSerializer(serializers.Serializer):
+    model = serializers.CharField()
     change = TrafficChangeSerializer(allow_null=True)
     releases = ReleaseSummarySerializer(many=True)
+
+
+class LiveAtSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    change = TrafficChangeSerializer(allow_null=True, required=False, help_text="one model's: its latest move")
+    releases = ReleaseSummarySerializer(many=True)
+    services = ServiceLiveAtSerializer(many=True, required=False, help_text="the environment's: each model's")
 
 
 class ReleaseFilterSerializer(serializers.Serializer):

@@ -1,8 +1,9 @@
 """Slipway's domain records; see DESIGN.md, section Domain."""
 
 from releases.models.audit import AuditEvent
+from releases.models.canary import Canary
 from releases.models.catalog import Artifact, Model, ModelVersion, ReleasePolicy
-from releases.models.deploy import Deployment, Environment, ServingSample, TrafficChange
+from releases.models.deploy import Deployment, Environment, Service, ServingSample, TrafficChange
 from releases.models.pipeline import Approval, GateCheck, Metric, Release, StageRun
 from releases.models.tokens import ApiToken
 
@@ -11,6 +12,7 @@ __all__ = [
     "Approval",
     "Artifact",
     "AuditEvent",
+    "Canary",
     "Deployment",
     "Environment",
     "GateCheck",
@@ -19,6 +21,7 @@ __all__ = [
     "ModelVersion",
     "Release",
     "ReleasePolicy",
+    "Service",
     "ServingSample",
     "StageRun",
     "TrafficChange",

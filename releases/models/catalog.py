@@ -93,7 +93,10 @@ class ReleasePolicy(models.Model):
     canary_minutes = models.FloatField(default=5.0, validators=[MinValueValidator(0)])
     canary_max_error_rate_increase = models.FloatField(default=0.01, validators=[MinValueValidator(0)])
     canary_max_p95_ratio = models.FloatField(default=1.5, validators=[MinValueValidator(1)])
-    canary_min_requests = models.PositiveIntegerField(default=50, help_text="per release, or the canary fails")
+    canary_min_requests = models.PositiveIntegerField(
+        default=50, help_text="per release; with fewer the canary is inconclusive and its window is extended")
+    canary_max_extensions = models.PositiveSmallIntegerField(
+        default=2, help_text="windows added to an inconclusive canary before it waits for a person")
     keep_warm = models.PositiveSmallIntegerField(default=2, help_text="previous releases kept running")
 
     class Meta:

@@ -1,8 +1,10 @@
-"""Environments, which release serves in each at what share, and the record of traffic moves."""
+"""Environments, each model's service in each, which release serves a service at what share, and the
+record of traffic moves."""
 
 from django.conf import settings
 from django.db import models
 
+from releases.models.catalog import Model
 from releases.models.pipeline import Release
 
 
@@ -11,7 +13,8 @@ class Environment(models.Model):
     position = models.PositiveSmallIntegerField(default=0)
     target = models.CharField(max_length=20, default="local", help_text="local or docker")
     proxy_port = models.PositiveIntegerField(unique=True, help_text="the stable endpoint's port")
-    requires_approval = models.BooleanField(default=False)
+    requires_approval = models.BooleanField(
+        default=False, help_text="a release needs at least one approval at the gate before it serves here")
 
     class Meta:
         ordering = ["position"]
@@ -20,8 +23,29 @@ class Environment(models.Model):
         return self.name
 
 
+class Service(models.Model):
+    """One model in one environment: its route (/v2/models/<model>/ on the environment's address), its
+    deployments and its history. Services are independent: moving one's traffic never touches another."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="services")
+    model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="services")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["environment__position", "model__name"]
+        constraints = [models.UniqueConstraint(fields=["environment", "model"],
+                                               name="one_service_per_model_and_environment")]
+
+    def __str__(self) -> str:
+        return f"{self.model.name} in {self.environment.name}"
+
+    @property
+    def path(self) -> str:
+        return f"/v2/models/{self.model.name}/"
+
+
 class Deployment(models.Model):
-    """One release running in one environment. Exactly one is active per environment."""
+    """One release running for one service. Exactly one is active per service."""
 
     class Role(models.TextChoices):
         ACTIVE = "active"
@@ -29,7 +53,7 @@ class Deployment(models.Model):
         WARM = "warm"
         STOPPED = "stopped"
 
-    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="deployments")
+    service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="deployments")
     release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="deployments")
     role = models.CharField(max_length=10, choices=Role.choices)
     traffic_percent = models.PositiveSmallIntegerField(default=0)
@@ -40,23 +64,27 @@ class Deployment(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["environment", "-updated_at"]
+        ordering = ["service", "-updated_at"]
         constraints = [
-            models.UniqueConstraint(fields=["environment"], condition=models.Q(role="active"),
-                                    name="one_active_release_per_environment"),
-            models.UniqueConstraint(fields=["environment"], condition=models.Q(role="canary"),
-                                    name="one_canary_per_environment"),
-            models.UniqueConstraint(fields=["environment", "release"], name="one_deployment_per_release"),
+            models.UniqueConstraint(fields=["service"], condition=models.Q(role="active"),
+                                    name="one_active_release_per_service"),
+            models.UniqueConstraint(fields=["service"], condition=models.Q(role="canary"),
+                                    name="one_canary_per_service"),
+            models.UniqueConstraint(fields=["service", "release"], name="one_deployment_per_release_and_service"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.release} in {self.environment} ({self.role}, {self.traffic_percent}%)"
+        return f"{self.release} in {self.service.environment} ({self.role}, {self.traffic_percent}%)"
+
+    @property
+    def environment(self) -> Environment:
+        return self.service.environment
 
 
 class TrafficChange(models.Model):
-    """Append-only: the traffic split of an environment from this moment on."""
+    """Append-only: the traffic split of one service from this moment on."""
 
-    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="traffic_changes")
+    service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="traffic_changes")
     at = models.DateTimeField(db_index=True)
     shares = models.JSONField(help_text="release id → percent")
     action = models.CharField(max_length=20, help_text="deploy, canary, promote, rollback")
@@ -67,13 +95,13 @@ class TrafficChange(models.Model):
         ordering = ["-at", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.environment} {self.action} at {self.at:%Y-%m-%d %H:%M:%S}: {self.shares}"
+        return f"{self.service} {self.action} at {self.at:%Y-%m-%d %H:%M:%S}: {self.shares}"
 
 
 class ServingSample(models.Model):
-    """Serving figures of one release in one environment over one scrape interval."""
+    """Serving figures of one release of one service over one scrape interval."""
 
-    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="samples")
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="samples")
     release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="serving_samples")
     at = models.DateTimeField()
     requests_per_s = models.FloatField()
@@ -82,7 +110,7 @@ class ServingSample(models.Model):
 
     class Meta:
         ordering = ["at"]
-        indexes = [models.Index(fields=["environment", "at"])]
+        indexes = [models.Index(fields=["service", "at"], name="servingsample_service_at")]
 
     def __str__(self) -> str:
-        return f"{self.environment} #{self.release_id} at {self.at:%H:%M:%S}: {self.requests_per_s:.1f} req/s"
+        return f"{self.service_id} #{self.release_id} at {self.at:%H:%M:%S}: {self.requests_per_s:.1f} req/s"

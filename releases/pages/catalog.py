@@ -7,6 +7,7 @@ from django.shortcuts import get_object_or_404, render
 from releases.models import Model, ModelVersion
 from releases.pages import queries
 from releases.pages.access import viewer_required
+from releases.pages.environment import service_rows
 
 MODELS_PER_PAGE = 50
 VERSIONS_PER_PAGE = 25
@@ -34,4 +35,5 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
                   "task": [p["task"] for p in trend], "p95": [p["p95"] for p in trend],
                   "size_mb": [None if p["size"] is None else p["size"] / 1e6 for p in trend]},
         "trend_versions": queries.TREND_VERSIONS,
+        "services": service_rows(request.user, list(model.services.all())),
     })

@@ -20,6 +20,7 @@ from releases.models import (
     Model,
     ModelVersion,
     Release,
+    Service,
     ServingSample,
     StageRun,
     TrafficChange,
@@ -95,9 +96,10 @@ def live_deployments(environments: QuerySet[Environment]) -> list[Environment]:
     """Environments, each with `.serving`: its deployments that take traffic, largest share first."""
     rows = list(environments)
     serving: dict[int, list[Deployment]] = {env.pk: [] for env in rows}
-    for deployment in (Deployment.objects.filter(environment__in=rows, traffic_percent__gt=0)
-                       .select_related("release__version__model").order_by("-traffic_percent", "-id")):
-        serving[deployment.environment_id].append(deployment)
+    for deployment in (Deployment.objects.filter(service__environment__in=rows, traffic_percent__gt=0)
+                       .select_related("service", "release__version__model")
+                       .order_by("release__version__model__name", "-traffic_percent", "-id")):
+        serving[deployment.service.environment_id].append(deployment)
     for env in rows:
         env.serving = serving[env.pk]  # type: ignore[attr-defined]
     return rows
@@ -224,10 +226,10 @@ def eligible_approvers(release: Release, group: str, gate: str, limit: int = 20)
                 .exclude(pk__in=decided).order_by("username").distinct()[:limit])
 
 
-def serving_series(environment: Environment, limit: int = SERVING_SAMPLES) -> dict:
-    """The newest serving samples per release, and the traffic changes in their time span, as the
-    environment charts draw them (times in epoch milliseconds, computed by the database)."""
-    samples = list(ServingSample.objects.filter(environment=environment).annotate(ms=EpochMs("at"))
+def serving_series(service: Service, limit: int = SERVING_SAMPLES) -> dict:
+    """The newest serving samples per release of a service, and its traffic changes in their time span, as
+    the service's charts draw them (times in epoch milliseconds, computed by the database)."""
+    samples = list(ServingSample.objects.filter(service=service).annotate(ms=EpochMs("at"))
                    .order_by("-at").values_list("ms", "release_id", "requests_per_s", "error_rate",
                                                 "latency_p95_ms")[:limit])
     if not samples:
@@ -238,7 +240,7 @@ def serving_series(environment: Environment, limit: int = SERVING_SAMPLES) -> di
     series: dict[int, list] = {}
     for ms, release_id, rps, errors, p95 in samples:
         series.setdefault(release_id, []).append([ms, rps, errors, p95])
-    marks = (TrafficChange.objects.filter(environment=environment, at__gte=from_ms(samples[0][0]))
+    marks = (TrafficChange.objects.filter(service=service, at__gte=from_ms(samples[0][0]))
              .annotate(ms=EpochMs("at")).order_by("-at", "-id").values_list("ms", "action")[:CHART_MARKS])
     return {"series": [{"label": labels[pk], "points": points} for pk, points in series.items()],
             "marks": [list(mark) for mark in reversed(marks)]}

@@ -49,9 +49,7 @@ def plane_chart(table: queries.CandidateTable) -> dict:
 def release_context(request: HttpRequest, release_id: int) -> dict:
     release = get_object_or_404(RELEASE_DETAIL, pk=release_id)
     gate = approvals.waiting_gate(release)
-    cannot_approve = approvals.why_not(request.user, release)
-    if any(a.user_id == request.user.pk and a.gate == gate for a in release.approvals.all()):
-        cannot_approve = f"you have already decided at its {gate} gate"
+    cannot_approve = approvals.why_no_decision(request.user, release, gate)
     group = approvals.approver_group(release)
     table = queries.candidate_table(release)
     return {
@@ -65,9 +63,7 @@ def release_context(request: HttpRequest, release_id: int) -> dict:
         "plane": plane_chart(table),
         "gate": gate,
         "cannot_approve": cannot_approve,
-        # Another candidate while nobody has decided on this one yet (releases.candidates.pick's rules).
-        "may_pick": gate == "release" and approvals.why_not(request.user, release) is None
-        and not any(a.gate == "release" for a in release.approvals.all()),
+        "may_pick": candidates.why_no_pick(request.user, release) is None,
         "still_needed": approvals.waiting_on(release),
         "approver_group": group,
         "eligible": queries.eligible_approvers(release, group, gate) if gate else [],

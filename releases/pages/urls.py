@@ -1,6 +1,6 @@
 from django.urls import path
 
-from releases.pages import catalog, environment, health, home, release, tokens
+from releases.pages import catalog, environment, health, home, release, service, tokens
 
 urlpatterns = [
     path("", home.home, name="home"),
@@ -13,7 +13,10 @@ urlpatterns = [
     path("environments/", environment.environment_list, name="environments"),
     path("environments/<str:name>/", environment.environment_detail, name="environment"),
     path("environments/<str:name>/live/", environment.environment_live, name="environment-live"),
-    path("environments/<str:name>/rollback/", environment.rollback, name="rollback"),
+    path("environments/<str:name>/models/<str:model>/", service.service_detail, name="service"),
+    path("environments/<str:name>/models/<str:model>/live/", service.service_live, name="service-live"),
+    path("environments/<str:name>/models/<str:model>/rollback/", service.rollback, name="rollback"),
+    path("environments/<str:name>/models/<str:model>/canary/", service.canary_decision, name="canary-decision"),
     path("health/", health.health, name="health"),
     path("tokens/", tokens.token_list, name="tokens"),
     path("tokens/<int:token_id>/revoke/", tokens.token_revoke, name="token-revoke"),

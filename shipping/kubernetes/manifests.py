@@ -2,8 +2,10 @@
 
 Each release runs as a Deployment (non-root, read-only root filesystem, no capabilities, resource
 limits, readiness and liveness probes on the serving runtime's /readyz and /healthz, the image
-pinned by digest) behind a ClusterIP Service. Each environment is one HTTPRoute (Gateway API v1)
-attached to the configured Gateway; its one rule's backendRefs weights are the traffic split.
+pinned by digest) behind a ClusterIP Service. Each model's service in an environment is one HTTPRoute
+(Gateway API v1) attached to the configured Gateway: its one rule matches the model's path
+(/v2/models/<model>) and its backendRefs weights are that model's traffic split, so moving one model's
+traffic never rewrites another's rule.
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ def release_name(environment: str, release_id: str) -> str:
     return dns_label(f"slipway-{environment}-r{release_id}")
 
 
-def route_name(environment: str) -> str:
-    return dns_label(f"slipway-{environment}")
+def route_name(environment: str, model: str) -> str:
+    return dns_label(f"slipway-{environment}-{model}")
 
 
 def memory_quantity(size: str) -> str:
@@ -135,8 +137,9 @@ def service(cluster: Cluster, *, environment: str, release_id: str) -> dict:
     }
 
 
-def http_route(cluster: Cluster, *, environment: str, weights: dict[str, int]) -> dict:
-    """The environment's route: `weights` maps a release id to its share (0-100) of the traffic."""
+def http_route(cluster: Cluster, *, environment: str, model: str, weights: dict[str, int]) -> dict:
+    """One model's route in an environment: requests under /v2/models/<model> go to its releases;
+    `weights` maps a release id to its share (0-100) of the model's traffic."""
     if not weights or any(not 0 <= share <= 100 for share in weights.values()):
         raise ManifestError(f"{environment}: shares must be 0-100 and name at least one release, not {weights}")
     if len(weights) > 16:
@@ -150,9 +153,10 @@ def http_route(cluster: Cluster, *, environment: str, weights: dict[str, int]) -
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
-        "metadata": {"name": route_name(environment), "namespace": cluster.namespace,
+        "metadata": {"name": route_name(environment, model), "namespace": cluster.namespace,
                      "labels": {"app.kubernetes.io/managed-by": "slipway",
-                                f"{LABEL}environment": dns_label(environment)}},
+                                f"{LABEL}environment": dns_label(environment), f"{LABEL}model": dns_label(model)}},
         "spec": {"parentRefs": [parent],
-                 "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": backends}]},
+                 "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": f"/v2/models/{model}"}}],
+                            "backendRefs": backends}]},
     }

@@ -1,8 +1,8 @@
 """Applying the manifests with the official Kubernetes client (SLIPWAY_KUBECONFIG, or "in-cluster").
 
 A release's instance is its Deployment and Service; it is ready when the Deployment reports all its
-replicas ready (the kubelet runs the readiness probe on /readyz). Moving traffic rewrites the
-environment's HTTPRoute backendRefs weights; a rollback is the same move back, and the release
+replicas ready (the kubelet runs the readiness probe on /readyz). Moving a model's traffic rewrites the
+backendRefs weights of that model's own HTTPRoute in the environment; a rollback is the same move back, and the release
 that served before is still running, so it takes what the Gateway needs to reload its routes.
 The deploy worker runs inside the cluster when it smoke-tests and watches canaries (Service names).
 """
@@ -112,10 +112,10 @@ class KubernetesTarget(Target):
         name = pods[0].metadata.name if pods[0].metadata else None
         return self.core.read_namespaced_pod_log(name or "", self.cluster.namespace, tail_lines=lines)
 
-    def route_traffic(self, environment: str, weights: Mapping[Instance, int]) -> dict:
-        """Point the environment's HTTPRoute at these instances with these shares; returns the route."""
+    def route_traffic(self, environment: str, model: str, weights: Mapping[Instance, int]) -> dict:
+        """Point the model's HTTPRoute in the environment at these instances with these shares; returns it."""
         try:
-            route = manifests.http_route(self.cluster, environment=environment,
+            route = manifests.http_route(self.cluster, environment=environment, model=model,
                                          weights={i.release_id: share for i, share in weights.items()})
         except manifests.ManifestError as error:
             raise TargetError(str(error)) from None
@@ -128,3 +128,14 @@ class KubernetesTarget(Target):
                 raise TargetError(f"Kubernetes refused HTTPRoute {name}: {error.status} {error.reason}") from error
             self.custom.create_namespaced_custom_object(ROUTE_GROUP, ROUTE_VERSION, namespace, ROUTE_PLURAL, route)
         return route
+
+    def remove_route(self, environment: str, model: str) -> None:
+        """Delete the model's HTTPRoute: the Gateway no longer routes its path."""
+        name = manifests.route_name(environment, model)
+        try:
+            self.custom.delete_namespaced_custom_object(ROUTE_GROUP, ROUTE_VERSION, self.cluster.namespace,
+                                                        ROUTE_PLURAL, name)
+        except ApiException as error:
+            if error.status != 404:
+                raise TargetError(f"Kubernetes refused to delete HTTPRoute {name}: {error.status} "
+                                  f"{error.reason}") from error

@@ -20,7 +20,6 @@ import requests
 import yaml
 from django.conf import settings
 from onnx import TensorProto, helper, numpy_helper
-
 from workers.demo_model import digits_model
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,12 +11,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from monitoring.models import AlertAction, MonitoringPolicy
-from releases import deploys
+from releases import deploys, routing
 from releases.actors import Actor
 from releases.models import ApiToken, Deployment
+from serving import oip
 from shipping import proxy
 from shipping.local_target import LocalTarget
 from shipping.ports import PortAllocator
@@ -50,7 +52,7 @@ def production(users, tmp_path: Path) -> Iterator[dict]:
     bad.write_bytes(alertloop.faulty_digits_onnx())
     ids = [ci.post("/api/v1/builds/", build_form(version=v), format="multipart").json()["release"]["id"]
            for v in ("1.0.0", "1.0.1")]
-    config = deploys.proxy_config()
+    config = routing.proxy_config()
     proxy.ensure_running(config)
     target = LocalTarget(log_dir=tmp_path / "logs", pid_dir=tmp_path / "pids")
     instances: list[Instance] = []
@@ -89,7 +91,7 @@ def loop(production, live_server, tmp_path: Path) -> Iterator[dict]:
 
 
 def active_release() -> int:
-    return Deployment.objects.get(environment__name="production", role="active").release_id
+    return Deployment.objects.get(service__environment__name="production", role="active").release_id
 
 
 def test_a_failing_production_release_is_rolled_back_by_the_live_alert_loop_once(production, loop):
@@ -98,8 +100,10 @@ def test_a_failing_production_release_is_rolled_back_by_the_live_alert_loop_once
     MonitoringPolicy.objects.create(model=Deployment.objects.get(release_id=bad_id).release.version.model,
                                     on_alert="rollback", cooldown_seconds=600)
     rows = digits_model().eval_inputs[:8]
-    healthy, faulty = {"inputs": rows.tolist()}, {"inputs": (rows * 3).tolist()}  # pixels out of range
-    with SteadyLoad(f"{production['endpoint']}/v1/predict", rate=20, clients=2, body=healthy) as load:
+    healthy = oip.request_document({"pixels": rows.astype(np.float32)})
+    faulty = oip.request_document({"pixels": (rows * 3).astype(np.float32)})  # pixels out of range
+    infer = production["endpoint"] + oip.infer_path("digits")
+    with SteadyLoad(infer, rate=20, clients=2, body=healthy) as load:
         # Prometheus has found both servers and scrapes them: the rule sees requests, no errors.
         wait_for("Prometheus scrapes the active release's answers",
                  lambda: alertloop.scraped_requests(prometheus, bad_id) > 0)
@@ -126,7 +130,7 @@ def test_a_failing_production_release_is_rolled_back_by_the_live_alert_loop_once
     wait_for("the first alert resolves", lambda: alertloop.active(prometheus, ERRORS) == [], timeout=60)
     bad = production["instances"][1]
     deploys.put_in_service(bad_id, "production", bad, canary_percent=None, actor=Actor.system("test"))
-    with SteadyLoad(f"{production['endpoint']}/v1/predict", rate=20, clients=2, body=faulty):
+    with SteadyLoad(infer, rate=20, clients=2, body=faulty):
         second = wait_for("the repeated alert reaches the receiver", lambda: AlertAction.objects.exclude(
             action="rolled_back").filter(alertname=ERRORS).first(), timeout=90)
     assert second.action == "notified" and "cool-down" in second.detail, second.detail

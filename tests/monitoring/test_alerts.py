@@ -28,8 +28,9 @@ def notification(status: str = "firing", **labels: str) -> dict:
 @pytest.fixture
 def moves(monkeypatch) -> list[dict]:
     recorded: list[dict] = []
-    monkeypatch.setattr("releases.deploys.move_traffic", lambda env, shares: recorded.append(
+    monkeypatch.setattr("releases.routing.move_traffic", lambda service, shares: recorded.append(
         {d.release_id: s for d, s in shares.items()}))
+    monkeypatch.setattr("releases.deploys.check_warm", lambda deployment: None)  # no servers run here
     return recorded
 
 
@@ -64,12 +65,12 @@ def test_a_rollback_policy_rolls_back_once_and_a_flapping_alert_only_notifies(se
     assert change.reason == first["detail"] == ("alert SlipwayLiveAccuracyDrop firing since 2026-11-01T03:14:00Z: "
                                                 "live accuracy 0.31 below evaluation")
     assert AuditEvent.objects.get(action="environment.rollback").reason == change.reason
-    assert Deployment.objects.get(environment=serving["production"], role="active").release_id == serving["ids"][0]
+    assert Deployment.objects.get(service=serving["service"], role="active").release_id == serving["ids"][0]
 
     assert post(pager, notification(status="resolved")).json()["alerts"][0]["action"] == "ignored"
     again = post(pager, notification()).json()["alerts"][0]
     assert again["action"] == "notified"
-    assert again["detail"].startswith("cool-down: alert SlipwayLiveAccuracyDrop rolled production back at ")
+    assert again["detail"].startswith("cool-down: alert SlipwayLiveAccuracyDrop rolled digits back in production at ")
     assert again["detail"].endswith("; no second rollback within 600 s")
     stale = post(pager, notification(release=str(serving["ids"][1]))).json()["alerts"][0]
     assert stale["detail"] == f"release #{serving['ids'][1]} no longer serves in production"
@@ -85,7 +86,7 @@ def test_after_the_cool_down_an_alert_tries_to_roll_back_again(serving, pager, m
     TrafficChange.objects.update(at="2000-01-01T00:00:00Z")  # past the unguarded-repeat window of rollback()
     answer = post(pager, notification()).json()["alerts"][0]
     assert answer["action"] == "notified"
-    assert answer["detail"].startswith("the rollback failed: nothing to roll back to in production")
+    assert answer["detail"].startswith("the rollback failed: nothing to roll back to for digits in production")
 
 
 def test_a_token_user_who_may_not_roll_back_is_reported_not_obeyed(serving, users, moves):

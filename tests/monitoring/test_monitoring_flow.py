@@ -98,6 +98,6 @@ def test_shifted_inputs_and_late_labels_show_on_the_pages_and_an_alert_rolls_bac
     assert served_by() == str(first)
     flapping = pager.post("/api/v1/alerts/", notification(), format="json").json()["alerts"][0]
     assert flapping["action"] == "notified" and flapping["detail"].startswith("cool-down")
-    assert TrafficChange.objects.filter(environment__name="production", action="rollback").count() == 1
+    assert TrafficChange.objects.filter(service__environment__name="production", action="rollback").count() == 1
     assert served_by() == str(first)
     assert wait_for_status(second, "rolled_back").status == "rolled_back"

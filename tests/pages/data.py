@@ -16,6 +16,7 @@ from releases.models import (
     ModelVersion,
     Release,
     ReleasePolicy,
+    Service,
     ServingSample,
     StageRun,
     TrafficChange,
@@ -87,23 +88,29 @@ def add_gate_check(release: Release, name: str, comparator: str, threshold: floa
                                            f"{comparator} {threshold:g}")
 
 
+def service(environment: str, release: Release) -> Service:
+    """The release's model's service in the environment (made on first use, as a first deploy does)."""
+    return Service.objects.get_or_create(environment=Environment.objects.get(name=environment),
+                                         model=release.version.model)[0]
+
+
 def deploy(environment: str, release: Release, role: str, percent: int, instance: dict | None = None) -> Deployment:
-    return Deployment.objects.create(environment=Environment.objects.get(name=environment), release=release,
+    return Deployment.objects.create(service=service(environment, release), release=release,
                                      role=role, traffic_percent=percent, image=f"slipway/{release.pk}:latest",
                                      instance=instance or {})
 
 
 def traffic(environment: str, at: datetime, shares: dict[Release, int], action: str, actor: User | None = None,
             reason: str = "") -> TrafficChange:
-    return TrafficChange.objects.create(environment=Environment.objects.get(name=environment), at=at,
+    return TrafficChange.objects.create(service=service(environment, next(iter(shares))), at=at,
                                         shares={str(r.pk): pct for r, pct in shares.items()}, action=action,
                                         actor=actor, reason=reason)
 
 
 def samples(environment: str, release: Release, start: datetime, count: int, step_s: int = 10,
             rps: float = 20.0, error_rate: float = 0.001, p95: float = 12.0) -> list[ServingSample]:
-    env = Environment.objects.get(name=environment)
+    where = service(environment, release)
     return ServingSample.objects.bulk_create(
-        ServingSample(environment=env, release=release, at=start + timedelta(seconds=i * step_s),
+        ServingSample(service=where, release=release, at=start + timedelta(seconds=i * step_s),
                       requests_per_s=rps + i % 3, error_rate=error_rate, latency_p95_ms=p95 + i % 2)
         for i in range(count))

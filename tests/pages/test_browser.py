@@ -1,11 +1,8 @@
 """The dashboard in real headless Chromium: a build reaches its gate live, a second person approves
-it, the charts get their data, and an on-call engineer rolls production back through HAProxy."""
+it, the charts get their data, and an on-call engineer rolls one model of two back through HAProxy."""
 
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import timedelta
 from itertools import combinations
@@ -14,16 +11,21 @@ import pytest
 import requests
 from django.utils import timezone
 
-from releases import deploys
+from releases import routing
 from releases.models import Approval, Deployment, Environment, Release, StageRun
+from serving import oip
+from serving.integrity import file_sha256
 from shipping import proxy
+from shipping.local_target import LocalTarget
 from shipping.ports import ephemeral_port
-from shipping.targets import Instance
+from shipping.targets import InstanceSpec
 from tests.browser import screenshot
 from tests.conftest import build_form, make_user, token_client
 from tests.pages import data as d
 from tests.pages import scenes
 from tests.reliability.drills import wait_for_stage
+from tests.serving.onnx_models import linear_model
+from tests.shipping.load import LINEAR_BODY
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -111,7 +113,7 @@ def test_the_charts_get_their_data_on_each_page(users, open_as):
     page.set_viewport_size({"width": 1280, "height": 800})
     screenshot(page, "release-candidates")
 
-    page.goto("/environments/production/")
+    page.goto("/environments/production/models/digits/")
     for canvas in ("chart-rps", "chart-errors", "chart-latency"):
         assert [len(points) for points in chart_data(page, canvas)] == [120, 120]
     marks = page.evaluate("Chart.getChart(document.getElementById('chart-rps')).options.plugins.slipwayMarks.marks")
@@ -140,7 +142,8 @@ def test_every_page_opens_without_an_error(users, open_as):
                       ("release-at-gate", f"/releases/{scene.at_gate.pk}/"),
                       ("release-serving", f"/releases/{scene.serving.pk}/"), ("environments", "/environments/"),
                       ("environment-production", "/environments/production/"),
-                      ("environment-staging", "/environments/staging/"), ("health", "/health/"),
+                      ("environment-staging", "/environments/staging/"),
+                      ("service-production", "/environments/production/models/digits/"), ("health", "/health/"),
                       ("workers", "/workers/"), ("webhooks", "/webhooks/")):
         response = page.goto(url)
         assert response.status == 200, url
@@ -161,107 +164,99 @@ def test_pages_work_from_the_keyboard(users, open_as):
 
 
 @pytest.fixture
-def production_behind_haproxy(users) -> Iterator[dict[str, Release]]:
-    """Production served through a real HAProxy: `serving` active at 100%, `previous` warm at 0%.
-    Each release is a small HTTP server that answers with its own name."""
+def production_behind_haproxy(users, tmp_path) -> Iterator[dict]:
+    """Two models in production through a real HAProxy, each with a real model server per release:
+    digits 1.1.0 active and 1.0.0 warm, wine 2.0.0 active and 1.9.0 warm."""
     for env in Environment.objects.all():  # ports of our own, so that parallel runs never collide
         env.proxy_port = ephemeral_port()
         env.save()
-    config = deploys.proxy_config()
-    model = d.make_model("digits")
-    previous = d.make_release(d.make_version(model, "1.0.0", users["ci"]), "released", d.STAGES_DONE)
-    serving = d.make_release(d.make_version(model, "1.1.0", users["ci"]), "released", d.STAGES_DONE)
-    servers, instances = [], {}
-    for name, release in (("previous", previous), ("serving", serving)):
-        port = ephemeral_port()
-        servers.append(subprocess.Popen([sys.executable, "-m", "tests.pages.instance", str(port), name]))
-        instances[name] = Instance(kind="local", handle=str(servers[-1].pid), release_id=str(release.pk),
-                                   environment="production", host="127.0.0.1", port=port)
+    config = routing.proxy_config()
+    model_path = linear_model(tmp_path / "linear.onnx")
+    target = LocalTarget(log_dir=tmp_path / "logs")
+    releases, instances = {}, {}
+    for model_name, labels in (("digits", ("1.0.0", "1.1.0")), ("wine", ("1.9.0", "2.0.0"))):
+        model = d.make_model(model_name)
+        for label in labels:
+            releases[label] = d.make_release(d.make_version(model, label, users["ci"]), "released", d.STAGES_DONE)
+    specs = {label: InstanceSpec(release_id=str(r.pk), environment="production", port=ephemeral_port(),
+                                 model_name=r.version.model.name, version=label, model_path=model_path,
+                                 sha256=file_sha256(model_path)) for label, r in releases.items()}
+    with ThreadPoolExecutor() as pool:
+        instances = dict(zip(specs, pool.map(lambda spec: target.launch(spec, timeout=60), specs.values()),
+                             strict=True))
     try:
-        for port in (i.port for i in instances.values()):
-            wait_for_port(port)
         proxy.ensure_running(config)
-        proxy.set_traffic(config, "production", {instances["serving"]: 100, instances["previous"]: 0})
-        d.deploy("production", previous, "warm", 0, asdict(instances["previous"]))
-        d.deploy("production", serving, "active", 100, asdict(instances["serving"]))
         now = timezone.now()
-        d.traffic("production", now - timedelta(minutes=30), {previous: 100}, "deploy", users["ci"])
-        d.traffic("production", now - timedelta(minutes=10), {serving: 100}, "promote", users["ci"])
-        d.samples("production", previous, now - timedelta(minutes=30), 120, rps=20.0, p95=12.0)
-        d.samples("production", serving, now - timedelta(minutes=10), 60, rps=30.0, p95=9.0, error_rate=0.02)
-        yield {"previous": previous, "serving": serving, "endpoint": config.endpoint("production")}
+        for warm, active in (("1.0.0", "1.1.0"), ("1.9.0", "2.0.0")):
+            model = releases[active].version.model.name
+            proxy.set_traffic(config, "production", model, {instances[active]: 100, instances[warm]: 0})
+            d.deploy("production", releases[warm], "warm", 0, asdict(instances[warm]))
+            d.deploy("production", releases[active], "active", 100, asdict(instances[active]))
+            d.traffic("production", now - timedelta(minutes=30), {releases[warm]: 100}, "deploy", users["ci"])
+            d.traffic("production", now - timedelta(minutes=10), {releases[active]: 100}, "promote", users["ci"])
+        d.samples("production", releases["1.0.0"], now - timedelta(minutes=30), 120, rps=20.0, p95=12.0)
+        d.samples("production", releases["1.1.0"], now - timedelta(minutes=10), 60, rps=30.0, p95=9.0,
+                  error_rate=0.02)
+        yield {"releases": releases, "config": config}
     finally:
         proxy.stop(config)
-        for server in servers:
-            server.terminate()
-            server.wait(timeout=10)
+        with ThreadPoolExecutor() as pool:
+            list(pool.map(lambda instance: target.stop(instance, timeout=10), instances.values()))
 
 
-def wait_for_port(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on port {port}")
+def served_by(config, model: str) -> str:
+    answer = requests.post(config.endpoint("production") + oip.infer_path(model), json=LINEAR_BODY, timeout=5)
+    assert answer.status_code == 200, answer.text
+    return answer.headers["X-Release-Id"]
 
 
-def test_an_on_call_engineer_rolls_production_back_in_one_click(production_behind_haproxy, users, open_as):
-    previous, serving = production_behind_haproxy["previous"], production_behind_haproxy["serving"]
-    endpoint = production_behind_haproxy["endpoint"]
-    assert requests.get(endpoint, timeout=5).text == "serving"
+def test_an_on_call_engineer_rolls_one_model_of_two_back_in_one_click(production_behind_haproxy, users, open_as):
+    releases, config = production_behind_haproxy["releases"], production_behind_haproxy["config"]
+    previous, serving, wine = releases["1.0.0"], releases["1.1.0"], releases["2.0.0"]
+    assert (served_by(config, "digits"), served_by(config, "wine")) == (str(serving.pk), str(wine.pk))
     make_user("olga", "on-call")
 
     viewer = open_as("victor")
     viewer.goto("/environments/production/")
-    assert viewer.get_by_role("button", name="Roll back").is_disabled()
-    assert viewer.locator("#rollback-why").inner_text() == (
-        "You cannot roll back now: only on-call engineers, deployers and admins may roll back.")
+    assert viewer.get_by_role("button", name="Roll back digits").is_disabled()
+    assert viewer.locator("#rollback-why-digits").inner_text() == (
+        "You cannot roll back digits now: only on-call engineers, deployers and admins may roll back.")
 
     page = open_as("olga")
     page.goto("/environments/production/")
-    page.get_by_label("Why").fill("error rate up since the promotion")
-    page.get_by_role("button", name=f"Roll back to #{previous.pk}").click()
+    card = page.locator("#service-digits")
+    card.get_by_label("Why").fill("error rate up since the promotion")
+    card.get_by_role("button", name=f"Roll back digits to #{previous.pk}").click()
     dialog = page.get_by_role("dialog")
     assert dialog.locator("#confirm-text").inner_text() == (
-        f"Afterwards #{previous.pk} digits:1.0.0 serves 100% of production's traffic, "
+        f"Afterwards #{previous.pk} digits:1.0.0 serves 100% of digits's traffic in production, "
         f"instead of #{serving.pk} digits:1.1.0.")
     screenshot(page, "rollback-confirm")
     # How fast is bench/rollback.py's figure; a timing here would only measure the test machine's load.
     dialog.get_by_role("button", name="Yes, roll back").click()
-    page.get_by_role("status").filter(has_text="Rolled back production").wait_for()
+    page.get_by_role("status").filter(has_text="Rolled back digits in production").wait_for()
 
     assert page.get_by_role("status").inner_text() == (
-        f"Rolled back production: #{previous.pk} digits:1.0.0 at 100% serves now.")
-    assert requests.get(endpoint, timeout=5).text == "previous"
-    rows = page.locator("#environment-live tbody tr")
+        f"Rolled back digits in production: #{previous.pk} digits:1.0.0 at 100% serves now.")
+    assert (served_by(config, "digits"), served_by(config, "wine")) == (str(previous.pk), str(wine.pk))
+    rows = page.locator("#service-digits tbody tr")
     assert [cell.strip() for cell in rows.first.inner_text().split("\t")[:3]] == [
         f"#{previous.pk} digits:1.0.0", "active", "100%"]
-    assert page.locator("#history tbody tr").first.inner_text().split("\t")[1:] == [
-        "rollback", f"#{previous.pk} digits:1.0.0 · 100%", "olga", "error rate up since the promotion"]
-    assert list(Deployment.objects.filter(environment__name="production").order_by("release_id")
+    wine_rows = page.locator("#service-wine tbody tr")
+    assert [cell.strip() for cell in wine_rows.first.inner_text().split("\t")[:3]] == [
+        f"#{wine.pk} wine:2.0.0", "active", "100%"]
+    assert list(Deployment.objects.filter(service__model__name="digits").order_by("release_id")
                 .values_list("role", "traffic_percent")) == [("active", 100), ("stopped", 0)]
+    assert list(Deployment.objects.filter(service__model__name="wine").order_by("release_id")
+                .values_list("role", "traffic_percent")) == [("warm", 0), ("active", 100)]
     assert Release.objects.get(pk=serving.pk).status == "rolled_back"
-    marks = page.evaluate("Chart.getChart(document.getElementById('chart-rps')).options.plugins.slipwayMarks.marks")
-    assert [action for _, action in marks] == ["deploy", "promote", "rollback"]
+    assert Release.objects.get(pk=wine.pk).status == "released"
     screenshot(page, "environment-after-rollback")
 
-
-def test_the_error_watch_catches_errors_logged_after_the_last_step(browser, live_server):
-    """What makes every Chromium test fail on a console or page error (tests/browser.py), on its own
-    page here so that this test itself passes: an error thrown after the test's last step still counts."""
-    from tests.browser import PageErrors
-
-    watched = PageErrors()
-    context = browser.new_context(base_url=live_server.url)
-    page = context.new_page()
-    watched.watch(page)
-    page.goto("/login/")
-    page.evaluate("console.error('boom'); setTimeout(() => { throw new RangeError('Invalid time value'); }, 300)")
-    watched.settle()
-    context.close()
-    url = f"{live_server.url}/login/"
-    assert [e.split(" (")[0] for e in watched.errors] == [
-        f"console error on {url}: boom", f"page error on {url}: RangeError: Invalid time value"]
+    page.get_by_role("link", name="digits", exact=True).first.click()
+    page.locator("#history").wait_for()
+    assert page.locator("#history tbody tr").first.inner_text().split("\t")[1:] == [
+        "rollback", f"#{previous.pk} digits:1.0.0 · 100%", "olga", "error rate up since the promotion"]
+    marks = page.evaluate("Chart.getChart(document.getElementById('chart-rps')).options.plugins.slipwayMarks.marks")
+    assert [action for _, action in marks] == ["deploy", "promote", "rollback"]
+    screenshot(page, "service-after-rollback")

@@ -7,7 +7,7 @@ from django.test import Client
 from django.utils import timezone
 
 from releases.health import release_health
-from releases.models import AuditEvent, Environment, Model, ModelVersion, TrafficChange
+from releases.models import AuditEvent, Environment, Model, ModelVersion, Service, TrafficChange
 from tests.pages.data import make_model, make_release, make_version
 from tests.releases.test_metrics import scrape
 
@@ -19,7 +19,7 @@ def month(users) -> dict:
     """v1 deployed; v2 canaried, promoted, alerted on and rolled back; v3's canary aborted."""
     now = timezone.now()
     model = make_model()
-    production = Environment.objects.get(name="production")
+    production = Service.objects.create(environment=Environment.objects.get(name="production"), model=model)
     releases = {}
     for label, built in (("1", 20 * DAY), ("2", 10 * DAY), ("3", 3 * DAY)):
         version = make_version(model, label, users["ci"])
@@ -28,7 +28,7 @@ def month(users) -> dict:
     r1, r2, r3 = (str(releases[label].pk) for label in "123")
 
     def change(ago: float, action: str, shares: dict[str, int]) -> None:
-        TrafficChange.objects.create(environment=production, at=now - timedelta(seconds=ago), action=action,
+        TrafficChange.objects.create(service=production, at=now - timedelta(seconds=ago), action=action,
                                      shares=shares)
 
     change(19 * DAY, "deploy", {r1: 100})
@@ -69,12 +69,12 @@ def test_a_shorter_window_starts_from_the_split_at_its_opening(month):
 def test_a_new_model_never_fails_less_often_than_it_has_existed(users):
     """Deployed an hour ago, rolled back 10 minutes later: one failure in an hour of service, not in 30 days."""
     now = timezone.now()
-    production = Environment.objects.get(name="production")
     model = make_model("fresh")
+    production = Service.objects.create(environment=Environment.objects.get(name="production"), model=model)
     first, second = (make_release(make_version(model, label, users["ci"]), status="released") for label in "12")
     for ago, action, shares in ((HOUR, "deploy", {first.pk: 100}), (HOUR - 5 * MINUTE, "deploy", {second.pk: 100}),
                                 (HOUR - 15 * MINUTE, "rollback", {first.pk: 100})):
-        TrafficChange.objects.create(environment=production, at=now - timedelta(seconds=ago), action=action,
+        TrafficChange.objects.create(service=production, at=now - timedelta(seconds=ago), action=action,
                                      shares={str(k): v for k, v in shares.items()})
     [health] = release_health(30, now=now)
     assert health.failures == 1 and health.restore_times == pytest.approx([10 * MINUTE])
@@ -82,13 +82,13 @@ def test_a_new_model_never_fails_less_often_than_it_has_existed(users):
 
 
 def test_staging_rollbacks_are_shown_apart_from_production_failures(month, users):
-    staging = Environment.objects.get(name="staging")
     model = Model.objects.get(name="digits")
+    staging = Service.objects.create(environment=Environment.objects.get(name="staging"), model=model)
     r4, r5 = (make_release(make_version(model, label, users["ci"]), status="released") for label in "45")
     now = month["now"]
     for ago, action, shares in ((2 * HOUR, "deploy", {r4.pk: 100}), (HOUR, "deploy", {r5.pk: 100}),
                                 (HOUR - 5 * MINUTE, "rollback", {r4.pk: 100})):
-        TrafficChange.objects.create(environment=staging, at=now - timedelta(seconds=ago), action=action,
+        TrafficChange.objects.create(service=staging, at=now - timedelta(seconds=ago), action=action,
                                      shares={str(k): v for k, v in shares.items()})
     production, before = release_health(30, now=now)
     assert (production.environment, production.production, production.failures) == ("production", True, 2)

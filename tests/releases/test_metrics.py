@@ -10,7 +10,7 @@ from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from releases.models import Environment, Release, StageRun, TrafficChange
+from releases.models import Environment, Release, Service, StageRun, TrafficChange
 from tests.conftest import build_form, token_client
 
 
@@ -39,8 +39,9 @@ def data(users, settings, tmp_path) -> None:
         stage = StageRun.objects.filter(name="validate", started_at__isnull=True).first()
         StageRun.objects.filter(pk=stage.pk).update(status=status, started_at=start,
                                                     finished_at=start + timedelta(seconds=seconds))
-    TrafficChange.objects.create(environment=Environment.objects.get(name="production"), at=timezone.now(),
-                                 shares={}, action="rollback")
+    digits = Service.objects.create(environment=Environment.objects.get(name="production"),
+                                    model=Release.objects.get(pk=ids[0]).version.model)
+    TrafficChange.objects.create(service=digits, at=timezone.now(), shares={}, action="rollback")
 
 
 def test_release_stage_and_rollback_figures(data):
@@ -78,9 +79,10 @@ def test_prometheus_finds_every_running_model_server(users, settings, tmp_path):
     ci = token_client(users["ci"])
     ids = [ci.post("/api/v1/builds/", build_form(version=str(i)), format="multipart").json()["release"]["id"]
            for i in range(3)]
-    production = Environment.objects.get(name="production")
+    production = Service.objects.create(environment=Environment.objects.get(name="production"),
+                                        model=Release.objects.get(pk=ids[0]).version.model)
     for release_id, role, port in zip(ids, ["active", "warm", "stopped"], [9101, 9102, 9103], strict=True):
-        Deployment.objects.create(environment=production, release_id=release_id, role=role,
+        Deployment.objects.create(service=production, release_id=release_id, role=role,
                                   endpoint=f"http://127.0.0.1:{port}")
     groups = prometheus().get("/metrics/targets").json()
     assert groups == [

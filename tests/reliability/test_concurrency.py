@@ -8,7 +8,7 @@ import pytest
 import requests
 from django.contrib.auth.models import User
 
-from releases.models import Approval, Deployment, Environment, Release, ReleasePolicy, TrafficChange
+from releases.models import Approval, Deployment, Environment, Release, ReleasePolicy, Service, TrafficChange
 from releases.models.tokens import ApiToken
 from tests.conftest import build_form, make_user, token_client
 
@@ -68,15 +68,17 @@ def test_simultaneous_rollbacks_move_traffic_once(live_server, users, settings, 
     """The proxy call is replaced by a recorder here: the race is about the records (the real proxy
     path is tested in tests/workers/test_shipping_flow.py)."""
     moves = []
-    monkeypatch.setattr("releases.deploys.move_traffic", lambda env, shares: moves.append(
+    monkeypatch.setattr("releases.routing.move_traffic", lambda service, shares: moves.append(
         {d.release_id: s for d, s in shares.items()}))
+    monkeypatch.setattr("releases.deploys.check_warm", lambda deployment: None)  # no servers run here
     settings.ARTIFACT_DIR = tmp_path
     ci = token_client(users["ci"])
     ids = [ci.post("/api/v1/builds/", build_form(version=str(v)), format="multipart").json()["release"]["id"]
            for v in (1, 2, 3)]
-    production = Environment.objects.get(name="production")
+    production = Service.objects.create(environment=Environment.objects.get(name="production"),
+                                        model=Release.objects.get(pk=ids[0]).version.model)
     for release_id, role in zip(ids, ["warm", "warm", "active"], strict=True):
-        Deployment.objects.create(environment=production, release_id=release_id, role=role,
+        Deployment.objects.create(service=production, release_id=release_id, role=role,
                                   traffic_percent=100 if role == "active" else 0)
     oncall = make_user("pager", "on-call")
     url = f"{live_server.url}/api/v1/environments/production/rollback/"
@@ -90,4 +92,4 @@ def test_simultaneous_rollbacks_move_traffic_once(live_server, users, settings, 
     assert "was rolled back" in unguarded[0].json()["detail"]
     assert TrafficChange.objects.filter(action="rollback").count() == 1
     assert len(moves) == 1 and moves[0] == {ids[1]: 100}
-    assert Deployment.objects.get(environment=production, role="active").release_id == ids[1]
+    assert Deployment.objects.get(service=production, role="active").release_id == ids[1]

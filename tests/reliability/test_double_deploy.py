@@ -36,7 +36,7 @@ def approved_release(users, drill_worker) -> int:
 
 
 def staging_deploys(release_id: int) -> int:
-    return TrafficChange.objects.filter(environment__name="staging", action="deploy",
+    return TrafficChange.objects.filter(service__environment__name="staging", action="deploy",
                                         reason=f"release #{release_id}").count()
 
 
@@ -50,7 +50,8 @@ def test_a_deploy_stage_sent_twice_or_run_again_after_a_lost_worker_deploys_once
     assert AuditEvent.objects.filter(release_id=approved_release, action="stage.start",
                                      subject="stage deploy_staging").count() == 1
     assert staging_deploys(approved_release) == 1
-    assert list(Deployment.objects.filter(release_id=approved_release).values_list("environment__name", "role")) == [
+    assert list(Deployment.objects.filter(release_id=approved_release)
+                .values_list("service__environment__name", "role")) == [
         ("staging", "active")]
     logs = "".join(p.read_text() for p in tmp_path.glob("deploy-*.log"))
     # The second message is refused: "is running on <host>" while the first run holds the stage, or

@@ -53,6 +53,7 @@ def haproxy(tmp_path: Path) -> Iterator[proxy.ProxyConfig]:
         state_dir=tmp_path / "haproxy",
         environments={"staging": ports.allocate(), "production": ports.allocate()},
         slots=4,
+        backends=4,
     )
     proxy.ensure_running(config)
     yield config

@@ -115,7 +115,7 @@ def test_container_runs_as_non_root_on_a_read_only_root_and_serves(
         config = proxy.ProxyConfig(state_dir=tmp_path / "haproxy", environments={"staging": ports.allocate()})
         proxy.ensure_running(config)
         try:
-            proxy.set_traffic(config, "staging", {instance: 100})
+            proxy.set_traffic(config, "staging", "test", {instance: 100})
             zeros = oip.request_document({"x": np.zeros((1, 4), dtype=np.float32)})
             via_proxy = requests.post(config.endpoint("staging") + oip.infer_path("test"), json=zeros, timeout=5)
             assert via_proxy.headers["X-Release-Id"] == "r4"

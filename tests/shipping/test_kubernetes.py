@@ -12,14 +12,14 @@ import pytest
 
 from releases import deploys
 from releases.actors import Actor
-from releases.models import Environment
+from releases.models import Deployment, Environment
+from releases.routing import target_for
 from shipping.kubernetes import manifests
 from shipping.kubernetes.manifests import Cluster, ManifestError
 from shipping.targets import HealthCheckFailed, InstanceSpec
 from tests.conftest import make_user
 from tests.pages.data import make_model, make_release, make_version
 from tests.shipping.kube_stub import kube_stub
-from workers.deploying import target_for
 
 K8S_VERSION = "1.33.0"
 DIGEST = "registry.example.com/slipway-release@sha256:" + "ab" * 32
@@ -61,12 +61,15 @@ def test_a_release_renders_to_a_valid_locked_down_deployment_and_service():
         "slipway.io/environment": "production", "slipway.io/release-id": "12"}
 
 
-def test_an_environment_renders_to_one_weighted_http_route():
-    route = manifests.http_route(CLUSTER, environment="production", weights={"12": 90, "13": 10})
+def test_each_model_renders_to_its_own_weighted_http_route_on_its_path():
+    route = manifests.http_route(CLUSTER, environment="production", model="digits", weights={"12": 90, "13": 10})
     check_route(route)
-    assert route["metadata"] == {"name": "slipway-production", "namespace": "models",
+    assert route["metadata"] == {"name": "slipway-production-digits", "namespace": "models",
                                  "labels": {"app.kubernetes.io/managed-by": "slipway",
-                                            "slipway.io/environment": "production"}}
+                                            "slipway.io/environment": "production", "slipway.io/model": "digits"}}
+    assert route["spec"]["rules"][0]["matches"] == [{"path": {"type": "PathPrefix", "value": "/v2/models/digits"}}]
+    other = manifests.http_route(CLUSTER, environment="production", model="wine", weights={"14": 100})
+    assert other["metadata"]["name"] == "slipway-production-wine"
     assert route["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
                                             "name": "public", "namespace": "infra"}]
     assert [(b["name"], b["port"], b["weight"]) for b in route["spec"]["rules"][0]["backendRefs"]] == [
@@ -77,7 +80,8 @@ def test_what_cannot_be_rendered_is_refused():
     with pytest.raises(ManifestError, match="is not pinned by digest"):
         render(image="slipway-release:digits-12")
     with pytest.raises(ManifestError, match="at most 16 backends"):
-        manifests.http_route(CLUSTER, environment="production", weights={str(i): 5 for i in range(17)})
+        manifests.http_route(CLUSTER, environment="production", model="digits",
+                             weights={str(i): 5 for i in range(17)})
     with pytest.raises(ManifestError, match="expected a number with b, k, m or g"):
         manifests.memory_quantity("lots")
     # The validators catch what a broken renderer would send.
@@ -85,7 +89,7 @@ def test_what_cannot_be_rendered_is_refused():
     broken["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] = {"cores": 1}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
-    route = manifests.http_route(CLUSTER, environment="production", weights={"12": 100})
+    route = manifests.http_route(CLUSTER, environment="production", model="digits", weights={"12": 100})
     route["spec"]["rules"][0]["backendRefs"][0]["weight"] = 2_000_000
     with pytest.raises(jsonschema.ValidationError):
         check_route(route)
@@ -115,7 +119,7 @@ def test_releases_are_applied_traffic_moves_and_rollback_moves_it_back(settings,
         for release in (old, new):
             deploys.put_in_service(release.pk, "production", instances[release], canary_percent=None,
                                    actor=Actor.person(on_call, None))
-        deploys.rollback("production", on_call, "p95 doubled")
+        deploys.rollback("production", "digits", on_call, "p95 doubled")
         target.stop(instances[new])
 
     apps, core = f"/apis/apps/v1{NS}/deployments", f"/api/v1{NS}/services"
@@ -124,22 +128,23 @@ def test_releases_are_applied_traffic_moves_and_rollback_moves_it_back(settings,
     assert stub.calls() == [
         ("POST", apps), ("POST", core), ("GET", f"{apps}/{names[old]}/status"),
         ("POST", apps), ("POST", core), ("GET", f"{apps}/{names[new]}/status"),
-        ("PATCH", f"{route}/slipway-production"), ("POST", route),  # the first move creates the route
-        ("PATCH", f"{route}/slipway-production"),
-        ("PATCH", f"{route}/slipway-production"),  # the rollback
+        ("PATCH", f"{route}/slipway-production-digits"), ("POST", route),  # the first move creates the route
+        ("PATCH", f"{route}/slipway-production-digits"),
+        ("GET", f"{apps}/{names[old]}/status"),  # the warm release is checked ready before the rollback
+        ("PATCH", f"{route}/slipway-production-digits"),  # the rollback
         ("DELETE", f"{core}/{names[new]}"), ("DELETE", f"{apps}/{names[new]}")]
     bodies = [r.body for r in stub.requests]
     for body in bodies[0:2] + bodies[3:5]:
         kubernetes_validate.validate(body, K8S_VERSION, strict=True)
     assert bodies[0] == manifests.deployment(CLUSTER, environment="production", release_id=str(old.pk),
                                              image=DIGEST, model_name="digits", version="1.0.0")
-    moves = [r for r in stub.requests if r.path.endswith("/slipway-production")]
+    moves = [r for r in stub.requests if r.path.endswith("/slipway-production-digits")]
     for move in moves:
         check_route(move.body)
     assert {r.content_type for r in moves} == {"application/merge-patch+json"}
     assert [[(b["name"], b["weight"]) for b in m.body["spec"]["rules"][0]["backendRefs"]] for m in moves] == [
         [(names[old], 100)], [(names[new], 100)], [(names[old], 100)]]
-    assert production.deployments.get(role="active").release == old
+    assert Deployment.objects.get(service__environment=production, role="active").release == old
 
 
 @pytest.mark.django_db

@@ -43,7 +43,7 @@ def test_a_dead_model_server_and_a_dead_haproxy_are_started_again(celery_worker,
     wait_for_status(release_id, "awaiting_approval")
     assert alice.post(f"/api/v1/releases/{release_id}/approve/", {}, format="json").status_code == 201
     assert wait_for_status(release_id, "awaiting_approval", "failed", timeout=90).status == "awaiting_approval"
-    deployment = Deployment.objects.get(environment__name="staging", release_id=release_id)
+    deployment = Deployment.objects.get(service__environment__name="staging", release_id=release_id)
     old = deployment.instance
     assert _served_by() == str(release_id)
     assert keep_serving() == []  # all is well: nothing to do

@@ -16,14 +16,15 @@ from django.test import Client
 
 from monitoring.models import ShadowRun
 from monitoring.shadowing import collect_one
+from releases.candidates import serving_artifact
 from releases.models import Deployment, ReleasePolicy, TrafficChange
+from releases.routing import target_for
 from releases.storage import get_store
 from serving import oip
 from shipping.targets import Instance
 from tests.conftest import build_form, token_client, wait_for_status
 from tests.factories import digits_model
 from tests.shipping.load import SteadyLoad
-from workers.deploying import serving_artifact, target_for
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 PRODUCTION = f"http://127.0.0.1:{settings.SLIPWAY_FIRST_PROXY_PORT + 1}"
@@ -50,7 +51,7 @@ def served_by() -> str:
     return answer.headers["X-Release-Id"]
 
 
-def test_staging_canary_promotion_and_one_call_rollback_under_load(celery_worker, users):
+def test_staging_canary_promotion_and_one_call_rollback_under_load(celery_worker, beat, users):
     ci, alice, bob = (token_client(users[n]) for n in ("ci", "alice", "bob"))
     ReleasePolicy.objects.filter(model__name="digits").update(canary_minutes=0.1, canary_min_requests=5)
     first = ship(ci, alice, bob, "1")
@@ -68,7 +69,7 @@ def test_staging_canary_promotion_and_one_call_rollback_under_load(celery_worker
         clicked = time.perf_counter()
         oncall = token_client(users["ci"], ["rollback", "releases:read"])
         response = oncall.post(
-            "/api/v1/environments/production/rollback/",
+            "/api/v1/environments/production/models/digits/rollback/",
             {"reason": "bad answers", "expected_release": second},
             format="json",
         )
@@ -83,25 +84,25 @@ def test_staging_canary_promotion_and_one_call_rollback_under_load(celery_worker
 
     # A double click changes nothing; the record says what served when.
     again = oncall.post(
-        "/api/v1/environments/production/rollback/",
+        "/api/v1/environments/production/models/digits/rollback/",
         {"reason": "bad answers", "expected_release": second},
         format="json",
     )
     assert again.status_code == 200 and again.json()["id"] == response.json()["id"]
-    assert [c.action for c in TrafficChange.objects.filter(environment__name="production").order_by("at")] == [
+    assert [c.action for c in TrafficChange.objects.filter(service__environment__name="production").order_by("at")] == [
         "deploy",
         "canary",
         "promote",
         "rollback",
     ]
-    assert Deployment.objects.get(environment__name="production", role="active").release_id == first
+    assert Deployment.objects.get(service__environment__name="production", role="active").release_id == first
     live = ci.get("/api/v1/environments/production/live-at/").json()
     assert [r["id"] for r in live["releases"]] == [first]
     assert served_by() == str(first)
     assert wait_for_status(second, "rolled_back").status == "rolled_back"
 
     # tritonclient through production's address, then the rolled-back release in shadow of the active one.
-    active = Deployment.objects.get(environment__name="production", role="active")
+    active = Deployment.objects.get(service__environment__name="production", role="active")
     rows = digits_model().eval_inputs[:4].astype(np.float32)
     served = get_store().local_path(serving_artifact(active.release).sha256)  # the chosen candidate
     expected = ort.InferenceSession(str(served)).run(None, {"pixels": rows})[0]

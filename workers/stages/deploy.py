@@ -1,40 +1,38 @@
-"""deploy_staging and canary: start the release's server, check it, and give it traffic.
+"""deploy_staging and canary: start the release's server, check it, and give its model's traffic to it.
 
 Staging takes the release whole after a smoke test. Production takes it as a canary at the
-policy's share for the policy's minutes, compares its serving metrics with the stable release's,
-and promotes it or takes it out again with the measured values as the reason.
+policy's share of its model's traffic; the stage then ends and waits, and short scheduled checks
+(releases/canaries.py) watch the window and promote it or take it out with the measured values as
+the reason. Each model has its own service: no other model's traffic moves.
 """
 
-import time
-
 from django.db import transaction
-from django.utils import timezone
 
 from monitoring.shadowing import canary_refusal
-from releases import deploys
+from releases import canaries, deploys, routing
 from releases.actors import Actor
-from releases.models import Deployment, Environment, ServingSample
+from releases.candidates import serving_artifact
+from releases.models import Deployment, Environment
+from releases.statemachine import TransitionError
 from releases.storage import get_store
-from shipping.canary import Sample, Thresholds, analyse, scrape, window
 from shipping.llm_smoke import smoke_test_language_model
 from shipping.proxy import ProxyError
 from shipping.smoke import SmokeResult, smoke_test
 from shipping.targets import Instance, TargetError
-from workers.context import StageContext, StageFailed
-from workers.deploying import ensure_proxy, launch, serving_artifact, target_for
+from workers.context import WATCH, StageContext, StageFailed
+from workers.deploying import launch
 from workers.ml.evalset import load_evalset
 from workers.ml.validate import match_inputs, validate_model
 from workers.stages import llm
 
 SMOKE_SAMPLES = 8
-SAMPLE_EVERY_S = 5.0
 
 
 def _start_checked(ctx: StageContext, environment: Environment) -> Instance:
     """Start the server, wait for its health check, then smoke-test it on evaluation samples."""
     ctx.progress(5, f"starting the model server in {environment.name}")
     try:
-        ensure_proxy()
+        routing.ensure_proxy()
         instance = launch(ctx.release, environment)
     except (TargetError, ProxyError) as exc:
         raise StageFailed(str(exc)) from None
@@ -43,7 +41,7 @@ def _start_checked(ctx: StageContext, environment: Environment) -> Instance:
     ctx.progress(40, "smoke test on evaluation samples")
     result = _smoke(ctx, instance)
     if not result.passed:
-        target_for(environment).stop(instance, timeout=5)
+        routing.target_for(environment).stop(instance, timeout=5)
         raise StageFailed(f"smoke test in {environment.name}: " + "; ".join(result.failures[:5]))
     ctx.log(f"smoke test passed on {result.checked} samples")
     return instance
@@ -65,8 +63,9 @@ def _smoke(ctx: StageContext, instance: Instance) -> SmokeResult:
 def _in_service(ctx: StageContext, environment: Environment) -> Deployment | None:
     """The release's deployment in `environment` that an earlier run of this stage put in service and
     that still runs: a retried stage (its worker died) goes on from there instead of deploying twice."""
-    deployment = environment.deployments.filter(release=ctx.release, traffic_percent__gt=0).first()
-    if deployment is None or not target_for(environment).is_alive(deploys.instance_of(deployment)):
+    deployment = Deployment.objects.filter(service__environment=environment, release=ctx.release,
+                                           traffic_percent__gt=0).first()
+    if deployment is None or not routing.target_for(environment).is_alive(routing.instance_of(deployment)):
         return None
     ctx.log(f"{environment.name}: release #{ctx.release.pk} already serves ({deployment.role}, "
             f"{deployment.traffic_percent}%, {deployment.endpoint}) since an earlier attempt; not started again")
@@ -77,10 +76,15 @@ def _serve(ctx: StageContext, environment: Environment, instance: Instance, cana
     try:
         with transaction.atomic():
             ctx.hold_claim()
-            deploys.put_in_service(ctx.release.pk, environment.name, instance, canary_percent=canary_percent,
-                                   actor=Actor.worker(), image=ctx.release.image_digest)
+            deployment = deploys.put_in_service(ctx.release.pk, environment.name, instance,
+                                                canary_percent=canary_percent, actor=Actor.worker(),
+                                                image=ctx.release.image_digest)
+            if deployment.role == Deployment.Role.CANARY:
+                canaries.open_canary(deployment, ctx.stage)
     except ProxyError as exc:
         raise StageFailed(f"the proxy refused the traffic change: {exc}") from None
+    except TransitionError as exc:
+        raise StageFailed(str(exc)) from None
 
 
 def run_staging(ctx: StageContext) -> None:
@@ -89,53 +93,29 @@ def run_staging(ctx: StageContext) -> None:
         _serve(ctx, staging, _start_checked(ctx, staging), canary_percent=None)
 
 
-def _record(environment: Environment, release_id: int, before: Sample, after: Sample, seconds: float) -> None:
-    stats = window(before, after)
-    ServingSample.objects.create(
-        environment=environment, release_id=release_id, at=timezone.now(), requests_per_s=stats.requests / seconds,
-        error_rate=stats.error_rate, latency_p95_ms=None if stats.p95_seconds is None else stats.p95_seconds * 1000)
-
-
-def run_canary(ctx: StageContext) -> None:
+def run_canary(ctx: StageContext) -> str | None:
+    """Put the release in service as a canary of its model in production and leave it to the scheduled
+    analysis (the stage waits); the first release of a model takes all of its traffic at once."""
     production = Environment.objects.get(name="production")
     earlier = _in_service(ctx, production)
-    if earlier is not None and earlier.role == Deployment.Role.ACTIVE:
-        return
+    if earlier is not None:
+        if earlier.role == Deployment.Role.ACTIVE:
+            return None
+        if not hasattr(earlier, "canary_run"):
+            canaries.open_canary(earlier, ctx.stage)
+        return WATCH
     refusal = canary_refusal(ctx.release, production.name)
     if refusal is not None:
         raise StageFailed(f"no canary for release #{ctx.release.pk}: {refusal}")
-    stable = production.deployments.filter(role="active").first()
-    policy = ctx.policy
-    if earlier is not None:
-        instance = deploys.instance_of(earlier)
-    else:
-        instance = _start_checked(ctx, production)
-        if stable is None:
-            ctx.log("nothing serves in production yet: the release takes all traffic, no canary to compare")
-            _serve(ctx, production, instance, canary_percent=None)
-            return
-        _serve(ctx, production, instance, canary_percent=policy.canary_percent)
-    assert stable is not None, "a canary runs beside the active release"
-    stable_url = deploys.instance_of(stable).url
-    first = {"stable": scrape(stable_url), "canary": scrape(instance.url)}
-    last, last_at, started = dict(first), time.monotonic(), time.monotonic()
-    duration = policy.canary_minutes * 60
-    while (elapsed := time.monotonic() - started) < duration:
-        time.sleep(min(SAMPLE_EVERY_S, max(duration - elapsed, 0.05)))
-        now = {"stable": scrape(stable_url), "canary": scrape(instance.url)}
-        seconds = time.monotonic() - last_at
-        _record(production, stable.release_id, last["stable"], now["stable"], seconds)
-        _record(production, ctx.release.pk, last["canary"], now["canary"], seconds)
-        last, last_at = now, time.monotonic()
-        ctx.progress(50 + 45 * min(elapsed / duration, 1), f"canary at {policy.canary_percent}%: watching")
-    verdict = analyse(window(first["stable"], last["stable"]), window(first["canary"], last["canary"]),
-                      Thresholds(max_error_rate_increase=policy.canary_max_error_rate_increase,
-                                 max_p95_ratio=policy.canary_max_p95_ratio,
-                                 min_requests=policy.canary_min_requests))
-    ctx.log(f"canary analysis: {verdict.reason}")
-    with transaction.atomic():
-        ctx.hold_claim()
-        deploys.end_canary("production", promote=verdict.passed, actor=Actor.worker(),
-                           reason=f"canary analysis of release #{ctx.release.pk}: {verdict.reason}")
-    if not verdict.passed:
-        raise StageFailed(f"canary rolled back automatically: {verdict.reason}")
+    stable = Deployment.objects.filter(service__environment=production, role=Deployment.Role.ACTIVE,
+                                       release__version__model=ctx.model).first()
+    instance = _start_checked(ctx, production)
+    if stable is None:
+        ctx.log(f"nothing serves {ctx.model.name} in production yet: the release takes all of its traffic, "
+                "no canary to compare")
+        _serve(ctx, production, instance, canary_percent=None)
+        return None
+    _serve(ctx, production, instance, canary_percent=ctx.policy.canary_percent)
+    ctx.log(f"canary at {ctx.policy.canary_percent}% of {ctx.model.name}'s production traffic for "
+            f"{ctx.policy.canary_minutes:g} min; short scheduled checks watch it")
+    return WATCH

@@ -6,12 +6,12 @@ then all are timed together, interleaved, so their latencies compare with an int
 When a release of the model serves in production, its model is measured on this data too.
 """
 
+from releases.candidates import serving_artifact
 from releases.gates import TASK_METRIC
 from releases.models import Artifact, Deployment, Release
 from releases.storage import get_store
 from workers.compression import candidate_of, compression_policy, fp32_artifact, save_metrics
 from workers.context import StageContext, StageFailed
-from workers.deploying import serving_artifact
 from workers.ml.evalset import EvalSet, load_evalset
 from workers.ml.evaluate import Evaluation, EvaluationError, Measurement, evaluate, memory_feeds
 from workers.ml.memory import MemoryProbeError, peak_memories
@@ -100,7 +100,7 @@ def _summary(task: str, metrics: dict | None) -> str:
 
 
 def _compare_with_production(ctx: StageContext, evalset: EvalSet, original: Evaluation) -> None:
-    active = (Deployment.objects.filter(environment__name="production", role=Deployment.Role.ACTIVE,
+    active = (Deployment.objects.filter(service__environment__name="production", role=Deployment.Role.ACTIVE,
                                         release__version__model=ctx.model)
               .exclude(release=ctx.release).select_related("release").first())
     if active is None:

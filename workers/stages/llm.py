@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from releases.candidates import serving_artifact
 from releases.intake import BadUpload
 from releases.llm_intake import LanguageEvalSet, parse_eval_data
 from releases.models import Artifact, Deployment, Release
@@ -18,7 +19,6 @@ from serving.llm.decoder import DecoderError
 from serving.llm.text import TextError
 from workers.compression import compression_policy, fp32_artifact, save_metrics, store_candidate
 from workers.context import StageContext, StageFailed
-from workers.deploying import serving_artifact
 from workers.ml.compress import Candidate
 from workers.ml.evaluate import Measurement
 from workers.ml.llm import candidates as lab

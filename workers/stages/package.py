@@ -5,12 +5,13 @@ environments serve the artifact file itself."""
 import docker
 from django.conf import settings
 
+from releases.candidates import serving_artifact
 from releases.models import Environment, Release
 from releases.storage import get_store
 from shipping.image import ImageBuildError, ReleaseImageSpec, build_release_image
 from shipping.kubernetes.registry import push_release_image
 from workers.context import StageContext, StageFailed
-from workers.deploying import monitoring_profile, serving_artifact
+from workers.deploying import monitoring_profile
 
 
 def run(ctx: StageContext) -> None:

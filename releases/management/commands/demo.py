@@ -58,7 +58,7 @@ def demo_token() -> str:
 
 
 def post_demo_build(base_url: str, token: str) -> int:
-    from workers.demo_model import digits_eval_npz, digits_model
+    from releases.management.demo_model import digits_eval_npz, digits_model
 
     response = requests.post(
         f"{base_url}/api/v1/builds/", headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "demo-1"},

@@ -1,0 +1,31 @@
+"""The layers, lowest first: serving < shipping < releases < workers, monitoring, webhooks. A module never
+imports one of a higher layer (at the top of a file or inside a function), so there is no cycle between
+layers (releases and workers above all)."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYERS = {"serving": 0, "shipping": 1, "releases": 2, "workers": 3, "monitoring": 3, "webhooks": 3}
+
+
+def imported_packages(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(LAYERS))
+def test_no_package_imports_a_higher_layer(package: str) -> None:
+    wrong = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        for imported in imported_packages(path):
+            if imported in LAYERS and LAYERS[imported] > LAYERS[package]:
+                wrong.append(f"{path.relative_to(ROOT)} imports {imported}")
+    assert wrong == []
