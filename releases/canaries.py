@@ -199,7 +199,7 @@ def decide(environment_name: str, model_name: str, user: AnyUser, *, promote: bo
         service = deploys.service_of(environment_name, model_name, lock=True)
         run = open_canary_of(service)
         why = why_no_decision(user, service, run)
-        if why is not None:
+        if why is not None or run is None:
             raise (NotAllowed if run is not None else TransitionError)(why)
         run = Canary.objects.select_for_update().get(pk=run.pk)
         verb = "promoted" if promote else "aborted"

@@ -38,8 +38,8 @@ class SlipwayCollector(Collector):
         moves = CounterMetricFamily("slipway_traffic_changes", "Traffic moves by environment and action.",
                                     labels=["environment", "action"])
         rolled_back: dict[str, int] = {}
-        counts = TrafficChange.objects.values_list("service__environment__name", "action").annotate(n=Count("id"))
-        for name, action, n in counts:
+        moved = TrafficChange.objects.values_list("service__environment__name", "action").annotate(n=Count("id"))
+        for name, action, n in moved:
             moves.add_metric([name, action], n)
             if action == "rollback":
                 rolled_back[name] = n

@@ -329,14 +329,12 @@ def set_traffic(
             raise ProxyError(f"weights must be between 0 and {MAX_WEIGHT}, got {weight}")
     with _locked(config):
         table = routes(config, environment)
-        backend = table.get(model)
-        new_route = backend is None
-        if new_route:
-            taken = set(table.values())
-            backend = next((b for b in config.backend_names(environment) if b not in taken), None)
-            if backend is None:
-                raise ProxyError(f"all {config.backends} model backends of {environment} are in use; "
-                                 "remove a model's route or raise SLIPWAY_PROXY_BACKENDS")
+        new_route = model not in table
+        taken = set(table.values())
+        backend = table.get(model) or next((b for b in config.backend_names(environment) if b not in taken), "")
+        if not backend:
+            raise ProxyError(f"all {config.backends} model backends of {environment} are in use; "
+                             "remove a model's route or raise SLIPWAY_PROXY_BACKENDS")
         before = _backend_servers(config, backend)
         current = {state.slot: state.weight for state in before}
         prepare: list[str] = []

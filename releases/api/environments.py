@@ -59,12 +59,12 @@ class EnvironmentViewSet(viewsets.ReadOnlyModelViewSet):
         """What served each model of the environment at a moment (`releases`: all of them, largest share first)."""
         environment = get_object_or_404(Environment, name=name)
         at = _moment(request)
-        services = []
+        services, everything = [], []
         for service in environment.services.select_related("model").order_by("model__name"):
             change, releases = deploys.live_at(service, at)
             services.append({"model": service.model.name, "change": change, "releases": releases})
-        return Response(s.LiveAtSerializer({"at": at, "releases": [r for x in services for r in x["releases"]],
-                                            "services": services}).data)
+            everything += releases
+        return Response(s.LiveAtSerializer({"at": at, "releases": everything, "services": services}).data)
 
     @extend_schema(request=s.EnvironmentRollbackSerializer, responses={200: s.TrafficChangeSerializer})
     @action(detail=True, methods=["post"])

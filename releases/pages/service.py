@@ -75,7 +75,7 @@ def service_detail(request: HttpRequest, name: str, model: str) -> HttpResponse:
                             "history", moments=("at",))
     context = live_context(request, service)
     raw = request.GET.get("at", "").strip()
-    context.update({"history": page, "history_rows": history_rows(page.object_list),
+    context.update({"history": page, "history_rows": history_rows(list(page.object_list)),
                     "live_at": live_at_answer(service, raw) if raw else None})
     return render(request, "releases/service_detail.html", context)
 

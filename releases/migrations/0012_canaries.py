@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('releases', '0009_services'),
+        ('releases', '0011_services_constraints'),
     ]
 
     operations = [
