@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('releases', '0008_policy_memory_budget'),
+        ('releases', '0009_token_bindings'),
     ]
 
     operations = [
