@@ -13,7 +13,7 @@ BEFORE = [("releases", "0009_token_bindings")]
 AFTER = [("releases", "0012_services_constraints")]
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_environment_records_become_per_model_service_records():
     executor = MigrationExecutor(connection)
     executor.migrate(BEFORE)
