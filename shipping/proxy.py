@@ -48,7 +48,7 @@ class ProxyConfig:
     state_dir: Path
     environments: Mapping[str, int] = field(default_factory=lambda: {"staging": 8081, "production": 8082})
     bind_host: str = "127.0.0.1"
-    slots: int = 4  # instances per model: stable, canary and warm releases
+    slots: int = 8  # instances per model: stable, canary, warm and stopping releases
     backends: int = 32  # models per environment
     stats_port: int | None = None
     haproxy: str = "haproxy"
