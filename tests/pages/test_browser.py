@@ -78,7 +78,7 @@ def test_a_build_reaches_its_gate_live_and_a_second_person_approves_it(celery_wo
     assert list(Approval.objects.filter(release_id=release_id).values_list("user__username", "gate", "decision")) == [
         ("alice", "release", "approve")]
     wait_for_stage(release_id, "deploy_staging", "succeeded")
-    assert Deployment.objects.get(environment__name="staging", release_id=release_id).role == "active"
+    assert Deployment.objects.get(service__environment__name="staging", release_id=release_id).role == "active"
     screenshot(alice, "release-approved")
 
 

@@ -9,8 +9,8 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-BEFORE = [("releases", "0009_token_bindings")]
-AFTER = [("releases", "0012_services_constraints")]
+BEFORE = [("releases", "0010_language_models")]
+AFTER = [("releases", "0013_services_constraints")]
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)

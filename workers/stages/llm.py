@@ -181,7 +181,7 @@ def _summary(metrics: dict[str, Measurement] | None) -> str:
 
 
 def _compare_with_production(ctx: StageContext, data: TokenisedEvalSet, original: LanguageEvaluation) -> None:
-    active = (Deployment.objects.filter(environment__name="production", role=Deployment.Role.ACTIVE,
+    active = (Deployment.objects.filter(service__environment__name="production", role=Deployment.Role.ACTIVE,
                                         release__version__model=ctx.model)
               .exclude(release=ctx.release).select_related("release").first())
     if active is None:

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('releases', '0012_services_constraints'),
+        ('releases', '0013_services_constraints'),
     ]
 
     operations = [

@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('releases', '0009_token_bindings'),
+        ('releases', '0010_language_models'),
     ]
 
     operations = [

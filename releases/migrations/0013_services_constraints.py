@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('releases', '0011_services_data'),
+        ('releases', '0012_services_data'),
     ]
 
     operations = [

@@ -71,7 +71,7 @@ def back(apps, schema_editor) -> None:  # noqa: ANN001
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('releases', '0010_services'),
+        ('releases', '0011_services'),
     ]
 
     operations = [
