@@ -113,10 +113,9 @@ def first_error_sample(prometheus: alertloop.Daemon, release_id: int) -> float |
 
 
 def one_run(name: str, timings: alertloop.Timings, rate: float, folder: Path, web: str) -> dict:
-    from workers.demo_model import digits_model
-
     from releases import deploys, routing
     from releases.actors import Actor
+    from releases.management.demo_model import digits_model
     from releases.models import AuditEvent, Deployment, TrafficChange
 
     work = folder / name

@@ -46,7 +46,7 @@ def log(text: str) -> None:
 
 
 def digits(folder: Path) -> tuple[Path, dict[str, np.ndarray]]:
-    from workers.demo_model import digits_model
+    from releases.management.demo_model import digits_model
 
     m = digits_model()
     path = folder / "digits.onnx"

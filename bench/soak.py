@@ -30,7 +30,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from workers.demo_model import digits_eval_npz, digits_model
+from releases.management.demo_model import digits_eval_npz, digits_model
 
 AT_REST = {"awaiting_approval", "released", "failed", "rejected", "rolled_back", "cancelled"}
 MODEL = "soak-digits"

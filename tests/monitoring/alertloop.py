@@ -20,7 +20,8 @@ import requests
 import yaml
 from django.conf import settings
 from onnx import TensorProto, helper, numpy_helper
-from workers.demo_model import digits_model
+
+from releases.management.demo_model import digits_model
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
