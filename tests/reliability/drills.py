@@ -102,7 +102,7 @@ def figures(release_ids: list[int], reached: dict[int, str], wanted: set[str]) -
     stuck = StageRun.objects.filter(release_id__in=release_ids, status__in=BUSY).count()
     deploys = (TrafficChange.objects.filter(action__in=["deploy", "canary"], reason__in=[f"release #{pk}" for pk in
                                                                                         release_ids])
-               .values("environment", "reason").annotate(n=Count("id")).filter(n__gt=1).count())
+               .values("service", "reason").annotate(n=Count("id")).filter(n__gt=1).count())
     return {"releases_lost": lost, "stages_stuck": stuck, "double_deploys": deploys}
 
 
