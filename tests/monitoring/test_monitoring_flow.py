@@ -49,7 +49,7 @@ def page_data(page: str, element_id: str) -> dict:
     return json.loads(html.unescape(found.group(1)))
 
 
-def test_shifted_inputs_and_late_labels_show_on_the_pages_and_an_alert_rolls_back_once(celery_worker, users):
+def test_shifted_inputs_and_late_labels_show_on_the_pages_and_an_alert_rolls_back_once(celery_worker, beat, users):
     ci, alice, bob = (token_client(users[n]) for n in ("ci", "alice", "bob"))
     first = ship(ci, alice, bob, "1")
     assert wait_for_status(first, "released", "failed").status == "released"
