@@ -16,6 +16,7 @@ SLOT = os.environ.get("SLIPWAY_TEST_SLOT", "0")
 pytestmark = pytest.mark.slow
 
 SMOKE = {
+    "canaries.py": ["--canaries", "2", "--window", "3", "--timeout", "60"],
     "compression.py": ["--part", "digits", "--epochs", "1"],
     "faults.py": ["--drills", "1"],
     "llm.py": ["--steps", "5", "--kinds", "int4-rtn-b32,fp16", "--rounds", "1", "--prompts", "1", "--new-tokens", "4"],
