@@ -163,5 +163,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     that the next restore then inserts twice."""
     for item in items:
         mark = item.get_closest_marker("django_db")
-        if mark and mark.kwargs.get("transaction") and not mark.kwargs.get("serialized_rollback"):
+        transactional = (mark and mark.kwargs.get("transaction")) or "transactional_db" in getattr(
+            item, "fixturenames", ())
+        if transactional and not (mark and mark.kwargs.get("serialized_rollback")):
             raise pytest.UsageError(f"{item.nodeid}: django_db(transaction=True) needs serialized_rollback=True")

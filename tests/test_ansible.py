@@ -31,7 +31,7 @@ from tests.workerproc import session_worker_off_the_queues, wait_for_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAYBOOK = ROOT / "deploy" / "ansible" / "site.yml"
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 
 def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -31,7 +31,7 @@ PAGES = page_paths()
 
 
 def test_the_walk_finds_the_pages():
-    assert {"/", "/models/x/", "/releases/1/decide/", "/environments/x/rollback/", "/webhooks/", "/workers/",
+    assert {"/", "/models/x/", "/releases/1/decide/", "/environments/x/models/x/rollback/", "/webhooks/", "/workers/",
             "/monitoring/releases/1/", "/health/"} <= set(PAGES)
 
 
