@@ -198,7 +198,8 @@ def build_release_image(client: docker.DockerClient, spec: ReleaseImageSpec) -> 
     tag = f"{RELEASE_REPOSITORY}:{_tag_part(f'{spec.model_name}-{spec.release_id}')}"
     labels = release_labels(spec)
     files: dict[str, Path | bytes] = {"Dockerfile": (DOCKER_DIR / "Dockerfile.release").read_bytes()}
-    files.update({f"serving/{path.name}": path for path in sorted(SERVING_DIR.glob("*.py"))})
+    code = sorted(SERVING_DIR.rglob("*.py"))  # the runtime with its subpackages (serving/llm)
+    files.update({f"serving/{path.relative_to(SERVING_DIR).as_posix()}": path for path in code})
     files["model/model.onnx"] = spec.model_path
     if spec.profile_path is not None:
         files["model/profile.json"] = spec.profile_path
