@@ -90,7 +90,7 @@ def test_demo_restarts_a_killed_worker_and_sigterm_leaves_nothing(demo_dir: Path
                       headers={"Authorization": f"Bearer {approver}"}).raise_for_status()
         _wait("staging", lambda: any(s["name"] == "deploy_staging" and s["status"] == "succeeded"
                                      for s in _release(base, token)["stages"]))
-        assert requests.get(f"http://127.0.0.1:{first_proxy}/readyz", timeout=5).status_code == 200
+        assert requests.get(f"http://127.0.0.1:{first_proxy}/v2/models/digits/ready", timeout=5).status_code == 200
         running = _ours(demo_dir)
         assert any("haproxy" in line for line in running) and any("serving" in line for line in running)
         worker = _status(demo_dir)["worker"]["pid"]
