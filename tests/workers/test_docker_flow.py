@@ -41,6 +41,6 @@ def test_the_staging_container_runs_the_release_image_non_root_and_read_only(cel
     config = container.attrs["HostConfig"]
     assert container.attrs["Config"]["User"] == "10001:10001"
     assert config["ReadonlyRootfs"] is True and config["Memory"] > 0 and config["NanoCpus"] > 0
-    answer = requests.get(f"http://127.0.0.1:{settings.SLIPWAY_FIRST_PROXY_PORT}/v2/models/digits/readyz", timeout=5)
+    answer = requests.get(f"http://127.0.0.1:{settings.SLIPWAY_FIRST_PROXY_PORT}/v2/models/digits/ready", timeout=5)
     assert answer.status_code == 200 and answer.headers["X-Release-Id"] == str(release_id)
     container.remove(force=True)

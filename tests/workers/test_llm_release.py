@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
-from releases.models import Metric, Model, ReleasePolicy
+from releases.models import Deployment, Metric, Model, ReleasePolicy
 from tests.conftest import build_form, token_client, wait_for_status
 from tests.llm_model import eval_jsonl, pack
 
@@ -88,5 +88,6 @@ def test_a_trained_decoder_is_released_streamed_by_the_openai_client_and_rolled_
     assert response.status_code == 200, response.json()
     raw = client.completions.with_raw_response.create(model="tiny-llm", prompt=PROMPT, max_tokens=2)
     assert raw.headers["X-Release-Id"] == str(first)
-    metrics = requests.get(f"{STAGING}/metrics", timeout=5).text
+    serving = Deployment.objects.get(service__environment__name="staging", role="active")
+    metrics = requests.get(f"{serving.endpoint}/metrics", timeout=5).text  # the server's own, not the proxy's
     assert "slipway_model_time_to_first_token_seconds_bucket" in metrics
