@@ -7,6 +7,7 @@ from releases.storage import get_store
 from workers.ml.compress import Candidate
 from workers.ml.evaluate import Measurement
 from workers.ml.policy import KINDS, CompressionPolicy
+from workers.ml.select import Choice
 
 FORMAT_SUFFIX = {"onnx": ".onnx", "safetensors": ".safetensors", "pt2": ".pt2"}
 
@@ -57,3 +58,14 @@ def save_metrics(release: Release, artifact: Artifact | None, metrics: dict[str,
     Metric.objects.filter(release=release, artifact=artifact).delete()
     Metric.objects.bulk_create(Metric(release=release, artifact=artifact, name=name, value=m.value, unit=m.unit)
                                for name, m in sorted(metrics.items()))
+
+
+def record_choice(release: Release, original: Artifact, candidates: list[Artifact], choice: Choice) -> Artifact:
+    """Store the chosen artifact (the original when no candidate wins) and every model's reason."""
+    chosen = original if choice.index is None else candidates[choice.index]
+    reasons = {str(original.pk): choice.original_reason} | {
+        str(a.pk): r for a, r in zip(candidates, choice.reasons, strict=True)}
+    reasons[str(chosen.pk)] = f"chosen — {choice.summary}"
+    release.chosen_artifact, release.choice_reasons = chosen, reasons
+    release.save(update_fields=["chosen_artifact", "choice_reasons", "updated_at"])
+    return chosen

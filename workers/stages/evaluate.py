@@ -10,7 +10,7 @@ from releases.candidates import serving_artifact
 from releases.gates import TASK_METRIC
 from releases.models import Artifact, Deployment, Release
 from releases.storage import get_store
-from workers.compression import candidate_of, compression_policy, fp32_artifact, save_metrics
+from workers.compression import candidate_of, compression_policy, fp32_artifact, record_choice, save_metrics
 from workers.context import StageContext, StageFailed
 from workers.ml.evalset import EvalSet, load_evalset
 from workers.ml.evaluate import Evaluation, EvaluationError, Measurement, evaluate, memory_feeds
@@ -79,12 +79,7 @@ def run(ctx: StageContext) -> None:
         ctx.log(f"{artifact.kind}: " + (artifact.error or _summary(ctx.model.task, metrics)))
     choice = choose(original.metrics, measured, compression_policy(ctx.policy, ctx.version.metadata),
                     task=ctx.model.task)
-    chosen = fp32 if choice.index is None else candidates[choice.index]
-    reasons = {str(fp32.pk): choice.original_reason} | {str(a.pk): r for a, r in zip(candidates, choice.reasons,
-                                                                                     strict=True)}
-    reasons[str(chosen.pk)] = f"chosen — {choice.summary}"
-    release.chosen_artifact, release.choice_reasons = chosen, reasons
-    release.save(update_fields=["chosen_artifact", "choice_reasons", "updated_at"])
+    record_choice(release, fp32, candidates, choice)
     ctx.log(f"chosen: {choice.summary}")
     ctx.progress(92, "measuring the release in production on the same data")
     _compare_with_production(ctx, evalset, original)

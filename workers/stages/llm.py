@@ -17,7 +17,7 @@ from releases.storage import get_store, work_root
 from serving.llm.bundle import BundleError, pack, unpack, unpacked
 from serving.llm.decoder import DecoderError
 from serving.llm.text import TextError
-from workers.compression import compression_policy, fp32_artifact, save_metrics, store_candidate
+from workers.compression import compression_policy, fp32_artifact, record_choice, save_metrics, store_candidate
 from workers.context import StageContext, StageFailed
 from workers.ml.compress import Candidate
 from workers.ml.evaluate import Measurement
@@ -159,12 +159,7 @@ def evaluate(ctx: StageContext) -> None:
         ctx.log(f"{artifact.kind}: " + (artifact.error or _summary(metrics)))
     choice = choose(original.metrics, measured, compression_policy(ctx.policy, ctx.version.metadata),
                     task="language_model")
-    chosen = fp32 if choice.index is None else candidates[choice.index]
-    reasons = {str(fp32.pk): choice.original_reason} | {str(a.pk): r for a, r in zip(candidates, choice.reasons,
-                                                                                     strict=True)}
-    reasons[str(chosen.pk)] = f"chosen — {choice.summary}"
-    release.chosen_artifact, release.choice_reasons = chosen, reasons
-    release.save(update_fields=["chosen_artifact", "choice_reasons", "updated_at"])
+    record_choice(release, fp32, candidates, choice)
     ctx.log(f"chosen: {choice.summary}")
     _compare_with_production(ctx, data, original)
 
