@@ -49,8 +49,8 @@ def _release(base: str, token: str) -> dict:
 
 def _ours(data_dir: Path) -> list[str]:
     """Processes whose command line names the demo's data folder (redis, beat, HAProxy, model servers)."""
-    listing = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-    return [line.strip() for line in listing.splitlines() if str(data_dir) in line and "ps -eo" not in line]
+    listing = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    return [line.strip() for line in listing.splitlines() if str(data_dir) in line and "ps -ww -eo" not in line]
 
 
 @pytest.fixture
