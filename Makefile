@@ -3,9 +3,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
-# Line coverage `make test` must reach (README, Test it). A fresh-clone run measured 86.9% on 2026-11-30
-# (11,258 statements, with 36 tests failing that now pass); the issue's goal is 90%. Raise it as tests are added.
-COVERAGE_FLOOR ?= 85
+# Line coverage `make test` must reach (README, Test it): CI on a fresh clone measured 91.9% of 11,259
+# statements on 2026-12-01. Raise it as tests are added.
+COVERAGE_FLOOR ?= 90
 
 .PHONY: demo test lint system-deps docker-images
 
