@@ -1,5 +1,6 @@
 """Collecting from every running model server: predictions (for joining late labels), abnormal
-outputs, crashes and input summaries, turned into WatchSamples with drift points.
+outputs, crashes and input summaries, turned into WatchSamples with drift points; and its serving
+figures (monitoring.serving).
 
 The server's figures are cumulative since it started (``boot``); a sample holds the difference
 from the previous collection. Input counts gather until DRIFT_MIN_ROWS rows, then one drift point
@@ -15,6 +16,7 @@ from django.utils import timezone
 
 from monitoring.drift import feature_drift
 from monitoring.models import CollectState, Prediction, WatchSample
+from monitoring.serving import record_serving
 from releases.models import Deployment
 
 log = logging.getLogger(__name__)
@@ -92,7 +94,9 @@ def collect_one(deployment: Deployment, session: requests.Session) -> WatchSampl
     report = fetch(deployment.endpoint, after, session)
     if state is not None and report["boot"] != state.boot and after:
         report = fetch(deployment.endpoint, 0, session)  # the server restarted: its log starts over
-    return apply_report(deployment, report)
+    sample = apply_report(deployment, report)
+    record_serving(deployment, session, FETCH_TIMEOUT_S)
+    return sample
 
 
 def collect_all() -> dict[str, int]:

@@ -62,6 +62,8 @@ class CollectState(models.Model):
     counts = models.JSONField(default=list, help_text="last cumulative input counts per feature and bin")
     pending = models.JSONField(default=list, help_text="input counts since the last drift point")
     pending_rows = models.PositiveIntegerField(default=0)
+    serving = models.JSONField(default=dict, blank=True,
+                               help_text="last /metrics reading: the server run (boot), when, the counters")
 
     def __str__(self) -> str:
         return f"collection from deployment {self.deployment_id}"

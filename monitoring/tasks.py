@@ -1,4 +1,5 @@
-"""Celery task: collect from every running model server (beat runs it; see slipway/celery.py)."""
+"""Celery tasks (beat runs them; see slipway/settings.py): collect from every running model server, and
+forget monitoring records past their retention."""
 
 from celery import shared_task
 
@@ -9,3 +10,10 @@ def collect() -> dict[str, int]:
     from monitoring.shadowing import collect_shadows
 
     return collect_all() | {"shadow_runs": collect_shadows()}
+
+
+@shared_task(name="monitoring.tasks.forget_old")
+def forget_old() -> dict[str, int]:
+    from monitoring.retention import forget_old as forget
+
+    return forget()

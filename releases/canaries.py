@@ -3,8 +3,9 @@
 The canary stage puts the release in service at the policy's share and opens a Canary (its window,
 the stable and canary counters it starts from), then ends; the stage waits. Every
 SLIPWAY_CANARY_CHECK_EVERY_S seconds beat sends `workers.tasks.check_canaries`, which, for each canary
-under watch, scrapes the stable and the canary server's /metrics once, stores a ServingSample of each
-and, once the window has ended, reaches the verdict:
+under watch, scrapes the stable and the canary server's /metrics once (the charts' serving figures are
+collected for every running release by monitoring.serving) and, once the window has ended, reaches the
+verdict:
 - passed: the canary is promoted and the release moves on;
 - failed (enough traffic, thresholds exceeded): it is taken out and the release fails with the figures;
 - inconclusive (too little traffic): the window is extended, up to the policy's canary_max_extensions
@@ -21,24 +22,14 @@ from django.utils import timezone
 from releases import deploys, pipeline, routing
 from releases.actors import Actor
 from releases.approvals import NotAllowed
-from releases.models import Canary, Deployment, ReleasePolicy, Service, ServingSample, StageRun
+from releases.models import Canary, Deployment, ReleasePolicy, Service, StageRun
 from releases.models.pipeline import StageStatus
 from releases.roles import AnyUser, may
 from releases.statemachine import TransitionError, transition_stage
-from shipping.canary import Sample, Thresholds, Verdict, analyse, scrape, window
+from shipping.canary import Sample, Thresholds, Verdict, analyse, sample_from_json, sample_to_json, scrape, window
 
 log = logging.getLogger(__name__)
 Status = Canary.Status
-
-
-def _as_json(sample: Sample) -> dict:
-    return {"requests_by_code": sample.requests_by_code,
-            "latency_buckets": {str(bound): count for bound, count in sample.latency_buckets.items()}}
-
-
-def _sample(document: dict) -> Sample:
-    return Sample(dict(document.get("requests_by_code", {})),
-                  {float(bound): count for bound, count in document.get("latency_buckets", {}).items()})
 
 
 def _scrape(deployment: Deployment) -> Sample:
@@ -55,7 +46,7 @@ def open_canary(canary: Deployment, stage: StageRun | None) -> Canary:
     stable = service.deployments.get(role=Deployment.Role.ACTIVE)
     policy = service.model.policy
     now = timezone.now()
-    first = {"stable": _as_json(_scrape(stable)), "canary": _as_json(_scrape(canary))}
+    first = {"stable": sample_to_json(_scrape(stable)), "canary": sample_to_json(_scrape(canary))}
     run, _ = Canary.objects.update_or_create(deployment=canary, defaults={
         "stable": stable, "stage": stage, "status": Status.WATCHING, "started_at": now,
         "ends_at": now + _window(policy), "extensions": 0, "first": first, "last": first, "checked_at": now,
@@ -90,17 +81,9 @@ def check(canary_id: int) -> str | None:
             return None
         now = timezone.now()
         last = {"stable": _scrape(run.stable), "canary": _scrape(run.deployment)}
-        seconds = max((now - run.checked_at).total_seconds(), 1e-3) if run.checked_at else None
-        for role, deployment in (("stable", run.stable), ("canary", run.deployment)):
-            stats = window(_sample(run.last[role]), last[role])
-            if seconds is not None:
-                ServingSample.objects.create(
-                    service=deployment.service, release_id=deployment.release_id, at=now,
-                    requests_per_s=stats.requests / seconds, error_rate=stats.error_rate,
-                    latency_p95_ms=None if stats.p95_seconds is None else stats.p95_seconds * 1000)
-        run.last = {role: _as_json(sample) for role, sample in last.items()}
-        run.stable_requests = window(_sample(run.first["stable"]), last["stable"]).requests
-        run.canary_requests = window(_sample(run.first["canary"]), last["canary"]).requests
+        run.last = {role: sample_to_json(sample) for role, sample in last.items()}
+        run.stable_requests = window(sample_from_json(run.first["stable"]), last["stable"]).requests
+        run.canary_requests = window(sample_from_json(run.first["canary"]), last["canary"]).requests
         run.checked_at = now
         stage_settling = run.stage_id is not None and StageRun.objects.filter(
             pk=run.stage_id, status__in=[StageStatus.RUNNING, StageStatus.QUEUED]).exists()
@@ -113,8 +96,8 @@ def check(canary_id: int) -> str | None:
 
 def verdict_of(run: Canary) -> Verdict:
     policy = run.deployment.service.model.policy
-    return analyse(window(_sample(run.first["stable"]), _sample(run.last["stable"])),
-                   window(_sample(run.first["canary"]), _sample(run.last["canary"])),
+    return analyse(window(sample_from_json(run.first["stable"]), sample_from_json(run.last["stable"])),
+                   window(sample_from_json(run.first["canary"]), sample_from_json(run.last["canary"])),
                    Thresholds(max_error_rate_increase=policy.canary_max_error_rate_increase,
                               max_p95_ratio=policy.canary_max_p95_ratio, min_requests=policy.canary_min_requests))
 

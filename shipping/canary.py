@@ -72,6 +72,20 @@ def parse_metrics(text: str) -> Sample:
                   histograms[f"{INTER_TOKEN}_bucket"])
 
 
+HISTOGRAMS = ("latency_buckets", "ttft_buckets", "inter_token_buckets")
+
+
+def sample_to_json(sample: Sample) -> dict:
+    """A sample as JSON (bucket bounds become strings), to keep between scrapes."""
+    return {"requests_by_code": sample.requests_by_code,
+            **{name: {str(bound): count for bound, count in getattr(sample, name).items()} for name in HISTOGRAMS}}
+
+
+def sample_from_json(document: dict) -> Sample:
+    return Sample(dict(document.get("requests_by_code", {})),
+                  *({float(bound): count for bound, count in document.get(name, {}).items()} for name in HISTOGRAMS))
+
+
 def scrape(base_url: str, timeout: float = 5.0) -> Sample:
     answer = requests.get(f"{base_url}/metrics", timeout=timeout)
     answer.raise_for_status()

@@ -27,6 +27,9 @@ class ShadowPolicy:
     min_agreement: float = 0.98  # same-label rate, or mean cosine for embeddings
     max_abs_difference: float = 0.05  # regression
     max_p95_increase: float = 0.2  # shadow p95 over active p95, when the difference is real
+    # ... and only when the shadow is also this much slower: at a millisecond, scheduling noise on a busy
+    # host moves the ratio past the limit (as the canary's min_p95_increase_seconds).
+    min_p95_increase_ms: float = 5.0
     max_error_rate: float = 0.01  # failed or mismatched copies over all copies
 
 
@@ -79,7 +82,8 @@ def verdict(figures: dict, minutes_elapsed: float, policy: ShadowPolicy) -> Verd
         failures.append(f"mean abs difference {figures['mean_abs_difference']:.4g} > {policy.max_abs_difference:g}")
     active_p95, shadow_p95 = figures.get("active_p95_ms", 0.0), figures.get("shadow_p95_ms", 0.0)
     if figures.get("p95_difference_is_real") and active_p95 > 0 and \
-            shadow_p95 > active_p95 * (1 + policy.max_p95_increase):
+            shadow_p95 > active_p95 * (1 + policy.max_p95_increase) and \
+            shadow_p95 - active_p95 > policy.min_p95_increase_ms:
         failures.append(f"p95 {shadow_p95:.2f} ms vs {active_p95:.2f} ms (+{shadow_p95 / active_p95 - 1:.0%}, "
                         f"interval {figures['p95_difference_interval_ms']})")
     if failures:

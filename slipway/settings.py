@@ -235,9 +235,14 @@ SLIPWAY_WEBHOOK_BACKOFF_S = env.float("SLIPWAY_WEBHOOK_BACKOFF_S", default=10.0)
 SLIPWAY_WEBHOOK_ALLOWED_NETWORKS = env.list("SLIPWAY_WEBHOOK_ALLOWED_NETWORKS", default=[])
 CELERY_BEAT_SCHEDULE["webhooks"] = {"task": "webhooks.tasks.resend_due", "schedule": 15.0,
                                     "options": {"queue": "cpu"}}
-# Monitoring (monitoring/): predictions, abnormal outputs and input summaries collected from every model server.
-CELERY_BEAT_SCHEDULE["monitoring"] = {"task": "monitoring.tasks.collect", "schedule": 15.0,
-                                      "options": {"queue": "deploy"}}
+# Monitoring (monitoring/): predictions, abnormal outputs, input summaries and serving figures collected from
+# every model server.
+CELERY_BEAT_SCHEDULE["monitoring"] = {"task": "monitoring.tasks.collect", "options": {"queue": "deploy"},
+                                      "schedule": env.float("SLIPWAY_MONITORING_COLLECT_EVERY_S", default=15.0)}
+# Predictions, labels and samples older than this are deleted (hourly), so that the database stays bounded.
+SLIPWAY_MONITORING_RETENTION_DAYS = env.float("SLIPWAY_MONITORING_RETENTION_DAYS", default=30.0)
+CELERY_BEAT_SCHEDULE["forget"] = {"task": "monitoring.tasks.forget_old", "schedule": 3600.0,
+                                  "options": {"queue": "cpu"}}
 # Canaries (releases/canaries.py): each running canary is sampled, and judged when its window ends, this
 # often; a check not taken within the interval expires (the next one replaces it).
 SLIPWAY_CANARY_CHECK_EVERY_S = env.float("SLIPWAY_CANARY_CHECK_EVERY_S", default=2.0)

@@ -58,4 +58,5 @@ def test_beat_collects_every_15_seconds_on_the_deploy_queue(settings):
     app.loader.import_default_modules()
     entry = settings.CELERY_BEAT_SCHEDULE["monitoring"]
     assert entry == {"task": "monitoring.tasks.collect", "schedule": 15.0, "options": {"queue": "deploy"}}
+    assert settings.CELERY_BEAT_SCHEDULE["forget"]["task"] in app.tasks
     assert entry["task"] in app.tasks

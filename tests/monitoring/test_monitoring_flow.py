@@ -14,7 +14,7 @@ from django.test import Client
 
 from monitoring.collect import collect_all
 from monitoring.models import MonitoringPolicy
-from releases.models import ReleasePolicy, TrafficChange
+from releases.models import ReleasePolicy, ServingSample, TrafficChange
 from releases.pages.queries import release_label
 from serving import oip
 from tests.conftest import make_user, token_client, wait_for_status
@@ -67,6 +67,8 @@ def test_shifted_inputs_and_late_labels_show_on_the_pages_and_an_alert_rolls_bac
     collect_all()
     shifted = replay(1.0 - m.eval_inputs, m.eval_labels, PHASE_S)  # inverted pixels: the same digits, unseen
     collect_all()
+    live = ServingSample.objects.filter(service__environment__name="production", release_id=second)
+    assert live.filter(requests_per_s__gt=0).count() >= 2 and not live.filter(error_rate__gt=0)  # the live charts
 
     feedback = token_client(users["ci"], ["feedback"])
     batch = [{"prediction_id": pid, "label": label} for pid, label, _ in normal + shifted]

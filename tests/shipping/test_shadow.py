@@ -48,4 +48,7 @@ def test_the_verdict_states_what_failed() -> None:
     assert result.reason == ("error rate 2.44% > 1.00%; same label rate 0.9000 < 0.98; "
                              "p95 20.00 ms vs 10.00 ms (+100%, interval [8.0, 11.0])")
     assert shadow.verdict(figures | {"pairs": 100}, 30.0, ShadowPolicy()).decision == "wait"
+    quick = {"pairs": 400, "active_p95_ms": 0.53, "shadow_p95_ms": 0.68, "p95_difference_is_real": True,
+             "p95_difference_interval_ms": [0.08, 0.19]}  # +29 %, but 0.15 ms: scheduling noise, not a slower model
+    assert shadow.verdict(quick, 30.0, ShadowPolicy()).decision == "pass"
     assert shadow.verdict(figures, 5.0, ShadowPolicy()).reason == "400 of 200 pairs after 5.0 of 10 minutes"
