@@ -70,13 +70,15 @@ def _tag_part(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", text).lstrip(".-")[:128] or "x"
 
 
-def download_wheels(cache_dir: Path, requirements: Path = REQUIREMENTS) -> Path:
-    """Download the serving runtime's wheels once per requirements file; return their folder.
+def download_wheels(cache_dir: Path, requirements: Path = REQUIREMENTS, *, dependencies: bool = False) -> Path:
+    """Download wheels once per requirements file (the serving runtime's by default); return their folder.
 
     Uses pip's configured index. Wheels are for the host's Python, which must match the base
-    image's (3.11 for both defaults).
+    image's (3.11 for both defaults). Only the listed wheels unless ``dependencies`` (the serving
+    list pins the whole runtime); the folder's name changes with the list and with that choice.
     """
-    key = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
+    exact = [] if dependencies else ["--no-deps"]
+    key = hashlib.sha256(requirements.read_bytes() + " ".join(exact).encode()).hexdigest()[:16]
     wheels = cache_dir / "wheels" / key
     if wheels.is_dir():
         return wheels
@@ -91,6 +93,7 @@ def download_wheels(cache_dir: Path, requirements: Path = REQUIREMENTS) -> Path:
                 "download",
                 "--quiet",
                 "--only-binary=:all:",
+                *exact,
                 "--dest",
                 str(staging),
                 "-r",

@@ -35,7 +35,7 @@ def requirements(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def wheel_server(tmp_path: Path) -> Iterator[str]:
-    wheels = download_wheels(DEFAULT_CACHE_DIR / "image", requirements(tmp_path))
+    wheels = download_wheels(DEFAULT_CACHE_DIR / "image", requirements(tmp_path), dependencies=True)
     handler = functools.partial(SimpleHTTPRequestHandler, directory=str(wheels))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()

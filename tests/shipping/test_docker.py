@@ -9,6 +9,7 @@ from pathlib import Path
 
 import docker
 import numpy as np
+import openai
 import pytest
 import requests
 from docker.errors import DockerException, NotFound
@@ -145,3 +146,21 @@ def test_a_model_that_does_not_load_fails_the_health_check(
     ):
         target.launch(spec, timeout=60)
     assert client.containers.list(all=True, filters={"label": "io.slipway.instance-release-id=r5"}) == []
+
+
+def test_a_language_model_image_boots_and_streams_a_completion_to_the_openai_client(
+    client: docker.DockerClient, build: object, small_llm_bundle: Path
+) -> None:
+    image = build("r6", model=small_llm_bundle)
+    target = DockerTarget(client, memory="1g", cpus=1.0)
+    instance = target.launch(InstanceSpec("r6", "staging", ports.allocate(), image=image.tag), timeout=120)
+    try:
+        peer = openai.OpenAI(base_url=instance.url + "/v2/models/test/v1", api_key="not-checked", max_retries=0)
+        whole = peer.completions.with_raw_response.create(model="test", prompt="The", max_tokens=4, temperature=0)
+        assert (whole.headers["X-Release-Id"], whole.headers["X-Model-Version"]) == ("r6", "1.0.0")
+        completion = whole.parse()
+        assert (completion.usage.completion_tokens, completion.choices[0].finish_reason) == (4, "length")
+        streamed = list(peer.completions.create(model="test", prompt="The", max_tokens=4, temperature=0, stream=True))
+        assert "".join(chunk.choices[0].text for chunk in streamed) == completion.choices[0].text
+    finally:
+        target.stop(instance, timeout=10)
