@@ -1,6 +1,6 @@
 """Language models: every candidate against fp32 PyTorch generate, side by side in one run.
 
-Run: .venv/bin/python bench/llm.py [--model small|large] [--rounds 3] [--new-tokens 32] [--device cpu|cuda]
+Run: .venv/bin/python bench/llm.py [--model small|large] [--rounds 8] [--new-tokens 32] [--device cpu|cuda]
 
 ``small`` trains the test decoder here (tests/llm_model.py: 4 layers, 256 hidden, on the generated
 corpus); ``large`` is a randomly initialised Llama of about 110M parameters (speed and memory only:
@@ -9,9 +9,12 @@ candidates and measure quality against the fp32 decoder (perplexity on held-out 
 agreement on the prompt set). Then, batch 1, greedy, 2 threads each, on the same prompts, interleaved
 round by round: torch fp32 ``generate`` (transformers, in a process of its own: torch timed after ONNX
 Runtime in one process runs several times slower) and every ONNX decoder. Figures per model: tokens/s
-(and its ratio to torch), time to first token p50 (and torch's over it), size (and torch's safetensors
-over it), perplexity change against torch's, greedy agreement with torch. Goals: the chosen
-candidate >= 3x torch's tokens/s, >= 4x smaller, perplexity within +3 %.
+and its ratio to torch's, time to first token p50 and torch's over it (each ratio of medians with its 95 %
+bootstrap interval over the interleaved rounds, workers/ml/timing.py; a ratio whose interval holds 1 or
+that is within 5 % of it is a tie), size (and torch's safetensors over it), perplexity change against
+torch's, greedy agreement with torch. The candidate is chosen as the pipeline chooses: quality per
+decoder, then all decoders timed together interleaved (workers/ml/llm/timing.py) and the common rule.
+Goals: the chosen candidate >= 3x torch's tokens/s, >= 4x smaller, perplexity within +3 %.
 The last line printed is one JSON object with the figures and the load average.
 """
 
@@ -39,9 +42,11 @@ from workers.ml.compress import Candidate
 from workers.ml.llm import quality
 from workers.ml.llm.candidates import NotApplicable, quantize
 from workers.ml.llm.convert import run_builder
-from workers.ml.llm.evaluate import evaluate_decoder, model_size, timed_generation, tokenise
+from workers.ml.llm.evaluate import SESSION_THREADS, evaluate_decoder, model_size, tokenise
+from workers.ml.llm.timing import time_decoders, timed_generation
 from workers.ml.policy import CompressionPolicy, budget_violation
-from workers.ml.select import choose
+from workers.ml.select import MIN_RELATIVE, choose
+from workers.ml.timing import RatioInterval, ratio_interval
 
 THREADS = 2
 
@@ -96,9 +101,9 @@ def _torch_worker(connection, folder: str, device: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", choices=["small", "large"], default="small")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds (at least 2)")
     parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--prompts", type=int, default=6)
+    parser.add_argument("--prompts", type=int, default=4)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=150, help="training steps of the small model")
     parser.add_argument("--kinds", default="int4-rtn-b32,int4-rtn-b128,int4-gptq-b128,int8-b32,fp16")
@@ -134,9 +139,12 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
     evaluations = {"onnx-fp32": base} | {
         kind: evaluate_decoder(folder, tokens, reference=base.reference, device=args.device)
         for kind, folder in folders.items() if kind != "onnx-fp32"}
+    speeds = time_decoders([Decoder(folder, threads=SESSION_THREADS, device=args.device)
+                            for folder in folders.values()], tokens.prompts)
+    metrics = {kind: evaluations[kind].metrics | speed for kind, speed in zip(folders, speeds, strict=True)}
     policy = CompressionPolicy()
     kinds = [k for k in folders if k != "onnx-fp32"]
-    choice = choose(base.metrics, [(Candidate(k, folders[k], {}), evaluations[k].metrics) for k in kinds], policy,
+    choice = choose(metrics["onnx-fp32"], [(Candidate(k, folders[k], {}), metrics[k]) for k in kinds], policy,
                     task="language_model")
     chosen = "onnx-fp32" if choice.index is None else kinds[choice.index]
     print(f"chosen by the pipeline's rule: {chosen} ({choice.summary})", flush=True)
@@ -146,70 +154,103 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
         figures = side_by_side(args, hf, folders, tokens, torch_runner)
     finally:
         torch_runner.close()
-    report(args, hf, folders, evaluations, figures, chosen, policy)
+    report(args, hf, folders, evaluations, metrics, figures, chosen, policy)
 
 
 def side_by_side(args: argparse.Namespace, hf: Path, folders: dict[str, Path], tokens, torch_runner) -> dict:
+    """Interleaved rounds of torch and every decoder on the same prompts; per model and round, the medians
+    of its whole generation times and times to first token."""
     prompts = tokens.prompts[:args.prompts]
     decoders = {kind: Decoder(folder, threads=THREADS, device=args.device) for kind, folder in folders.items()}
-    times: dict[str, dict[str, list[float]]] = {k: {"ttft": [], "total": []} for k in ["torch", *decoders]}
+    names = ["torch", *decoders]
+    rounds = {name: {"ttft": np.zeros(args.rounds), "total": np.zeros(args.rounds)} for name in names}
     torch_runner.ask("generate", (prompts[0], 2))  # warm-up
     for decoder in decoders.values():
         timed_generation(decoder, prompts[0], 2)
     for round_ in range(args.rounds):
-        for ids in prompts:
-            first, _ = torch_runner.ask("generate", (ids, 1))
-            whole, _ = torch_runner.ask("generate", (ids, args.new_tokens))
-            times["torch"]["ttft"].append(first)
-            times["torch"]["total"].append(whole)
-            for kind, decoder in decoders.items():
-                ttft, gaps = timed_generation(decoder, ids, args.new_tokens)
-                times[kind]["ttft"].append(ttft)
-                times[kind]["total"].append(ttft + sum(gaps))
+        runs: dict[str, dict[str, list[float]]] = {name: {"ttft": [], "total": []} for name in names}
+        for index, ids in enumerate(prompts):
+            for offset in range(len(names)):  # the order rotates from prompt to prompt and round to round
+                name = names[(round_ + index + offset) % len(names)]
+                if name == "torch":
+                    first, _ = torch_runner.ask("generate", (ids, 1))
+                    whole, _ = torch_runner.ask("generate", (ids, args.new_tokens))
+                else:
+                    first, gaps = timed_generation(decoders[name], ids, args.new_tokens)
+                    whole = first + sum(gaps)
+                runs[name]["ttft"].append(first)
+                runs[name]["total"].append(whole)
+        for name in names:
+            for figure in ("ttft", "total"):
+                rounds[name][figure][round_] = np.median(runs[name][figure])
         print(f"round {round_ + 1}/{args.rounds} done", flush=True)
     torch_logits = torch_runner.ask("logits", [t for t in tokens.texts])
     torch_nll = [quality.log_softmax(lg[:-1])[np.arange(len(ids) - 1), ids[1:]] for lg, ids in
                  zip(torch_logits, tokens.texts, strict=True)]
     torch_greedy = [torch_runner.ask("generate", (ids, tokens.new_tokens(i)))[1] for i, ids in
                     enumerate(tokens.prompts)]
-    return {"times": times, "torch_perplexity": float(np.exp(-np.mean(np.concatenate(torch_nll)))),
-            "torch_greedy": torch_greedy, "decoders": decoders}
+    return {"rounds": rounds, "torch_perplexity": float(np.exp(-np.mean(np.concatenate(torch_nll)))),
+            "torch_greedy": torch_greedy}
 
 
-def report(args, hf, folders, evaluations, figures, chosen, policy) -> None:
-    times, torch_ppl = figures["times"], figures["torch_perplexity"]
+def verdict(interval: RatioInterval) -> str:
+    """faster / slower only when the interval resolves it and it is at least MIN_RELATIVE; else a tie."""
+    if interval.low > 1 and interval.ratio >= 1 + MIN_RELATIVE:
+        return "faster"
+    if interval.high < 1 and interval.ratio <= 1 / (1 + MIN_RELATIVE):
+        return "slower"
+    return "tie"
+
+
+def report(args, hf, folders, evaluations, metrics, figures, chosen, policy) -> None:
+    rounds, torch_ppl = figures["rounds"], figures["torch_perplexity"]
     torch_size = sum(p.stat().st_size for p in hf.glob("*.safetensors"))
-    torch_tps = args.new_tokens / np.median(times["torch"]["total"])
-    torch_ttft = float(np.median(times["torch"]["ttft"]))
+    torch_tps = args.new_tokens / np.median(rounds["torch"]["total"])
+    torch_ttft = float(np.median(rounds["torch"]["ttft"]))
     rows = {}
-    print(f"\n{'model':16} {'tokens/s':>9} {'x torch':>8} {'TTFT ms':>8} {'torch/TTFT':>10} {'MB':>7} "
-          f"{'smaller':>8} {'ppl':>7} {'Δppl':>7} {'greedy=torch':>12} {'KL fp32':>8}")
-    print(f"{'torch fp32':16} {torch_tps:9.0f} {1:8.2f} {torch_ttft * 1000:8.2f} {1:10.2f} {torch_size / 1e6:7.2f} "
-          f"{1:8.2f} {torch_ppl:7.3f} {0:+7.1%} {1:12.2f} {'-':>8}")
+    print(f"\n{'model':16} {'tokens/s':>9} {'x torch (95% interval)':>24} {'TTFT ms':>8} "
+          f"{'torch/TTFT (95% interval)':>26} {'MB':>7} {'smaller':>8} {'ppl':>7} {'Δppl':>7} {'greedy=torch':>12} "
+          f"{'KL fp32':>8}")
+    print(f"{'torch fp32':16} {torch_tps:9.0f} {'1':>24} {torch_ttft * 1000:8.2f} {'1':>26} "
+          f"{torch_size / 1e6:7.2f} {1:8.2f} {torch_ppl:7.3f} {0:+7.1%} {1:12.2f} {'-':>8}")
     for kind in folders:
-        metrics = evaluations[kind].metrics
-        tps = args.new_tokens / np.median(times[kind]["total"])
-        ttft = float(np.median(times[kind]["ttft"]))
+        found = metrics[kind]
+        tps = args.new_tokens / np.median(rounds[kind]["total"])
+        ttft = float(np.median(rounds[kind]["ttft"]))
+        # Torch's time over the decoder's (above 1: the decoder is faster), with its bootstrap interval.
+        speed = ratio_interval(rounds["torch"]["total"], rounds[kind]["total"])
+        first = ratio_interval(rounds["torch"]["ttft"], rounds[kind]["ttft"])
         size = model_size(folders[kind])
         same = quality.agreement(figures["torch_greedy"], evaluations[kind].reference.continuations).exact_match
-        ppl = metrics["perplexity"].value
-        rows[kind] = {"tokens_per_s": tps, "tokens_per_s_ratio": tps / torch_tps, "ttft_ms": ttft * 1000,
-                      "ttft_ratio": torch_ttft / ttft, "size_mb": size / 1e6, "size_ratio": torch_size / size,
+        ppl = found["perplexity"].value
+        rows[kind] = {"tokens_per_s": tps, "tokens_per_s_ratio": speed.ratio,
+                      "tokens_per_s_ratio_interval": [speed.low, speed.high], "tokens_per_s_vs_torch": verdict(speed),
+                      "ttft_ms": ttft * 1000, "ttft_ratio": first.ratio, "ttft_ratio_interval": [first.low, first.high],
+                      "ttft_vs_torch": verdict(first), "size_mb": size / 1e6, "size_ratio": torch_size / size,
                       "perplexity": ppl, "perplexity_change": ppl / torch_ppl - 1, "greedy_agreement_torch": same,
-                      "kl_to_fp32": metrics.get("kl_to_fp32", (0.0, ""))[0],
+                      "kl_to_fp32": found.get("kl_to_fp32", (0.0, ""))[0],
                       "inside_budget": kind == "onnx-fp32" or budget_violation(
-                          "language_model", evaluations["onnx-fp32"].metrics, metrics, policy) is None}
+                          "language_model", metrics["onnx-fp32"], found, policy) is None}
+        if "latency_ratio" in found:  # the pipeline's own timing, against the fp32 decoder
+            rows[kind]["generation_time_vs_fp32"] = [found[f"latency_ratio{e}"].value for e in ("", "_low", "_high")]
         r = rows[kind]
         mark = " *" if kind == chosen else ""
-        print(f"{kind + mark:16} {tps:9.0f} {r['tokens_per_s_ratio']:8.2f} {r['ttft_ms']:8.2f} {r['ttft_ratio']:10.2f} "
+        print(f"{kind + mark:16} {tps:9.0f} {_interval(speed):>24} {r['ttft_ms']:8.2f} {_interval(first):>26} "
               f"{r['size_mb']:7.2f} {r['size_ratio']:8.2f} {ppl:7.3f} {r['perplexity_change']:+7.1%} {same:12.2f} "
               f"{r['kl_to_fp32']:8.4f}")
     load = os.getloadavg()
     print(f"* chosen; batch 1, greedy, {THREADS} threads, {args.new_tokens} new tokens, {args.prompts} prompts x "
-          f"{args.rounds} interleaved rounds, medians; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+          f"{args.rounds} interleaved rounds; ratios of medians with 95% bootstrap intervals over rounds, "
+          f"'tie' where not resolved or under {MIN_RELATIVE:.0%}; "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(json.dumps({"model": args.model, "device": args.device, "chosen": chosen, "torch": {
         "tokens_per_s": torch_tps, "ttft_ms": torch_ttft * 1000, "size_mb": torch_size / 1e6,
         "perplexity": torch_ppl}, "candidates": rows, "load_average": load}))
+
+
+def _interval(interval: RatioInterval) -> str:
+    shown = f"{interval.ratio:.2f} ({interval.low:.2f}-{interval.high:.2f})"
+    return shown if verdict(interval) != "tie" else f"{shown} tie"
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ SMOKE = {
     "canaries.py": ["--canaries", "2", "--window", "3", "--timeout", "60"],
     "compression.py": ["--part", "digits", "--epochs", "1"],
     "faults.py": ["--drills", "1"],
-    "llm.py": ["--steps", "5", "--kinds", "int4-rtn-b32,fp16", "--rounds", "1", "--prompts", "1", "--new-tokens", "4"],
+    "llm.py": ["--steps", "5", "--kinds", "int4-rtn-b32,fp16", "--rounds", "2", "--prompts", "1", "--new-tokens", "4"],
     "monitoring.py": ["--requests", "30", "--predictions", "300", "--batch", "100"],
     "mttr.py": ["--timings", "test"],
     "pages.py": ["--requests", "2", "--versions", "150"],

@@ -78,7 +78,7 @@ def time_interleaved(
     for session, feed in zip(sessions, feeds, strict=True):
         warm_up(session, batch_of(feed, 0, batch), 2)
         one_run.append(float(np.median(time_runs(session, [batch_of(feed, 0, batch)] * 3))) / 1000)
-    rounds, runs_per_round = _fit_budget(sum(one_run), rounds, runs_per_round, budget_s)
+    rounds, runs_per_round = fit_budget(sum(one_run), rounds, runs_per_round, budget_s)
     count = evalset.num_samples
     runs: list[list[float]] = [[] for _ in sessions]
     medians = np.zeros((len(sessions), rounds))
@@ -130,7 +130,7 @@ def _feeds(session: ort.InferenceSession, evalset: EvalSet) -> Feeds:
     return match_inputs(specs_of(session.get_inputs()), evalset)
 
 
-def _fit_budget(seconds_per_round_run: float, rounds: int, runs: int, budget_s: float) -> tuple[int, int]:
+def fit_budget(seconds_per_round_run: float, rounds: int, runs: int, budget_s: float) -> tuple[int, int]:
     """Rounds and runs per round that fit ``budget_s``, never below MIN_ROUNDS rounds of one run."""
     while runs > 1 and seconds_per_round_run * rounds * runs > budget_s:
         runs -= 1

@@ -15,7 +15,7 @@ from releases.llm_intake import LanguageEvalSet, parse_eval_data
 from releases.models import Artifact, Deployment, Release
 from releases.storage import get_store, work_root
 from serving.llm.bundle import BundleError, pack, unpack, unpacked
-from serving.llm.decoder import DecoderError
+from serving.llm.decoder import Decoder, DecoderError
 from serving.llm.text import TextError
 from workers.compression import compression_policy, fp32_artifact, record_choice, save_metrics, store_candidate
 from workers.context import StageContext, StageFailed
@@ -23,8 +23,17 @@ from workers.ml.compress import Candidate
 from workers.ml.evaluate import Measurement
 from workers.ml.llm import candidates as lab
 from workers.ml.llm.convert import ConversionError, convert
-from workers.ml.llm.evaluate import LanguageEvaluation, Reference, TokenisedEvalSet, evaluate_decoder, tokenise
+from workers.ml.llm.evaluate import (
+    SESSION_THREADS,
+    LanguageEvaluation,
+    Reference,
+    TokenisedEvalSet,
+    evaluate_decoder,
+    tokenise,
+)
+from workers.ml.llm.timing import time_decoders
 from workers.ml.select import choose
+from workers.ml.timing import RatioInterval
 
 BUNDLE_FORMAT = "llm-onnx-tar"
 ERRORS = (BundleError, DecoderError, TextError, ConversionError, ValueError, OSError)
@@ -134,31 +143,41 @@ def evaluate(ctx: StageContext) -> None:
     release = ctx.release
     fp32 = fp32_artifact(release)
     candidates = list(release.artifacts.exclude(kind=Artifact.Kind.ONNX_FP32).order_by("id"))
-    share = 90 / (len(candidates) + 1)
+    share = 80 / (len(candidates) + 1)
     try:
         raw = eval_data(ctx)
         data = tokenise(decoder_folder(fp32), raw.texts, raw.prompts)
         original = _evaluate(ctx, fp32, data, 0, share)
     except ERRORS as exc:
         raise StageFailed(f"evaluation of the fp32 decoder: {exc}") from None
-    save_metrics(release, fp32, original.metrics)
-    ctx.log(f"{fp32.kind}: {_summary(original.metrics)}")
-    measured = []
+    found: dict[int, dict[str, Measurement]] = {}
     for index, artifact in enumerate(candidates, start=1):
-        metrics = None
         if not artifact.error:
             try:
-                metrics = _evaluate(ctx, artifact, data, index * share, share, original.reference).metrics
+                found[artifact.pk] = _evaluate(ctx, artifact, data, index * share, share, original.reference).metrics
             except ERRORS as exc:
                 artifact.error = f"evaluation: {exc}"
                 artifact.save(update_fields=["error"])
+    timed = [fp32, *(artifact for artifact in candidates if artifact.pk in found)]
+    ctx.progress(80, f"timing {len(timed)} decoders together, interleaved")
+    try:
+        speeds = time_decoders([Decoder(decoder_folder(a), threads=SESSION_THREADS, device=ctx.device)
+                                for a in timed], data.prompts)
+    except ERRORS as exc:
+        raise StageFailed(f"timing the decoders: {exc}") from None
+    metrics_of = {artifact.pk: metrics for artifact, metrics in zip(timed, speeds, strict=True)}
+    save_metrics(release, fp32, original.metrics | metrics_of[fp32.pk])
+    ctx.log(f"{fp32.kind}: {_summary(original.metrics | metrics_of[fp32.pk])}")
+    measured = []
+    for artifact in candidates:
+        metrics = found[artifact.pk] | metrics_of[artifact.pk] if artifact.pk in found else None
         if metrics is not None:
             save_metrics(release, artifact, metrics)
         measured.append((Candidate(artifact.kind, Path(artifact.sha256) if artifact.sha256 else None,
                                    artifact.recipe, artifact.error or None), metrics))
         ctx.log(f"{artifact.kind}: " + (artifact.error or _summary(metrics)))
-    choice = choose(original.metrics, measured, compression_policy(ctx.policy, ctx.version.metadata),
-                    task="language_model")
+    choice = choose(original.metrics | metrics_of[fp32.pk], measured,
+                    compression_policy(ctx.policy, ctx.version.metadata), task="language_model")
     record_choice(release, fp32, candidates, choice)
     ctx.log(f"chosen: {choice.summary}")
     _compare_with_production(ctx, data, original)
@@ -170,8 +189,12 @@ def _summary(metrics: dict[str, Measurement] | None) -> str:
     parts = [f"perplexity {metrics['perplexity'].value:.4g}"]
     if "greedy_exact_match" in metrics:
         parts.append(f"greedy agreement {metrics['greedy_exact_match'].value:.2f}")
-    parts += [f"{metrics['tokens_per_s'].value:.0f} tokens/s", f"TTFT p50 {metrics['ttft_p50_ms'].value:.3g} ms",
-              f"{metrics['size_bytes'].value / 1e6:.2f} MB"]
+    parts += [f"{metrics['tokens_per_s'].value:.0f} tokens/s", f"TTFT p50 {metrics['ttft_p50_ms'].value:.3g} ms"]
+    for name, label in (("latency_ratio", "generation time"), ("ttft_ratio", "TTFT")):
+        if name in metrics:
+            interval = RatioInterval(*(metrics[f"{name}{end}"].value for end in ("", "_low", "_high")))
+            parts.append(f"{label} {interval.text()} of the fp32 decoder's")
+    parts.append(f"{metrics['size_bytes'].value / 1e6:.2f} MB")
     return ", ".join(parts)
 
 

@@ -9,6 +9,7 @@ from workers.ml.evaluate import Measurement
 from workers.ml.llm import quality
 from workers.ml.llm.candidates import NotApplicable, quantize, recipe_of
 from workers.ml.llm.evaluate import model_size
+from workers.ml.llm.timing import time_decoders
 from workers.ml.policy import CompressionPolicy, budget_violation
 
 
@@ -69,3 +70,15 @@ def test_an_int4_candidate_quantizes_every_matmul_and_still_continues_like_fp32(
 def test_fp16_is_not_applicable_on_the_cpu_and_says_why(small_llm_onnx, tmp_path):
     with pytest.raises(NotApplicable, match="fp16 is for GPU targets"):
         quantize("fp16", small_llm_onnx, tmp_path / "fp16", prompts=[], device="cpu")
+
+
+def test_decoders_are_timed_together_with_intervals_of_their_ratios_to_the_first(small_llm_onnx):
+    decoders = [Decoder(small_llm_onnx), Decoder(small_llm_onnx)]
+    first, second = time_decoders(decoders, [[5, 6, 7], [8, 9]], new_tokens=4, rounds=2, budget_s=0.0)
+    timings = {"ttft_p50_ms", "ttft_p95_ms", "tpot_p50_ms", "tpot_p95_ms", "latency_p50_ms", "latency_p95_ms",
+               "tokens_per_s"}
+    ratios = {f"{name}{end}" for name in ("latency_ratio", "ttft_ratio") for end in ("", "_low", "_high")}
+    assert (set(first), set(second)) == (timings, timings | ratios)
+    assert first["latency_p50_ms"] == first["tpot_p50_ms"] and first["tokens_per_s"].unit == "tokens/s"
+    for name in ("latency_ratio", "ttft_ratio"):
+        assert second[f"{name}_low"].value <= second[name].value <= second[f"{name}_high"].value

@@ -8,7 +8,7 @@ import pytest
 
 from tests.workers.ml.onnx_builders import mlp_graph
 from workers.ml.evalset import EvalSet
-from workers.ml.timing import MIN_ROUNDS, _fit_budget, ratio_interval, time_interleaved
+from workers.ml.timing import MIN_ROUNDS, fit_budget, ratio_interval, time_interleaved
 
 ROUND_MEDIANS = np.array([10.0, 11.0, 9.0, 10.5, 12.0, 10.0, 9.5, 10.2, 11.1, 9.8])
 
@@ -30,10 +30,10 @@ def test_round_to_round_noise_gives_an_interval_that_straddles_one() -> None:
 
 
 def test_the_budget_takes_runs_per_round_first_and_keeps_a_minimum_of_rounds() -> None:
-    assert _fit_budget(0.001, 15, 3, 20.0) == (15, 3)
-    assert _fit_budget(0.2, 15, 3, 20.0) == (15, 3)
-    assert _fit_budget(0.5, 15, 3, 20.0) == (15, 2)
-    assert _fit_budget(5.0, 15, 3, 20.0) == (MIN_ROUNDS, 1)
+    assert fit_budget(0.001, 15, 3, 20.0) == (15, 3)
+    assert fit_budget(0.2, 15, 3, 20.0) == (15, 3)
+    assert fit_budget(0.5, 15, 3, 20.0) == (15, 2)
+    assert fit_budget(5.0, 15, 3, 20.0) == (MIN_ROUNDS, 1)
 
 
 def test_a_model_many_times_heavier_is_measurably_slower(tmp_path: Path) -> None:

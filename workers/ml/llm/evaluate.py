@@ -7,17 +7,14 @@ Metric names and units (``Measurement(value, unit)``):
 * with the fp32 model's results as reference: ``kl_to_fp32`` (nats, mean next-token KL divergence
   over every prompt position), ``greedy_exact_match`` (ratio) and ``greedy_first_divergence``
   (tokens, mean position of the first differing token);
-* ``ttft_p50_ms``/``ttft_p95_ms`` (time to first token: the prompt's prefill and one pick),
-  ``tpot_p50_ms``/``tpot_p95_ms`` (time per output token after the first), ``tokens_per_s``
-  (batch 1, greedy, new tokens over generation time); ``latency_p50_ms``/``latency_p95_ms`` are the
-  time per output token again (what the common choice rule compares);
 * ``size_bytes`` (the ONNX model and its external data), ``peak_memory_bytes`` (loading the decoder
   and the prefill of the longest prompt, in a fresh process: :mod:`workers.ml.memory`).
+
+Speed is measured for all decoders of a release together, interleaved (:mod:`workers.ml.llm.timing`).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +30,6 @@ from workers.ml.memory import MemoryProbeError, peak_memory
 Progress = Callable[[float, str], None]
 DEFAULT_NEW_TOKENS = 16
 MAX_NEW_TOKENS = 32
-TIMED_PROMPTS = 8
-TIMED_NEW_TOKENS = 32
 SESSION_THREADS = 1
 
 
@@ -83,9 +78,7 @@ def evaluate_decoder(folder: Path, data: TokenisedEvalSet, *, reference: Referen
     logits = [decoder.logits(ids) for ids in data.prompts]
     continuations = [list(decoder.generate(ids, data.new_tokens(i), stop_at_eos=False))
                      for i, ids in enumerate(data.prompts)]
-    report(60, "timing tokens")
-    found |= timings(decoder, data.prompts[:TIMED_PROMPTS])
-    report(85, "peak memory in a fresh process")
+    report(70, "peak memory in a fresh process")
     longest = max(data.prompts, key=len)
     try:
         memory = peak_memory((folder / decoder.config.filename).resolve(), prefill_feeds(decoder, longest), device)
@@ -111,31 +104,3 @@ def prefill_feeds(decoder: Decoder, ids: list[int]) -> dict[str, np.ndarray]:
     return {config.input_ids: np.asarray([ids], dtype=np.int64),
             config.attention_mask: np.ones((1, len(ids)), dtype=np.int64)} | dict(
         zip(config.past_names, decoder.empty_past(), strict=True))
-
-
-def timed_generation(decoder: Decoder, ids: list[int], new_tokens: int) -> tuple[float, list[float]]:
-    """Seconds to the first token, and between each later token, of one greedy generation."""
-    started = time.perf_counter()
-    stamps = []
-    for _ in decoder.generate(ids, new_tokens, stop_at_eos=False):
-        stamps.append(time.perf_counter())
-    return stamps[0] - started, list(np.diff(stamps))
-
-
-def timings(decoder: Decoder, prompts: list[list[int]], new_tokens: int = TIMED_NEW_TOKENS) -> dict[str, Measurement]:
-    new_tokens = min(new_tokens, decoder.config.context_length - max(len(p) for p in prompts))
-    timed_generation(decoder, prompts[0], 4)  # warm-up
-    first, gaps, total = [], [], 0.0
-    for ids in prompts:
-        ttft, between = timed_generation(decoder, ids, new_tokens)
-        first.append(ttft)
-        gaps += between
-        total += ttft + sum(between)
-    ttft = np.percentile(np.array(first) * 1000, [50, 95])
-    tpot = np.percentile(np.array(gaps) * 1000, [50, 95])
-    return {
-        "ttft_p50_ms": Measurement(float(ttft[0]), "ms"), "ttft_p95_ms": Measurement(float(ttft[1]), "ms"),
-        "tpot_p50_ms": Measurement(float(tpot[0]), "ms"), "tpot_p95_ms": Measurement(float(tpot[1]), "ms"),
-        "latency_p50_ms": Measurement(float(tpot[0]), "ms"), "latency_p95_ms": Measurement(float(tpot[1]), "ms"),
-        "tokens_per_s": Measurement(len(prompts) * new_tokens / total, "tokens/s"),
-    }
