@@ -17,7 +17,7 @@ class AlertActionAdmin(admin.ModelAdmin):
 
 @admin.register(m.ShadowRun)
 class ShadowRunAdmin(admin.ModelAdmin):
-    list_display = ["shadow", "active", "environment", "share", "verdict", "started_at", "stopped_at"]
-    list_filter = ["verdict", "environment"]
-    readonly_fields = ["environment", "active", "shadow", "share", "instance", "figures", "verdict", "reason",
+    list_display = ["shadow", "active", "service", "share", "verdict", "started_at", "stopped_at"]
+    list_filter = ["verdict", "service__environment"]
+    readonly_fields = ["service", "active", "shadow", "share", "instance", "figures", "verdict", "reason",
                        "started_at", "stopped_at"]

@@ -1,4 +1,5 @@
-"""The feedback API (labels by prediction id), the Alertmanager receiver, and the monitoring policy."""
+"""The feedback API (labels by prediction id), the Alertmanager receiver, the monitoring policy, and a
+model's shadow in an environment."""
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -9,10 +10,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from monitoring import alerts, feedback
-from monitoring.models import MonitoringPolicy
+from monitoring.models import MonitoringPolicy, ShadowRun
+from releases.actors import Actor
 from releases.api.auth import ApiTokenAuthentication
 from releases.api.views import token_name
 from releases.models import ApiToken, Model
+from workers import shadowing
 
 
 def malformed(exc: Exception) -> Response:
@@ -77,7 +80,7 @@ class MonitoringPolicySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = MonitoringPolicy
-        fields = ["model", "on_alert", "cooldown_seconds"]
+        fields = ["model", "on_alert", "cooldown_seconds", "shadow_gate"]
 
 
 class PolicyView(APIView):
@@ -101,3 +104,85 @@ class PolicyView(APIView):
         return Response(serializer.data)
 
     patch = put
+
+
+class ShadowRunSerializer(serializers.ModelSerializer):
+    environment = serializers.CharField(source="service.environment.name", read_only=True)
+    model = serializers.CharField(source="service.model.name", read_only=True)
+    state = serializers.SerializerMethodField(help_text="starting, running or stopped")
+
+    class Meta:
+        model = ShadowRun
+        fields = ["id", "environment", "model", "shadow", "active", "share", "minutes", "min_pairs", "state",
+                  "verdict", "reason", "figures", "started_at", "stopped_at"]
+
+    def get_state(self, run: ShadowRun) -> str:
+        return "stopped" if run.stopped_at else "starting" if run.starting else "running"
+
+
+class ShadowStartSerializer(serializers.Serializer):
+    release = serializers.IntegerField(min_value=1, max_value=2**63 - 1,
+                                       help_text="the release to run in shadow (of this model)")
+    share = serializers.FloatField(default=0.1, help_text="share of the active release's requests copied, (0, 1]")
+    minutes = serializers.FloatField(default=10.0, help_text="shadow minutes before a verdict")
+    min_pairs = serializers.IntegerField(default=200, help_text="pairs needed before a verdict")
+
+
+REFUSED_STATUS = {"unknown": status.HTTP_404_NOT_FOUND, "invalid": status.HTTP_400_BAD_REQUEST,
+                  "conflict": status.HTTP_409_CONFLICT}
+
+
+def refused(exc: shadowing.ShadowRefused) -> Response:
+    return Response({"error": exc.kind, "detail": str(exc)}, status=REFUSED_STATUS[exc.kind])
+
+
+class ShadowView(APIView):
+    """The model's shadow in the environment: GET its running run and paired figures, POST to place a
+    release in shadow (202: a deploy worker starts its server), DELETE to stop it. One shadow per
+    service: a second POST while one runs is refused (409)."""
+
+    parser_classes = [JSONParser]
+    scopes = {"post": "deploy", "delete": "deploy"}
+    roles = {"post": "deploy", "delete": "deploy"}
+    serializer_class = ShadowRunSerializer
+
+    def initial(self, request: Request, *args: object, **kwargs: object) -> None:
+        super().initial(request, *args, **kwargs)
+        token = request.auth
+        if isinstance(token, ApiToken) and not token.binds(str(kwargs["model"]), str(kwargs["environment"])):
+            self.permission_denied(request, f"this token is not bound to {kwargs['model']} in {kwargs['environment']}")
+
+    def _running(self, environment: str, model: str) -> ShadowRun | Response:
+        try:
+            run = shadowing.running(environment, model)
+        except shadowing.ShadowRefused as exc:
+            return refused(exc)
+        if run is None:
+            return Response({"error": "not_found", "detail": f"no release of {model} is in shadow in {environment}"},
+                            status=status.HTTP_404_NOT_FOUND)
+        return run
+
+    def get(self, request: Request, environment: str, model: str) -> Response:
+        run = self._running(environment, model)
+        return run if isinstance(run, Response) else Response(ShadowRunSerializer(run).data)
+
+    @extend_schema(request=ShadowStartSerializer, responses={202: ShadowRunSerializer})
+    def post(self, request: Request, environment: str, model: str) -> Response:
+        form = ShadowStartSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        try:
+            run = shadowing.place_and_send(environment, model, data["release"], data["share"],
+                                           Actor.person(request.user, token_name(request)),
+                                           minutes=data["minutes"], min_pairs=data["min_pairs"])
+        except shadowing.ShadowRefused as exc:
+            return refused(exc)
+        return Response(ShadowRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses={200: ShadowRunSerializer})
+    def delete(self, request: Request, environment: str, model: str) -> Response:
+        run = self._running(environment, model)
+        if isinstance(run, Response):
+            return run
+        stopped = shadowing.stop(run, Actor.person(request.user, token_name(request)))
+        return Response(ShadowRunSerializer(stopped).data)

@@ -2,7 +2,7 @@
 
 from django.db import models
 
-from releases.models import Deployment, Environment, Model, Release
+from releases.models import Deployment, Environment, Model, Release, Service
 
 
 class MonitoringPolicy(models.Model):
@@ -16,6 +16,9 @@ class MonitoringPolicy(models.Model):
     on_alert = models.CharField(max_length=10, choices=OnAlert.choices, default=OnAlert.NOTIFY)
     cooldown_seconds = models.PositiveIntegerField(
         default=1800, help_text="after an alert rolled an environment back, no alert rolls it back again for this long")
+    shadow_gate = models.BooleanField(
+        default=False, help_text="a release's canary in production waits for the verdict of its shadow run there "
+                                 "(and is refused when it failed or was stopped before a verdict)")
 
     class Meta:
         verbose_name_plural = "monitoring policies"
@@ -118,20 +121,22 @@ class AlertAction(models.Model):
 
 
 class ShadowRun(models.Model):
-    """A release running in shadow beside an environment's active release: a share of the active
-    release's requests copied to it, the answers paired by the active server (serving/shadow.py), the
-    paired figures collected with the monitoring beat and judged against the run's policy."""
+    """A release running in shadow beside its service's active release (one model in one environment): a
+    share of the active release's requests copied to it, the answers paired by the active server
+    (serving/shadow.py), the paired figures collected with the monitoring beat and judged against the
+    run's policy. At most one runs per service at a time; another model's service has its own."""
 
     class Verdict(models.TextChoices):
         WAIT = "wait"
         PASS = "pass"  # noqa: S105 (a verdict, not a password)
         FAIL = "fail"
 
-    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="shadow_runs")
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="shadow_runs")
     active = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="shadowed_runs")
     shadow = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="shadow_runs")
     share = models.FloatField(help_text="share of the active release's requests copied, 0..1")
-    instance = models.JSONField(default=dict, help_text="the shadow's own server (not in the proxy)")
+    instance = models.JSONField(default=dict, help_text="the shadow's own server (not in the proxy); empty "
+                                "while it is being started")
     minutes = models.FloatField(default=10.0, help_text="shadow minutes before a verdict")
     min_pairs = models.PositiveIntegerField(default=200)
     min_agreement = models.FloatField(default=0.98, help_text="same-label rate or mean cosine")
@@ -145,8 +150,17 @@ class ShadowRun(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
-        constraints = [models.UniqueConstraint(fields=["environment"], condition=models.Q(stopped_at=None),
-                                               name="one_running_shadow_per_environment")]
+        constraints = [models.UniqueConstraint(fields=["service"], condition=models.Q(stopped_at=None),
+                                               name="one_running_shadow_per_service")]
 
     def __str__(self) -> str:
         return f"#{self.shadow_id} in shadow of #{self.active_id} in {self.environment} ({self.verdict})"
+
+    @property
+    def environment(self) -> Environment:
+        return self.service.environment
+
+    @property
+    def starting(self) -> bool:
+        """Placed, its server not started yet (workers/shadowing.py launches it)."""
+        return not self.instance and self.stopped_at is None

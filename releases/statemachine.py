@@ -32,7 +32,8 @@ RELEASE_TRANSITIONS: dict[str, dict[str, str]] = {
 TERMINAL = {RS.RELEASED, RS.ROLLED_BACK, RS.REJECTED, RS.FAILED, RS.CANCELLED}
 
 STAGE_TRANSITIONS: dict[str, dict[str, str]] = {
-    "queue": {SS.PENDING: SS.QUEUED, SS.FAILED: SS.QUEUED, SS.RUNNING: SS.QUEUED},
+    # WAITING → QUEUED: a canary stage that waited for a shadow verdict goes on (monitoring/shadowing.py).
+    "queue": {SS.PENDING: SS.QUEUED, SS.FAILED: SS.QUEUED, SS.RUNNING: SS.QUEUED, SS.WAITING: SS.QUEUED},
     # RUNNING → RUNNING: a redelivered message takes over a run that has gone silent (see transition_stage).
     "start": {SS.QUEUED: SS.RUNNING, SS.RUNNING: SS.RUNNING},
     "wait": {SS.RUNNING: SS.WAITING},

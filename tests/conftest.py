@@ -113,6 +113,7 @@ def _no_broker_without_worker(request: pytest.FixtureRequest, monkeypatch: pytes
         monkeypatch.setattr("releases.pipeline.send", lambda stage: False)
         monkeypatch.setattr("webhooks.deliveries.enqueue", lambda delivery_id, countdown=None: False)
         monkeypatch.setattr("releases.deploys.stop_instance_later", lambda deployment: None)
+        monkeypatch.setattr("workers.shadowing.send_launch", lambda run_id: False)
 
 
 @pytest.fixture(scope="session")

@@ -83,4 +83,5 @@ class StageContext:
 # What a stage function may return besides None (done, go on):
 WAIT = "wait"  # stop here until people decide (the approval gate)
 WATCH = "watch"  # stop here while scheduled checks watch a canary (releases/canaries.py)
+SHADOW = "shadow"  # stop here until the release's shadow verdict is reached (monitoring/shadowing.py)
 APPROVED = "approved"  # the gate passed and needs nobody's approval

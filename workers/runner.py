@@ -6,6 +6,7 @@ import traceback
 
 from django.db import InterfaceError, OperationalError, connection, transaction
 
+from monitoring.shadowing import waiting_step
 from releases import pipeline
 from releases.actors import Actor
 from releases.models import Release, StageRun
@@ -18,7 +19,7 @@ from releases.statemachine import (
     transition_release,
     transition_stage,
 )
-from workers.context import APPROVED, WAIT, WATCH, StageContext, StageFailed
+from workers.context import APPROVED, SHADOW, WAIT, WATCH, StageContext, StageFailed
 from workers.gpu import gpu_slot
 from workers.heartbeat import Heartbeat
 from workers.stages import stage_function
@@ -93,6 +94,9 @@ def settle(stage: StageRun, actor: Actor, outcome: str | None) -> None:
             return
         if outcome == WATCH:
             transition_stage(stage.pk, "wait", actor=actor, holder=stage.claim, step="canary analysis")
+            return
+        if outcome == SHADOW:
+            transition_stage(stage.pk, "wait", actor=actor, holder=stage.claim, step=waiting_step(stage.release_id))
             return
         transition_stage(stage.pk, "succeed", actor=actor, holder=stage.claim)
         if outcome == APPROVED:

@@ -1,58 +1,171 @@
-"""Placing a release in shadow in an environment, and ending it (run from `manage.py shadow`)."""
+"""Placing a release in shadow for its model in an environment, starting its server, and ending it.
+
+One shadow runs per service (one model in one environment) at a time: two models in one environment
+each have their own. A second shadow for a service that has one is refused (stop the first): a silent
+replacement would end a run, and its verdict, that someone may be waiting on.
+
+`place` checks and records the run (the API, the page and `manage.py shadow` call it), `launch_run`
+starts the shadow's server and has the active server copy requests to it (a deploy-queue task, or
+the command right away), `stop` ends it.
+"""
 
 import contextlib
+import logging
 
-from django.db import transaction
+from celery import current_app
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from monitoring.models import ShadowRun
 from monitoring.shadowing import active_deployment, collect_one
 from releases import routing
-from releases.models import Deployment, Environment, Release
+from releases.actors import Actor
+from releases.models import Deployment, Environment, Model, Release, Service
 from releases.routing import target_for
+from releases.statemachine import record
+from serving.shadow import KEPT_PAIRS
 from shipping import shadow
-from shipping.targets import Instance
+from shipping.targets import Instance, TargetError
 from workers.deploying import control_token, launch
+
+log = logging.getLogger(__name__)
+START_TASK = "workers.tasks.start_shadow"
 
 
 class ShadowRefused(ValueError):
-    """The shadow cannot be placed; the message says why."""
+    """The shadow cannot be placed or stopped; the message says why. ``kind``: ``unknown`` (no such
+    environment, model, release or run), ``invalid`` (the request itself is wrong) or ``conflict``
+    (the service's state does not allow it now)."""
+
+    def __init__(self, message: str, kind: str = "conflict") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
-def start(environment: Environment, release: Release, share: float, **policy: float) -> ShadowRun:
-    """Start the release's own server (outside the proxy: it gets no live traffic) and have the
-    environment's active server copy ``share`` of its requests to it."""
-    active = (Deployment.objects.filter(service__environment=environment, service__model=release.version.model,
-                                        role=Deployment.Role.ACTIVE).select_related("release").first())
-    if active is None:
-        raise ShadowRefused(f"no release of {release.version.model.name} is active in {environment}")
-    if active.release_id == release.pk:
-        raise ShadowRefused(f"release #{release.pk} is the active release in {environment}")
-    if ShadowRun.objects.filter(environment=environment, stopped_at=None).exists():
-        raise ShadowRefused(f"{environment} already has a release in shadow; stop it first")
+def running(environment_name: str, model_name: str) -> ShadowRun | None:
+    """The service's running shadow run, if any (unknown environment or model: ShadowRefused)."""
+    if not Environment.objects.filter(name=environment_name).exists():
+        raise ShadowRefused(f"there is no environment {environment_name!r}", "unknown")
+    if not Model.objects.filter(name=model_name).exists():
+        raise ShadowRefused(f"there is no model {model_name!r}", "unknown")
+    return (ShadowRun.objects.select_related("service__environment", "service__model")
+            .filter(service__environment__name=environment_name, service__model__name=model_name,
+                    stopped_at=None).first())
+
+
+def place(environment_name: str, model_name: str, release_id: int, share: float, actor: Actor,
+          **policy: float) -> ShadowRun:
+    """Record a shadow run of the release beside its service's active release (its server not started
+    yet: `launch_run`). Refuses (ShadowRefused) anything that could not run, before storing anything."""
+    if running(environment_name, model_name) is not None:
+        raise ShadowRefused(f"{model_name} already has a release in shadow in {environment_name}; stop it first")
+    release = Release.objects.select_related("version__model").filter(pk=release_id).first()
+    if release is None:
+        raise ShadowRefused(f"there is no release {release_id!r}", "unknown")
+    if release.version.model.name != model_name:
+        raise ShadowRefused(f"release #{release.pk} is a release of {release.version.model.name}, not of "
+                            f"{model_name}", "invalid")
     if not 0 < share <= 1:
-        raise ShadowRefused(f"share must be in (0, 1], not {share}")
-    instance = launch(release, environment)
+        raise ShadowRefused(f"share must be in (0, 1], not {share:g}", "invalid")
+    bad = sorted(name for name, value in policy.items() if not 0 <= value < float("inf"))
+    if bad:
+        raise ShadowRefused(f"{', '.join(bad)} must be a finite number, not negative", "invalid")
+    if policy.get("min_pairs", 0) > KEPT_PAIRS:
+        raise ShadowRefused(f"min_pairs must be at most {KEPT_PAIRS}, the pairs a server keeps", "invalid")
+    if "min_pairs" in policy:
+        policy["min_pairs"] = int(policy["min_pairs"])
+    service = Service.objects.filter(environment__name=environment_name, model__name=model_name).first()
+    active = None if service is None else (service.deployments.filter(role=Deployment.Role.ACTIVE)
+                                           .select_related("release").first())
+    if service is None or active is None:
+        raise ShadowRefused(f"no release of {model_name} is active in {environment_name}: nothing to shadow")
+    if active.release_id == release.pk:
+        raise ShadowRefused(f"release #{release.pk} is the active release of {model_name} in {environment_name}")
     try:
-        token = control_token(environment.name, str(active.release_id))
-        shadow.start(routing.instance_of(active), token, instance, share, release.version.model.task)
         with transaction.atomic():
-            return ShadowRun.objects.create(environment=environment, active=active.release, shadow=release,
-                                            share=share, instance=routing.instance_record(instance),
-                                            started_at=timezone.now(), **policy)
+            run = ShadowRun.objects.create(service=service, active=active.release, shadow=release, share=share,
+                                           started_at=timezone.now(), **policy)
+            record(actor, "shadow.start", release=release, subject=f"shadow of {model_name} in {environment_name}",
+                   after={"active": active.release_id, "share": share, **policy})
+    except IntegrityError:  # another request placed one meanwhile
+        raise ShadowRefused(f"{model_name} already has a release in shadow in {environment_name}; "
+                            "stop it first") from None
+    return run
+
+
+def send_launch(run_id: int) -> bool:
+    """Have a deploy worker start the run's server (call it once the run is committed)."""
+    try:
+        current_app.send_task(START_TASK, kwargs={"run_id": run_id}, queue="deploy")
+    except Exception:
+        log.exception("could not send the start of shadow run %s to the broker", run_id)
+        return False
+    return True
+
+
+def place_and_send(environment_name: str, model_name: str, release_id: int, share: float, actor: Actor,
+                   **policy: float) -> ShadowRun:
+    """`place`, then a deploy worker starts the server once the run is committed (the API and the page)."""
+    with transaction.atomic():
+        run = place(environment_name, model_name, release_id, share, actor, **policy)
+        transaction.on_commit(lambda: send_launch(run.pk))
+    return run
+
+
+def launch_run(run_id: int) -> ShadowRun | None:
+    """Start the shadow's own server (outside the proxy: it gets no live traffic) and have the active
+    server copy the run's share of its requests to it. A run that cannot start is ended with the reason."""
+    run = ShadowRun.objects.select_related("service__environment", "service__model", "shadow__version__model",
+                                           "active").filter(pk=run_id, stopped_at=None, instance={}).first()
+    if run is None:
+        return None
+    environment = run.service.environment
+    deployment = active_deployment(run)
+    try:
+        if deployment is None:
+            raise ShadowRefused(f"release #{run.active_id} is no longer active in {environment}")
+        instance = launch(run.shadow, environment)
+    except (ShadowRefused, TargetError) as exc:
+        return _end(run, f"not started: {exc}")
+    try:
+        shadow.start(routing.instance_of(deployment), control_token(environment.name, str(run.active_id)),
+                     instance, run.share, run.service.model.task)
+    except shadow.ShadowError as exc:
+        target_for(environment).stop(instance, timeout=5)
+        return _end(run, f"not started: {exc}")
     except BaseException:
         target_for(environment).stop(instance, timeout=5)
         raise
+    with transaction.atomic():
+        run = ShadowRun.objects.select_for_update().get(pk=run.pk)
+        if run.stopped_at is None:  # not stopped while its server started
+            run.instance, run.started_at = routing.instance_record(instance), timezone.now()
+            run.save(update_fields=["instance", "started_at"])
+            return run
+    with contextlib.suppress(shadow.ShadowError):
+        shadow.stop(routing.instance_of(deployment), control_token(environment.name, str(run.active_id)))
+    target_for(environment).stop(instance, timeout=5)
+    return run
 
 
-def stop(run: ShadowRun) -> ShadowRun:
+def _end(run: ShadowRun, reason: str) -> ShadowRun:
+    run.stopped_at, run.reason = timezone.now(), reason
+    run.save(update_fields=["stopped_at", "reason"])
+    return run
+
+
+def stop(run: ShadowRun, actor: Actor) -> ShadowRun:
     """Take the last figures, stop the copying and the shadow's server."""
     deployment = active_deployment(run)
-    if deployment is not None:
+    environment = run.service.environment
+    if deployment is not None and run.instance:
         collect_one(run)
         with contextlib.suppress(shadow.ShadowError):  # a gone or restarted active server copies nothing
-            shadow.stop(routing.instance_of(deployment), control_token(run.environment.name, str(run.active_id)))
-    target_for(run.environment).stop(Instance(**run.instance), timeout=10)
+            shadow.stop(routing.instance_of(deployment), control_token(environment.name, str(run.active_id)))
+    if run.instance:
+        target_for(environment).stop(Instance(**run.instance), timeout=10)
     run.stopped_at = timezone.now()
     run.save(update_fields=["stopped_at"])
+    record(actor, "shadow.stop", release=run.shadow, subject=f"shadow of {run.service.model.name} in {environment}",
+           after={"verdict": run.verdict, "pairs": run.figures.get("pairs", 0)})
     return run

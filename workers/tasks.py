@@ -29,6 +29,13 @@ def stop_instance(*, deployment_id: int) -> None:
         stop(deployment)
 
 
+@shared_task(name="workers.tasks.start_shadow", acks_late=True)
+def start_shadow(*, run_id: int) -> None:
+    from workers.shadowing import launch_run
+
+    launch_run(run_id)
+
+
 @shared_task(name="workers.tasks.sweep")
 def sweep() -> dict[str, int]:
     from releases.sweeper import sweep as run_sweep

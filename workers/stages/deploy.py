@@ -8,7 +8,7 @@ the reason. Each model has its own service: no other model's traffic moves.
 
 from django.db import transaction
 
-from monitoring.shadowing import canary_refusal
+from monitoring.shadowing import canary_gate
 from releases import canaries, deploys, routing
 from releases.actors import Actor
 from releases.candidates import serving_artifact
@@ -19,7 +19,7 @@ from shipping.llm_smoke import smoke_test_language_model
 from shipping.proxy import ProxyError
 from shipping.smoke import SmokeResult, smoke_test
 from shipping.targets import Instance, TargetError
-from workers.context import WATCH, StageContext, StageFailed
+from workers.context import SHADOW, WATCH, StageContext, StageFailed
 from workers.deploying import launch
 from workers.ml.evalset import load_evalset
 from workers.ml.validate import match_inputs, validate_model
@@ -104,11 +104,17 @@ def run_canary(ctx: StageContext) -> str | None:
         if not hasattr(earlier, "canary_run"):
             canaries.open_canary(earlier, ctx.stage)
         return WATCH
-    refusal = canary_refusal(ctx.release, production.name)
-    if refusal is not None:
-        raise StageFailed(f"no canary for release #{ctx.release.pk}: {refusal}")
     stable = Deployment.objects.filter(service__environment=production, role=Deployment.Role.ACTIVE,
                                        release__version__model=ctx.model).first()
+    if stable is not None:  # the first release of a model has nothing to be shadowed beside
+        gate = canary_gate(ctx.release, production.name)
+        if gate.decision == "refuse":
+            raise StageFailed(f"no canary for release #{ctx.release.pk}: {gate.reason}")
+        if gate.decision == "wait":
+            ctx.log(f"the canary waits: {gate.reason}; the monitoring beat sends it on once the verdict is reached")
+            return SHADOW
+        if gate.reason:
+            ctx.log(gate.reason)
     instance = _start_checked(ctx, production)
     if stable is None:
         ctx.log(f"nothing serves {ctx.model.name} in production yet: the release takes all of its traffic, "
