@@ -16,6 +16,7 @@ and the recent predictions (``?after=<seq>`` for those not collected yet).
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
@@ -48,6 +49,7 @@ Response = tuple[HTTPStatus, list[tuple[str, str]], bytes]
 Handler = Callable[[dict[str, Any], re.Match[str]], Response]
 PREDICT_PATH = "/v1/predict"
 MONITORING_PATH = "/v1/monitoring"
+AFTER_RESPONSE = "slipway.after_response"  # environ key: what to run once the response is sent
 SHADOW_PATH = "/v1/shadow"
 MODEL_PATH = r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?"
 PLATFORM = "onnxruntime_onnx"
@@ -73,6 +75,19 @@ def _failure(error: Exception) -> RequestFailed:
     if isinstance(error, InferenceError):
         return RequestFailed(HTTPStatus.UNPROCESSABLE_ENTITY, "inference_failed", str(error))
     raise error
+
+
+class _Answer(list[bytes]):
+    """A response body that runs ``after`` once the server has sent it (a WSGI server calls close()
+    then), so work for later (a shadow copy) starts only when the caller has its answer."""
+
+    def __init__(self, body: bytes, after: Callable[[], None] | None) -> None:
+        super().__init__([body])
+        self._after = after
+
+    def close(self) -> None:
+        if self._after is not None:
+            self._after()
 
 
 @dataclass(frozen=True)
@@ -155,14 +170,16 @@ class ServingApp:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
-        matches = [(route, match) for route in self.routes if (match := route.pattern.fullmatch(path))]
-        chosen = [(route, match) for route, match in matches
-                  if route.method == method or (method == "HEAD" and route.method == "GET")]
+        wanted = "GET" if method == "HEAD" else method
+        # The first route of the method whose pattern matches answers (no other pattern is tried).
+        chosen = next(((route, match) for route in self.routes
+                       if route.method == wanted and (match := route.pattern.fullmatch(path))), None)
+        matches = [] if chosen else [route for route in self.routes if route.pattern.fullmatch(path)]
         if chosen:
-            route, match = chosen[0]
+            route, match = chosen
             status, headers, body = route.handler(environ, match)
         elif matches:
-            allowed = ", ".join(sorted({route.method for route, _ in matches}))
+            allowed = ", ".join(sorted({route.method for route in matches}))
             status, headers, body = self._error(HTTPStatus.METHOD_NOT_ALLOWED,
                                                 f"{path} accepts {allowed}, not {method}")
             headers.append(("Allow", allowed))
@@ -170,7 +187,7 @@ class ServingApp:
             status, headers, body = self._error(HTTPStatus.NOT_FOUND, f"no endpoint at {path}")
         headers += [*self._identity, ("Content-Length", str(len(body)))]
         start_response(f"{status.value} {status.phrase}", headers)
-        return [b"" if method == "HEAD" else body]
+        return _Answer(b"" if method == "HEAD" else body, environ.get(AFTER_RESPONSE))
 
     def _json(self, status: HTTPStatus, document: Mapping[str, object]) -> Response:
         return status, [("Content-Type", codec.JSON)], codec.encode_json(document)
@@ -388,6 +405,6 @@ class ServingApp:
             forwarded = {"Content-Type": environ.get("CONTENT_TYPE") or codec.JSON}
             if header_length:
                 forwarded[oip.HEADER_LENGTH] = header_length
-            self.shadow.offer(Copy(prediction_id, body, forwarded, outputs,
-                                   time.perf_counter() - environ["slipway.started"]))
+            copy = Copy(prediction_id, body, forwarded, outputs, time.perf_counter() - environ["slipway.started"])
+            environ[AFTER_RESPONSE] = functools.partial(self.shadow.offer, copy)  # once the caller has its answer
         return prediction_id, headers, answer

@@ -35,6 +35,7 @@ class ServingMetrics:
             (*labels, "code"),
             registry=self.registry,
         )
+        self._by_code: dict[int, Counter] = {}
         self._errors = Counter(
             ERRORS.removesuffix("_total"),
             "Failed prediction requests by reason.",
@@ -58,7 +59,10 @@ class ServingMetrics:
         )
 
     def observe_request(self, code: int, seconds: float, error_reason: str | None) -> None:
-        self._requests.labels(**self._labels, code=str(code)).inc()
+        counter = self._by_code.get(code)
+        if counter is None:  # one labels() lookup per status code, not per request
+            counter = self._by_code[code] = self._requests.labels(**self._labels, code=str(code))
+        counter.inc()
         self._latency.observe(seconds)
         if error_reason is not None:
             self._errors.labels(**self._labels, reason=error_reason).inc()

@@ -16,17 +16,17 @@ drops requests) to change the share.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import queue
 import random
 import threading
 import time
-import urllib.request
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.error import URLError
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -108,6 +108,7 @@ class ShadowCopier:
     def __init__(self, url: str, model_name: str, share: float, task: str, queue_size: int = 64,
                  timeout: float = 5.0) -> None:
         self.url = url.rstrip("/") + oip.infer_path(model_name)
+        self._connection: http.client.HTTPConnection | None = None  # kept alive, used by the copier thread only
         self.share = share
         self.task = task if task in TASKS else "regression"
         self.timeout = timeout
@@ -134,13 +135,11 @@ class ShadowCopier:
                 self.counts["dropped"] += 1
 
     def _send(self, copy: Copy) -> tuple[dict, float]:
-        request = urllib.request.Request(self.url, data=copy.body, method="POST",  # noqa: S310 (http URL we were given)
-                                         headers={**copy.headers, "X-Shadow-Of": copy.prediction_id})
         started = time.perf_counter()
-        with urllib.request.urlopen(request, timeout=self.timeout) as answer:  # noqa: S310
-            body = answer.read()
-            length = answer.headers.get(oip.HEADER_LENGTH)
-        seconds = _server_timing(answer.headers.get("Server-Timing"), time.perf_counter() - started)
+        status, body, length, timing = self._post(copy.body, {**copy.headers, "X-Shadow-Of": copy.prediction_id})
+        seconds = _server_timing(timing, time.perf_counter() - started)
+        if status != 200:
+            raise ValueError(f"the shadow answered HTTP {status}: {body[:200]!r}")
         head = body[: int(length)] if length else body
         document = json.loads(head)
         if length:  # binary outputs: read them after the JSON header
@@ -156,6 +155,26 @@ class ShadowCopier:
                     outputs[tensor["name"]] = np.asarray(tensor["data"]).reshape(tensor["shape"])
             return outputs, seconds
         return oip.response_outputs(document), seconds
+
+    def _post(self, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, str | None, str | None]:
+        """POST over one kept-alive connection (no connect, and no new handler on the shadow, per copy);
+        a connection the shadow closed is opened again once."""
+        for attempt in (1, 2):
+            if self._connection is None:
+                parts = urlsplit(self.url)
+                kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+                self._connection = kind(parts.netloc, timeout=self.timeout)
+            try:
+                self._connection.request("POST", urlsplit(self.url).path, body, headers)
+                answer = self._connection.getresponse()
+                return (answer.status, answer.read(), answer.getheader(oip.HEADER_LENGTH),
+                        answer.getheader("Server-Timing"))
+            except (http.client.HTTPException, OSError):
+                self._connection.close()
+                self._connection = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def _run(self) -> None:
         while not self._stopped.is_set():
@@ -174,10 +193,12 @@ class ShadowCopier:
                 with self._lock:
                     self.counts["copied"] += 1
                     self._pairs.append((copy.seconds, seconds, score))
-            except (URLError, OSError, ValueError, KeyError, TypeError) as error:
+            except (http.client.HTTPException, OSError, ValueError, KeyError, TypeError) as error:
                 with self._lock:
                     self.counts["errors"] += 1
                 log.debug("shadow copy of %s failed: %s", copy.prediction_id, error)
+        if self._connection is not None:
+            self._connection.close()
 
     def report(self) -> dict[str, object]:
         with self._lock:

@@ -1,5 +1,7 @@
 """Shadow traffic copied by the active release's server: answers paired by prediction id."""
 
+import io
+import json
 import time
 from pathlib import Path
 
@@ -67,3 +69,17 @@ def test_a_dead_shadow_costs_the_caller_nothing(linear_path: Path, tmp_path: Pat
                 assert answer.status_code == 200
         report = wait_for_pairs(url, 10)
         assert (report["copied"], report["errors"], report["pairs"]) == (0, 10, 0)
+
+
+def test_the_copy_is_queued_only_once_the_caller_has_its_answer(app) -> None:
+    """The request handler leaves the copy to the response's close(), which the WSGI server calls after
+    it has sent the answer: the copier thread starts no work while the caller still waits."""
+    offered: list = []
+    app.shadow = type("Recorder", (), {"offer": lambda self, copy: offered.append(copy)})()
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": oip.infer_path("linear"), "CONTENT_TYPE": "application/json",
+               "wsgi.input": io.BytesIO(body := json.dumps(oip.request_document({"x": X}, "r1")).encode()),
+               "CONTENT_LENGTH": str(len(body))}
+    answer = app(environ, lambda status, headers: None)
+    assert json.loads(b"".join(answer))["id"] == "r1" and offered == []
+    answer.close()
+    assert [(copy.prediction_id, copy.body) for copy in offered] == [("r1", body)]
