@@ -7,6 +7,7 @@ from django.test import Client
 
 from monitoring.models import ShadowRun
 from releases.models import AuditEvent, Deployment, Environment, Release, Service
+from tests.browser import screenshot
 from tests.conftest import build_form, make_user, token_client
 
 URL = "/api/v1/environments/{env}/models/{model}/shadow/"
@@ -143,4 +144,5 @@ def test_chromium_starts_a_shadow_from_the_release_page(users, serving, sent, op
     form.locator("button[type=submit]").click()
     page.locator("#shadow [data-shadow-runs]").wait_for()
     assert page.locator("#shadow [data-shadow-runs] tbody th").inner_text() == "production (starting)"
+    screenshot(page, "release-shadow")
     assert ShadowRun.objects.get().share == 0.3 and sent == [ShadowRun.objects.get().pk]

@@ -1,7 +1,9 @@
 """Shadow runs' records: one per service, the canary gate, and the end of a run whose active release changed."""
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
+from django.test import Client
 from django.utils import timezone
 
 from monitoring.models import MonitoringPolicy, ShadowRun
@@ -44,6 +46,10 @@ def test_with_the_shadow_gate_the_canary_waits_for_the_verdict_and_is_sent_on_by
     canary.refresh_from_db()
     assert (canary.status, canary.step) == ("waiting", "waiting for the shadow verdict: 150 of 200 pairs after "
                                                        "7.5 of 10 minutes")
+    viewer = Client()
+    viewer.force_login(User.objects.get(username="victor"))
+    assert "waiting for the shadow verdict: 150 of 200 pairs after 7.5 of 10 minutes" in viewer.get(
+        f"/releases/{warm.pk}/").content.decode()
     run.verdict, run.reason = "pass", "200 pairs within thresholds"
     run.save()
     assert resume_waiting_canaries() == 1
