@@ -9,6 +9,8 @@
     slipway releases --model digits
     slipway rollback production --model digits --reason "p95 doubled"
     slipway canary promote production --model digits --reason "traffic is low at night; figures look fine"
+    slipway shadow start production --model digits --release 14 --share 0.1 --minutes 10 --min-pairs 200
+    slipway shadow show production --model digits       # paired figures and the verdict; stop ends it
 
 Output is for people (tables, one line per event while waiting, progress bars on a terminal);
 --json prints the API's JSON instead, for scripts. Events and bars go to stderr.
@@ -172,6 +174,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("environment")
     s.add_argument("--model", required=True)
     s.add_argument("--reason", required=True)
+    s = sub.add_parser("shadow", help="start, show or stop a model's shadow in an environment")
+    s.add_argument("action", choices=["start", "show", "stop"])
+    s.add_argument("environment")
+    s.add_argument("--model", required=True)
+    s.add_argument("--release", type=int, help="start: the release to run in shadow")
+    s.add_argument("--share", type=float, default=0.1, help="start: share of requests copied, (0, 1]")
+    s.add_argument("--minutes", type=float, default=10.0, help="start: shadow minutes before a verdict")
+    s.add_argument("--min-pairs", type=int, default=200, help="start: pairs needed before a verdict")
     return p
 
 
@@ -192,6 +202,12 @@ def run(args: argparse.Namespace) -> dict:
     if args.command == "releases":
         query = {"model": args.model, "status": args.status, "limit": args.limit}
         return client.call("GET", "releases/", params={k: v for k, v in query.items() if v})
+    if args.command == "shadow":
+        path = f"environments/{args.environment}/models/{args.model}/shadow/"
+        if args.action == "start":
+            return client.call("POST", path, json={"release": args.release, "share": args.share,
+                                                   "minutes": args.minutes, "min_pairs": args.min_pairs})
+        return client.call("GET" if args.action == "show" else "DELETE", path)
     if args.command == "canary":
         return client.call("POST", f"environments/{args.environment}/models/{args.model}/{args.decision}/",
                            json={"reason": args.reason})

@@ -90,6 +90,10 @@ def result(command: str, body: dict) -> str:
         return f"{body['action']} of {body['model']} by {body['actor'] or 'system'}: {shares}"
     if command == "canary":
         return f"canary of release #{body['release']} {body['status']}: {body['verdict']}"
+    if command == "shadow":
+        return (f"release #{body['shadow']} in shadow of #{body['active']} for {body['model']} in "
+                f"{body['environment']}: {body['state']}, {body['figures'].get('pairs', 0)} pairs, verdict "
+                f"{body['verdict']}" + (f" ({body['reason']})" if body["reason"] else ""))
     return ""
 
 

@@ -2,11 +2,16 @@
 for each bad input with nothing stored, one shadow per service (two models in one environment each have
 their own), CSRF, and the page's form in Chromium."""
 
+import json
+import os
+from unittest import mock
+
 import pytest
 from django.test import Client
 
 from monitoring.models import ShadowRun
-from releases.models import AuditEvent, Deployment, Environment, Release, Service
+from releases.models import ApiToken, AuditEvent, Deployment, Environment, Release, Service
+from slipway.cli import main
 from tests.browser import screenshot
 from tests.conftest import build_form, make_user, token_client
 
@@ -146,3 +151,25 @@ def test_chromium_starts_a_shadow_from_the_release_page(users, serving, sent, op
     assert page.locator("#shadow [data-shadow-runs] tbody th").inner_text() == "production (starting)"
     screenshot(page, "release-shadow")
     assert ShadowRun.objects.get().share == 0.3 and sent == [ShadowRun.objects.get().pk]
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_the_slipway_command_starts_shows_and_stops_a_shadow(users, serving, sent, live_server, capsys) -> None:
+    warm, active = serving["ids"]
+    raw = ApiToken.issue(users["ci"], "cli", ["deploy", "releases:read"])[1]
+
+    def slipway(*args: str) -> tuple[int, str, str]:
+        with mock.patch.dict(os.environ, {"SLIPWAY_TOKEN": raw}):
+            code = main(["--url", live_server.url, *args])
+        out, err = capsys.readouterr()
+        return code, out.strip(), err.strip()
+
+    assert slipway("shadow", "start", "production", "--model", "digits", "--release", str(warm), "--share", "2") == (
+        1, "", "slipway: HTTP 400: share must be in (0, 1], not 2")
+    assert slipway("shadow", "start", "production", "--model", "digits", "--release", str(warm)) == (
+        0, f"release #{warm} in shadow of #{active} for digits in production: starting, 0 pairs, verdict wait", "")
+    assert sent == [ShadowRun.objects.get().pk]
+    code, out, _ = slipway("--json", "shadow", "show", "production", "--model", "digits")
+    assert (code, json.loads(out)["state"]) == (0, "starting")
+    assert slipway("shadow", "stop", "production", "--model", "digits")[:2] == (
+        0, f"release #{warm} in shadow of #{active} for digits in production: stopped, 0 pairs, verdict wait")
