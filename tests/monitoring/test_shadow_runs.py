@@ -8,7 +8,10 @@ from django.utils import timezone
 
 from monitoring.models import MonitoringPolicy, ShadowRun
 from monitoring.shadowing import CanaryGate, canary_gate, collect_shadows, resume_waiting_canaries, waiting_step
+from releases.actors import Actor
 from releases.models import Release, StageRun
+from workers.context import SHADOW
+from workers.runner import settle
 
 pytestmark = pytest.mark.django_db
 
@@ -84,3 +87,14 @@ def test_a_run_ends_when_its_active_release_is_no_longer_active(serving) -> None
     assert collect_shadows() == 1
     starting.refresh_from_db()
     assert starting.stopped_at is not None and starting.reason.startswith(f"release #{warm.pk} is no longer active")
+
+
+def test_a_canary_stage_that_waits_for_the_shadow_says_how_far_it_is(serving) -> None:
+    warm, active = (Release.objects.get(pk=pk) for pk in serving["ids"])
+    MonitoringPolicy.objects.create(model=warm.version.model, shadow_gate=True)
+    _run(serving, active, warm, reason="40 of 200 pairs after 1.0 of 10 minutes")
+    StageRun.objects.filter(release=warm, name="canary").update(status="running", claim="mine")
+    settle(warm.stages.get(name="canary"), Actor.worker(), SHADOW)
+    canary = warm.stages.get(name="canary")
+    assert (canary.status, canary.step) == ("waiting", "waiting for the shadow verdict: 40 of 200 pairs after 1.0 "
+                                                       "of 10 minutes")
