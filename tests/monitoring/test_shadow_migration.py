@@ -1,12 +1,12 @@
-"""Migrations 0003-0004 move shadow runs from their environment to their model's service there."""
+"""Migrations 0004-0005 move shadow runs from their environment to their model's service there."""
 
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-BEFORE = [("monitoring", "0002_shadow_runs"), ("releases", "0014_canaries")]
-AFTER = [("monitoring", "0004_shadow_runs_constraints")]
+BEFORE = [("monitoring", "0003_collect_serving"), ("releases", "0014_canaries")]
+AFTER = [("monitoring", "0005_shadow_runs_constraints")]
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitoring', '0003_shadow_runs_per_service'),
+        ('monitoring', '0004_shadow_runs_per_service'),
     ]
 
     operations = [

@@ -17,7 +17,7 @@ def carry_over(apps, schema_editor) -> None:  # noqa: ANN001
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitoring', '0002_shadow_runs'),
+        ('monitoring', '0003_collect_serving'),
         ('releases', '0014_canaries'),
     ]
 
