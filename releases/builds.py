@@ -11,7 +11,7 @@ from releases.models import Artifact, Model, ModelVersion, Release, ReleasePolic
 from releases.models.catalog import TaskKind, default_candidates
 from releases.statemachine import TransitionError, record
 from releases.storage import get_store
-from releases.uploads import HashedUpload
+from releases.uploads import BadUpload, HashedUpload
 
 
 class UnknownModel(LookupError):
@@ -29,6 +29,7 @@ class BuildRequest:
     metadata: dict = field(default_factory=dict)
     task: str = ""
     idempotency_key: str | None = None
+    artifact_sha256: str = ""  # what CI says the artifact's sha256 is; empty: not said
 
 
 def _model_for(req: BuildRequest) -> Model:
@@ -97,6 +98,9 @@ def create_build(req: BuildRequest, user, *, token_name: str | None = None) -> t
 
 def _check_files(req: BuildRequest) -> tuple[str, str]:
     """The build's artifact and evaluation data formats, once their cheap checks pass (else BadUpload)."""
+    if req.artifact_sha256 and req.artifact_sha256 != req.artifact.sha256:
+        raise BadUpload(f"the artifact arrived with sha256 {req.artifact.sha256}, not {req.artifact_sha256} as sent: "
+                        "it was changed or cut on the way; nothing was stored")
     known = Model.objects.filter(name=req.model).values_list("task", flat=True).first()
     if (known or req.task) == TaskKind.LANGUAGE_MODEL:
         fmt = llm_intake.check_build(req.artifact)

@@ -9,16 +9,12 @@ import zipfile
 import numpy as np
 from django.conf import settings
 
-from releases.uploads import HashedUpload
+from releases.uploads import BadUpload, HashedUpload
 
 MODEL_FORMATS = {".onnx": "onnx", ".safetensors": "safetensors", ".pt2": "pt2"}
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".joblib", ".ckpt")
 MAX_EVAL_ARRAYS = 64
 ZIP_MAGIC = b"PK\x03\x04"
-
-
-class BadUpload(ValueError):
-    """An upload that can never be used; the API answers 400 with the message."""
 
 
 def _head(upload: HashedUpload, n: int = 16) -> bytes:

@@ -13,6 +13,7 @@ a schedule (`sweep_staging`).
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
@@ -21,10 +22,15 @@ from django.http import HttpRequest
 from rest_framework import status
 from rest_framework.exceptions import APIException
 
+from releases.request_body import CHUNK, BodyIncomplete, BodyTooLarge, body_chunks, declared_length
 from releases.storage import ArtifactStore, Staged, get_store
 from releases.storage.base import Writer
 
 log = logging.getLogger(__name__)
+
+
+class BadUpload(ValueError):
+    """An upload that can never be used; the API answers 400 with the message."""
 
 
 class UploadTooLarge(APIException):
@@ -55,35 +61,37 @@ class HashedUpload(UploadedFile):
             self.store.discard_staged(self.staged)
 
 
-class HashingUploadHandler(FileUploadHandler):
-    chunk_size = 256 * 1024
+class Staging:
+    """The objects one request streams into the store's staging area, one after another, together at
+    most SLIPWAY_MAX_UPLOAD_BYTES; whatever is not committed is dropped by `cleanup`."""
 
-    def __init__(self, request=None) -> None:  # noqa: ANN001
-        super().__init__(request)
+    def __init__(self) -> None:
         self.limit = settings.SLIPWAY_MAX_UPLOAD_BYTES
         self.store = get_store()
+        self.received = 0
         self.writer: Writer | None = None
         self.uploads: list[HashedUpload] = []
 
-    def new_file(self, *args, **kwargs) -> None:
-        super().new_file(*args, **kwargs)
+    def too_large(self) -> UploadTooLarge:
+        return UploadTooLarge(f"the build (artifact and eval_data together) is larger than the limit of "
+                              f"{self.limit} bytes")
+
+    def open(self) -> None:
         self.writer = self.store.writer()
 
-    def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
-        assert self.writer is not None, "new_file() opens the writer"
-        if self.writer.size + len(raw_data) > self.limit:
+    def write(self, chunk: bytes | memoryview) -> None:
+        assert self.writer is not None, "open() opens the writer"
+        self.received += len(chunk)
+        if self.received > self.limit:
             self.cleanup()
-            raise UploadTooLarge(f"{self.field_name} is larger than the limit of {self.limit} bytes")
-        self.writer.write(raw_data)
+            raise self.too_large()
+        self.writer.write(chunk)
 
-    def file_complete(self, file_size: int) -> HashedUpload:
-        assert self.writer is not None, "new_file() opens the writer"
+    def close(self, name: str, content_type: str = "") -> HashedUpload:
+        assert self.writer is not None, "open() opens the writer"
         staged, self.writer = self.writer.finish(), None
-        self.uploads.append(HashedUpload(self.store, staged, self.file_name or "", self.content_type or ""))
+        self.uploads.append(HashedUpload(self.store, staged, name, content_type))
         return self.uploads[-1]
-
-    def upload_interrupted(self) -> None:
-        self.cleanup()
 
     def cleanup(self) -> None:
         """Drop every object of this request that was not committed to the store."""
@@ -92,6 +100,27 @@ class HashingUploadHandler(FileUploadHandler):
             self.writer = None
         for upload in self.uploads:
             upload.discard()
+
+
+class HashingUploadHandler(FileUploadHandler):
+    chunk_size = CHUNK
+
+    def __init__(self, request=None) -> None:  # noqa: ANN001
+        super().__init__(request)
+        self.staging = Staging()
+
+    def new_file(self, *args, **kwargs) -> None:
+        super().new_file(*args, **kwargs)
+        self.staging.open()
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
+        self.staging.write(raw_data)
+
+    def file_complete(self, file_size: int) -> HashedUpload:
+        return self.staging.close(self.file_name or "", self.content_type or "")
+
+    def upload_interrupted(self) -> None:
+        self.staging.cleanup()
 
 
 @contextmanager
@@ -103,7 +132,51 @@ def streaming_to_store(request: HttpRequest) -> Iterator[None]:
     try:
         yield
     finally:
-        handler.cleanup()
+        handler.staging.cleanup()
+
+
+@dataclass(frozen=True)
+class StreamedBuild:
+    """How a build's raw body (`PUT /api/v1/builds/`) is laid out: eval_data's bytes, then the artifact's."""
+
+    artifact_name: str
+    eval_data_name: str
+    eval_data_bytes: int
+
+
+@contextmanager
+def streamed_build(request: HttpRequest, layout: StreamedBuild) -> Iterator[tuple[HashedUpload, HashedUpload]]:
+    """Stream a raw build body into the store's staging area: (artifact, eval_data), dropped by the end
+    unless committed. A declared length over the limit is refused before a byte is read."""
+    staging = Staging()
+    declared = declared_length(request.META)
+    if declared is not None and declared > staging.limit:
+        raise staging.too_large()
+    try:
+        yield _receive(request, layout, staging)
+    finally:
+        staging.cleanup()
+
+
+def _receive(request: HttpRequest, layout: StreamedBuild, staging: Staging) -> tuple[HashedUpload, HashedUpload]:
+    staging.open()
+    wanted, eval_data = layout.eval_data_bytes, None
+    try:
+        for chunk in body_chunks(request.META, staging.limit):
+            if eval_data is None and len(chunk) >= wanted:
+                staging.write(chunk[:wanted])
+                eval_data, chunk = staging.close(layout.eval_data_name), chunk[wanted:]
+                staging.open()
+            wanted -= len(chunk)
+            staging.write(chunk)
+    except BodyTooLarge:
+        raise staging.too_large() from None
+    except BodyIncomplete as exc:
+        raise BadUpload(str(exc)) from None
+    if eval_data is None:
+        raise BadUpload(f"the body is {staging.received} bytes, shorter than eval_data_bytes "
+                        f"({layout.eval_data_bytes})")
+    return staging.close(layout.artifact_name), eval_data
 
 
 def sweep_staging() -> int:

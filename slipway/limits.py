@@ -15,8 +15,8 @@ UPLOAD_PATHS = ("/api/v1/builds/",)
 
 
 def upload_body_limit() -> int:
-    """The largest body the upload endpoints take: two files at their limit, and the form fields."""
-    return 2 * settings.SLIPWAY_MAX_UPLOAD_BYTES + settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    """The largest body the upload endpoints take: a build at its limit (its files together), and the form fields."""
+    return settings.SLIPWAY_MAX_UPLOAD_BYTES + settings.DATA_UPLOAD_MAX_MEMORY_SIZE
 
 
 def body_limit(path: str) -> int:

@@ -59,7 +59,9 @@ class JSONObjectField(serializers.Field):
         return value
 
 
-class BuildSerializer(serializers.Serializer):
+class BuildFieldsSerializer(serializers.Serializer):
+    """What every build says about itself, however its files are sent."""
+
     model = serializers.CharField(validators=[slug_validator], help_text="the model's name")
     version = serializers.CharField(validators=[label_validator], help_text="a label unique per model")
     git_commit = serializers.RegexField(r"^[0-9a-fA-F]{7,64}$", error_messages={"invalid": "expected a hex commit"})
@@ -67,10 +69,30 @@ class BuildSerializer(serializers.Serializer):
     metadata = JSONObjectField(required=False, default=dict)
     task = serializers.ChoiceField(choices=TaskKind.choices, required=False, allow_blank=True,
                                    help_text="creates the model on its first build")
+    artifact_sha256 = serializers.RegexField(r"^[0-9a-fA-F]{64}$", required=False,
+                                             error_messages={"invalid": "expected a sha256 (64 hex digits)"},
+                                             help_text="the artifact's sha256 as CI computed it: a build whose "
+                                                       "bytes arrive different is refused")
+
+
+class BuildSerializer(BuildFieldsSerializer):
+    """A build posted as a multipart form (POST /api/v1/builds/)."""
+
     artifact = serializers.FileField(help_text=".onnx, .safetensors (+ metadata.architecture) or .pt2; a language "
                                                "model: an uncompressed tar of its Hugging Face folder")
     eval_data = serializers.FileField(help_text=".npz: 'inputs' or 'input:<name>' arrays, and 'labels'; a language "
                                                 "model: JSON Lines of {\"text\"} and {\"prompt\", \"completion\"}")
+
+
+class StreamedBuildSerializer(BuildFieldsSerializer):
+    """A build sent as a raw body (PUT /api/v1/builds/): these fields in the query string, the body
+    eval_data's bytes followed by the artifact's."""
+
+    artifact_name = serializers.CharField(max_length=255, help_text="the artifact's file name: its suffix "
+                                          "names the format (.onnx, .safetensors, .pt2; .tar for a language model)")
+    eval_data_name = serializers.CharField(max_length=255, help_text="the evaluation data's file name")
+    eval_data_bytes = serializers.IntegerField(min_value=1, help_text="how many of the body's first bytes "
+                                               "are the evaluation data; the rest is the artifact")
 
 
 class PolicySerializer(serializers.ModelSerializer):

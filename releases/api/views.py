@@ -17,7 +17,7 @@ from releases.api import serializers as s
 from releases.api.auth import ApiTokenAuthentication
 from releases.builds import BuildRequest, create_build
 from releases.models import ApiToken, Model, ModelVersion, Release
-from releases.uploads import streaming_to_store
+from releases.uploads import HashedUpload, StreamedBuild, streamed_build, streaming_to_store
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
@@ -29,35 +29,60 @@ def token_name(request: Request) -> str | None:
 
 
 class BuildView(generics.GenericAPIView):
-    """CI posts a model build: its artifact, evaluation data and commit. Starts a release."""
+    """CI sends a model build: its artifact, evaluation data and commit. Starts a release.
+
+    POST: a multipart form. PUT: the fields in the query string and a raw body (eval_data's bytes,
+    then the artifact's), streamed to the store at the speed of the disk: the way for big builds."""
 
     # CI posts with a token; a session's CSRF check would read the body before the handler is set.
     authentication_classes = [ApiTokenAuthentication]
     parser_classes = [MultiPartParser]
     serializer_class = s.BuildSerializer
-    scopes = {"post": "builds:write"}
-    roles = {"post": "post_build"}
+    scopes = {"post": "builds:write", "put": "builds:write"}
+    roles = {"post": "post_build", "put": "post_build"}
 
     @extend_schema(parameters=[IDEMPOTENCY_HEADER],
                    responses={201: s.BuildResponseSerializer, 200: s.BuildResponseSerializer})
     def post(self, request: Request) -> Response:
         # Only here, once the token and its scope are checked, do files stream into the store.
         with streaming_to_store(request._request):
-            key = request.headers.get("Idempotency-Key") or None
-            if key is not None and not (1 <= len(key) <= 128 and key.isprintable()):
-                raise ValidationError({"Idempotency-Key": ["must be 1-128 printable characters"]})
+            key = idempotency_key(request)
             serializer = self.get_serializer(data=request.data)
             serializer.is_valid(raise_exception=True)
             data = serializer.validated_data
-            version, created = create_build(
-                BuildRequest(model=data["model"], version=data["version"], git_commit=data["git_commit"].lower(),
-                             artifact=data["artifact"], eval_data=data["eval_data"],
-                             ci_run_url=data.get("ci_run_url", ""), metadata=data.get("metadata", {}),
-                             task=data.get("task", ""), idempotency_key=key),
-                request.user, token_name=token_name(request))
+            return self._create(request, data, data["artifact"], data["eval_data"], key)
+
+    @extend_schema(parameters=[IDEMPOTENCY_HEADER, s.StreamedBuildSerializer],
+                   request={"application/octet-stream": OpenApiTypes.BINARY},
+                   responses={201: s.BuildResponseSerializer, 200: s.BuildResponseSerializer})
+    def put(self, request: Request) -> Response:
+        # The token, scope, role and fields are checked before a byte of the body is read.
+        key = idempotency_key(request)
+        fields = s.StreamedBuildSerializer(data=request.query_params)
+        fields.is_valid(raise_exception=True)
+        data = fields.validated_data
+        layout = StreamedBuild(data["artifact_name"], data["eval_data_name"], data["eval_data_bytes"])
+        with streamed_build(request._request, layout) as (artifact, eval_data):
+            return self._create(request, data, artifact, eval_data, key)
+
+    def _create(self, request: Request, data: dict, artifact: HashedUpload, eval_data: HashedUpload,
+                key: str | None) -> Response:
+        version, created = create_build(
+            BuildRequest(model=data["model"], version=data["version"], git_commit=data["git_commit"].lower(),
+                         artifact=artifact, eval_data=eval_data, ci_run_url=data.get("ci_run_url", ""),
+                         metadata=data.get("metadata", {}), task=data.get("task", ""), idempotency_key=key,
+                         artifact_sha256=data.get("artifact_sha256", "").lower()),
+            request.user, token_name=token_name(request))
         release = version.releases.order_by("id").first()
         body = s.BuildResponseSerializer({"version": version, "release": release, "created": created}).data
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+def idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("Idempotency-Key") or None
+    if key is not None and not (1 <= len(key) <= 128 and key.isprintable()):
+        raise ValidationError({"Idempotency-Key": ["must be 1-128 printable characters"]})
+    return key
 
 
 class ModelViewSet(viewsets.ReadOnlyModelViewSet):

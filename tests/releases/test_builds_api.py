@@ -137,7 +137,8 @@ def test_an_upload_over_the_size_limit_is_413_and_leaves_no_file(ci, settings):
     response = ci.post(URL, build_form(artifact=big), format="multipart")
     assert response.status_code == 413
     assert response.json() == {"error": "upload_too_large",
-                               "detail": "artifact is larger than the limit of 1000 bytes"}
+                               "detail": "the build (artifact and eval_data together) is larger than the limit "
+                                         "of 1000 bytes"}
     assert stored_objects() == [] and temp_files() == []
 
 
