@@ -1,14 +1,16 @@
 """The `slipway` command drives a release from push to rollback against a live server and worker."""
 
+import hashlib
 import json
 import os
 from unittest import mock
 
 import pytest
 
-from releases.models import ApiToken, ReleasePolicy
+from releases.models import ApiToken, ModelVersion, ReleasePolicy
 from slipway.cli import main
 from tests.factories import digits_eval_npz, digits_model
+from tests.releases.test_llm_builds_api import EVAL, good_files, hf_tar
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -29,6 +31,21 @@ def for_people(capsys, url: str, tok: str, *args: str) -> tuple[int, str, str]:
         code = main(["--url", url, *args])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def test_push_streams_a_build_of_several_mib_whole(live_server, users, tmp_path, capsys, settings):
+    """A language model's tar bigger than one read goes up whole, as one streamed PUT."""
+    settings.ARTIFACT_DIR = tmp_path / "artifacts"
+    tar = hf_tar(good_files() | {"padding.txt": os.urandom(3 * 1024 * 1024)})
+    (tmp_path / "chat.tar").write_bytes(tar)
+    (tmp_path / "eval.jsonl").write_bytes(EVAL)
+    ci = token(users["ci"], "builds:write")
+    code, build = slipway(capsys, live_server.url, ci, "push", str(tmp_path / "chat.tar"), str(tmp_path / "eval.jsonl"),
+                          "--model", "chat", "--version", "1", "--git-commit", "abcdef0", "--task", "language_model")
+    assert code == 0, build
+    version = ModelVersion.objects.get(label="1")
+    assert (version.artifact.sha256, version.artifact.size_bytes) == (hashlib.sha256(tar).hexdigest(), len(tar))
+    assert version.eval_data.sha256 == hashlib.sha256(EVAL).hexdigest()
 
 
 def test_push_wait_approve_status_and_rollback(celery_worker, beat, live_server, users, tmp_path, capsys):
