@@ -27,6 +27,7 @@ SMOKE = {
     "scale.py": ["--builds", "4", "--clients", "2", "--rate", "600", "--workers", "1", "--web", "1",
                  "--rollbacks", "1"],
     "serving.py": ["--requests", "10", "--seconds", "1", "--no-minilm"],
+    "uploads.py": ["--mib", "8", "--rounds", "1"],
 }
 # Not scripts of their own: helpers the benchmarks above import or start.
 HELPERS = {"__init__.py", "throwaway.py", "scale_figures.py", "scale_probe.py", "scale_services.py"}
