@@ -9,15 +9,23 @@ own machine (the object itself for the filesystem store, a verified cached downl
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 COPY_CHUNK = 1024 * 1024
+HASH_ASIDE_BYTES = 64 * 1024  # chunks at least this large are hashed on another thread while they are written
+
+
+@functools.cache
+def _hasher() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="sha256")
 
 
 class StoreError(RuntimeError):
@@ -45,19 +53,30 @@ class Staged:
 
 
 class Writer(ABC):
-    """Receives one object's bytes; computes its sha256 on the way."""
+    """Receives one object's bytes; computes its sha256 on the way.
+
+    A large chunk is hashed on another thread while it is written (both release the GIL), so an
+    upload takes the longer of the two per chunk rather than their sum; `write` returns when both are
+    done, so the caller may then reuse the chunk's buffer."""
 
     def __init__(self) -> None:
         self.hash = hashlib.sha256()
         self.size = 0
 
-    def write(self, chunk: bytes) -> None:
-        self.hash.update(chunk)
+    def write(self, chunk: bytes | memoryview) -> None:
         self.size += len(chunk)
-        self._write(chunk)
+        if len(chunk) < HASH_ASIDE_BYTES:
+            self.hash.update(chunk)
+            self._write(chunk)
+            return
+        hashed = _hasher().submit(self.hash.update, chunk)
+        try:
+            self._write(chunk)
+        finally:
+            hashed.result()
 
     @abstractmethod
-    def _write(self, chunk: bytes) -> None: ...
+    def _write(self, chunk: bytes | memoryview) -> None: ...
 
     @abstractmethod
     def finish(self) -> Staged:

@@ -20,7 +20,7 @@ class FileWriter(Writer):
         self.path = path
         self.file = open(path, "wb")  # noqa: SIM115 (closed in finish/abort)
 
-    def _write(self, chunk: bytes) -> None:
+    def _write(self, chunk: bytes | memoryview) -> None:
         self.file.write(chunk)
 
     def finish(self) -> Staged:

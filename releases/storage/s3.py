@@ -56,7 +56,7 @@ class S3Writer(Writer):
         self.upload_id: str | None = None
         self.parts: list[dict] = []
 
-    def _write(self, chunk: bytes) -> None:
+    def _write(self, chunk: bytes | memoryview) -> None:
         self.buffer += chunk
         while len(self.buffer) >= self.store.part_bytes:
             self._send_part(bytes(self.buffer[:self.store.part_bytes]))
