@@ -11,7 +11,7 @@ from django.utils import timezone
 from monitoring.models import MonitoringPolicy, ShadowRun
 from releases import pipeline, routing
 from releases.actors import Actor
-from releases.models import Deployment, Release, StageRun
+from releases.models import Deployment, Release, Service, StageRun
 from releases.models.pipeline import StageStatus
 from shipping import shadow
 
@@ -119,3 +119,11 @@ def resume_waiting_canaries() -> int:
         pipeline.enqueue(stage, Actor.system("shadow gate"), reason=gate.reason or "the shadow gate is off")
         resumed += 1
     return resumed
+
+
+def drill_refusal(service: Service) -> str | None:
+    """A rollback drill must not move the active release away while a shadow run pairs its answers."""
+    run = ShadowRun.objects.filter(service=service, stopped_at=None).first()
+    if run is None:
+        return None
+    return f"release #{run.shadow_id} runs in shadow of #{run.active_id}; drill once the shadow run has stopped"

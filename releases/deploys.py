@@ -9,6 +9,7 @@ drops no request.
 """
 
 import logging
+import time
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -211,6 +212,23 @@ def put_in_service(release_id: int, environment_name: str, instance: Instance, *
         for old in _retire_old_warm(service, release.version.model.policy.keep_warm):
             transaction.on_commit(partial(stop_instance_later, old))
         return deployment
+
+
+def swap_with_warm(service: Service, warm: Deployment, actor: Actor, reason: str) -> float:
+    """All of the service's traffic to one of its warm releases, checked ready first; the active release
+    stays warm (a drill's move, either way). The caller holds the service's lock. Returns the moment
+    (perf_counter) the proxy had applied the move."""
+    active = service.deployments.get(role=Role.ACTIVE)
+    check_warm(warm)
+    before = _shares(service)
+    routing.move_traffic(service, {warm: 100})
+    moved = time.perf_counter()
+    active.role, active.traffic_percent = Role.WARM, 0
+    active.save(update_fields=["role", "traffic_percent", "updated_at"])
+    warm.role, warm.traffic_percent = Role.ACTIVE, 100
+    warm.save(update_fields=["role", "traffic_percent", "updated_at"])
+    _record_traffic(service, "drill", actor, reason, before)
+    return moved
 
 
 def end_canary(service: Service, *, promote: bool, actor: Actor, reason: str) -> Deployment:

@@ -105,6 +105,9 @@ def release_health(days: int = 30, *, now: datetime | None = None) -> list[Healt
             for key, share in shares.items():  # what served as the window opened served from its start
                 if share > 0:
                     first_served.setdefault((releases[int(key)].version.model.name, env), since)
+        if change.action == "drill":  # back and forth again: neither a deploy, nor a failure, nor a restore
+            shares = change.shares
+            continue
         for key, share in change.shares.items():
             release_id = int(key)
             if share > 0:

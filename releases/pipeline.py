@@ -42,6 +42,8 @@ STAGES: list[StageSpec] = [
     StageSpec("canary", queue="deploy"),
 ]
 STAGE_BY_NAME = {spec.name: spec for spec in STAGES}
+# The stage that changes what serves in each environment while it runs.
+DEPLOY_STAGE_OF = {"staging": "deploy_staging", "production": "canary"}
 
 
 def create_stages(release: Release) -> None:

@@ -11,13 +11,14 @@
     slipway canary promote production --model digits --reason "traffic is low at night; figures look fine"
     slipway shadow start production --model digits --release 14 --share 0.1 --minutes 10 --min-pairs 200
     slipway shadow show production --model digits       # paired figures and the verdict; stop ends it
+    slipway drill staging --model digits        # roll back to the warm release and forward again, timed
 
 Output is for people (tables, one line per event while waiting, progress bars on a terminal);
 --json prints the API's JSON instead, for scripts. Events and bars go to stderr.
 
 Exit codes: 0 done (for wait: the status waited for was reached); 1 the server refused (HTTP 4xx/5xx,
 its message is printed) or could not be reached; 2 bad arguments; 3 the release ended in another
-status (e.g. failed or rejected while waiting for released); 4 wait timed out.
+status (e.g. failed or rejected while waiting for released), or a drill failed; 4 wait timed out.
 """
 
 import argparse
@@ -194,6 +195,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--share", type=float, default=0.1, help="start: share of requests copied, (0, 1]")
     s.add_argument("--minutes", type=float, default=10.0, help="start: shadow minutes before a verdict")
     s.add_argument("--min-pairs", type=int, default=200, help="start: pairs needed before a verdict")
+    s = sub.add_parser("drill", help="roll a model back to its warm release and forward again, and time it")
+    s.add_argument("environment")
+    s.add_argument("--model", required=True)
     return p
 
 
@@ -220,6 +224,8 @@ def run(args: argparse.Namespace) -> dict:
             return client.call("POST", path, json={"release": args.release, "share": args.share,
                                                    "minutes": args.minutes, "min_pairs": args.min_pairs})
         return client.call("GET" if args.action == "show" else "DELETE", path)
+    if args.command == "drill":
+        return client.call("POST", f"environments/{args.environment}/models/{args.model}/drill/")
     if args.command == "canary":
         return client.call("POST", f"environments/{args.environment}/models/{args.model}/{args.decision}/",
                            json={"reason": args.reason})
@@ -241,7 +247,9 @@ def for_people(args: argparse.Namespace, result: dict) -> str:
 
 
 def exit_code(args: argparse.Namespace, result: dict) -> int:
-    """3 when a wait ended in another status than the one it waited for."""
+    """3 when a wait ended in another status than the one it waited for, or a drill failed."""
+    if args.command == "drill":
+        return OK if result["result"] == "ok" else ENDED_OTHERWISE
     wanted = args.until if args.command == "wait" else args.wait if args.command == "push" else None
     return ENDED_OTHERWISE if wanted and result["status"] != wanted else OK
 

@@ -78,7 +78,7 @@ def release(body: dict) -> str:
 
 
 def result(command: str, body: dict) -> str:
-    """One line for what a command did (push, approve, reject, rollback)."""
+    """One line for what a command did (push, approve, reject, rollback, canary, drill)."""
     if command == "push":
         r, v = body["release"], body["version"]
         verb = "posted" if body.get("created", True) else "already posted (same Idempotency-Key)"
@@ -94,6 +94,12 @@ def result(command: str, body: dict) -> str:
         return (f"release #{body['shadow']} in shadow of #{body['active']} for {body['model']} in "
                 f"{body['environment']}: {body['state']}, {body['figures'].get('pairs', 0)} pairs, verdict "
                 f"{body['verdict']}" + (f" ({body['reason']})" if body["reason"] else ""))
+    if command == "drill":
+        where = f"drill of {body['model']} in {body['environment']}"
+        if body["result"] != "ok":
+            return f"{where} failed: {body['reason']}"
+        return (f"{where} ok: back to #{body['previous']} in {body['back_ms']} ms, "
+                f"forward to #{body['current']} in {body['forward_ms']} ms")
     return ""
 
 

@@ -248,6 +248,12 @@ CELERY_BEAT_SCHEDULE["forget"] = {"task": "monitoring.tasks.forget_old", "schedu
 SLIPWAY_CANARY_CHECK_EVERY_S = env.float("SLIPWAY_CANARY_CHECK_EVERY_S", default=2.0)
 CELERY_BEAT_SCHEDULE["canaries"] = {"task": "workers.tasks.check_canaries", "schedule": SLIPWAY_CANARY_CHECK_EVERY_S,
                                     "options": {"queue": "deploy", "expires": SLIPWAY_CANARY_CHECK_EVERY_S}}
+# Rollback drills (releases/drills.py): every model in staging with a warm release is rolled back and
+# forward again this often, and the times recorded; 0 (the default) runs drills only on demand.
+SLIPWAY_DRILL_STAGING_EVERY_S = env.float("SLIPWAY_DRILL_STAGING_EVERY_S", default=0.0)
+if SLIPWAY_DRILL_STAGING_EVERY_S > 0:
+    CELERY_BEAT_SCHEDULE["drills"] = {"task": "workers.tasks.drill_staging", "schedule": SLIPWAY_DRILL_STAGING_EVERY_S,
+                                      "options": {"queue": "deploy", "expires": SLIPWAY_DRILL_STAGING_EVERY_S}}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -17,7 +17,7 @@ from tests.factories import digits_eval_npz, digits_model
 
 ALL_SCOPES = ["builds:write", "releases:read", "approve", "deploy", "rollback", "webhooks:write", "feedback", "alerts"]
 # The S3-compatible server; Chromium (browser, open_as); the small language model.
-pytest_plugins = ["tests.s3server", "tests.browser", "tests.llm_fixtures"]
+pytest_plugins = ["tests.s3server", "tests.browser", "tests.llm_fixtures", "tests.haproxy_scene"]
 
 
 @pytest.fixture(scope="session", autouse=True)

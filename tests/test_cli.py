@@ -7,7 +7,8 @@ from unittest import mock
 
 import pytest
 
-from releases.models import ApiToken, ModelVersion, ReleasePolicy
+from releases import routing
+from releases.models import ApiToken, Deployment, ModelVersion, ReleasePolicy, RollbackDrill
 from slipway.cli import main
 from tests.factories import digits_eval_npz, digits_model
 from tests.releases.test_llm_builds_api import EVAL, good_files, hf_tar
@@ -106,3 +107,21 @@ def test_push_wait_approve_status_and_rollback(celery_worker, beat, live_server,
     alice_rollback = token(users["alice"], "rollback")
     assert slipway(capsys, url, alice_rollback, "rollback", "production", "--reason", "x")[1] == (
         "slipway: HTTP 403: alice has no role that may rollback")
+
+
+def test_drill_from_the_command_line(production_behind_haproxy, live_server, users, capsys):
+    releases, url = production_behind_haproxy["releases"], live_server.url
+    ci = token(users["ci"], "rollback")
+    code, out, _ = for_people(capsys, url, ci, "drill", "production", "--model", "digits")
+    drill = RollbackDrill.objects.get()
+    assert (code, out) == (0, f"drill of digits in production ok: back to #{releases['1.0.0'].pk} in "
+                              f"{drill.back_ms} ms, forward to #{releases['1.1.0'].pk} in {drill.forward_ms} ms\n")
+    Deployment.objects.filter(release=releases["1.9.0"]).update(role="stopped")
+    assert slipway(capsys, url, ci, "drill", "production", "--model", "wine") == (
+        1, "slipway: HTTP 409: no rollback drill of wine in production: no earlier release of wine in production "
+           "is kept warm to roll back to")
+    warm = Deployment.objects.select_related("service__environment").get(release=releases["1.0.0"])
+    routing.target_for(warm.service.environment).stop(routing.instance_of(warm), timeout=10)
+    code, out, _ = for_people(capsys, url, ci, "drill", "production", "--model", "digits")
+    assert code == 3 and out.startswith(f"drill of digits in production failed: not rolled back, "
+                                        f"#{releases['1.1.0'].pk} serves on: the warm release")

@@ -65,3 +65,11 @@ def check_canaries() -> dict[str, int]:
     from releases.canaries import check_all
 
     return check_all()
+
+
+@shared_task(name="workers.tasks.drill_staging")
+def drill_staging() -> dict[str, int]:
+    """Beat sends this every SLIPWAY_DRILL_STAGING_EVERY_S (when set): a rollback drill of each staging model."""
+    from releases.drills import drill_staging as run_drills
+
+    return run_drills()

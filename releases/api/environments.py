@@ -15,7 +15,7 @@ from rest_framework.fields import DateTimeField
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from releases import canaries, deploys
+from releases import canaries, deploys, drills
 from releases.api import serializers as s
 from releases.api.views import token_name
 from releases.models import Deployment, Environment, Service, TrafficChange
@@ -96,8 +96,8 @@ class ServiceViewSet(viewsets.ReadOnlyModelViewSet):
     lookup_field = "model__name"
     lookup_url_kwarg = "model"
     lookup_value_regex = "[^/]+"
-    scopes = {"rollback": "rollback", "promote": "deploy", "abort": "deploy"}
-    roles = {"rollback": "rollback", "promote": "deploy", "abort": "deploy"}
+    scopes = {"rollback": "rollback", "drill": "rollback", "promote": "deploy", "abort": "deploy"}
+    roles = {"rollback": "rollback", "drill": "rollback", "promote": "deploy", "abort": "deploy"}
 
     def get_queryset(self) -> QuerySet[Service]:
         if not Environment.objects.filter(name=self.kwargs["environment"]).exists():
@@ -130,6 +130,23 @@ class ServiceViewSet(viewsets.ReadOnlyModelViewSet):
         serializer = s.RollbackSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         return _rollback(request, environment, model, serializer.validated_data)
+
+    @extend_schema(request=None, responses={201: s.DrillSerializer})
+    @action(detail=True, methods=["post"])
+    def drill(self, request: Request, environment: str, model: str) -> Response:
+        """Roll the model back to its warm release and forward again, and record the times (a failed drill
+        is recorded too, with the reason). 409 when it cannot start: nothing warm, a canary or shadow
+        running, a deploy under way; nothing moves then."""
+        self._service()
+        run = drills.drill(environment, model, request.user, token_name=token_name(request))
+        return Response(s.DrillSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=s.DrillSerializer(many=True))
+    @action(detail=True, url_path="drills")
+    def drill_history(self, request: Request, environment: str, model: str) -> Response:
+        """The model's rollback drills in the environment, newest first."""
+        page = self.paginate_queryset(self._service().drills.select_related("service__model", "service__environment"))
+        return self.get_paginated_response(s.DrillSerializer(page, many=True).data)
 
     def _decide(self, request: Request, environment: str, model: str, promote: bool) -> Response:
         self._service()

@@ -22,6 +22,7 @@ from releases.models import (
     ModelVersion,
     Release,
     ReleasePolicy,
+    RollbackDrill,
     Service,
     StageRun,
     TrafficChange,
@@ -262,6 +263,21 @@ class EnvironmentSerializer(serializers.ModelSerializer):
     class Meta:
         model = Environment
         fields = ["name", "target", "proxy_port", "requires_approval", "services"]
+
+
+class DrillSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="service.model.name", read_only=True)
+    environment = serializers.CharField(source="service.environment.name", read_only=True)
+    result = serializers.SerializerMethodField(help_text="ok, or failed (see reason)")
+    actor = serializers.CharField(source="actor_label", read_only=True)
+
+    class Meta:
+        model = RollbackDrill
+        fields = ["id", "model", "environment", "started_at", "actor", "scheduled", "current", "previous",
+                  "result", "back_ms", "forward_ms", "reason"]
+
+    def get_result(self, drill: RollbackDrill) -> str:
+        return "ok" if drill.ok else "failed"
 
 
 class RollbackSerializer(serializers.Serializer):

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
-from releases import canaries, deploys
+from releases import canaries, deploys, drills
 from releases.approvals import NotAllowed
 from releases.models import Service, TrafficChange
 from releases.pages import queries
@@ -63,9 +63,11 @@ def history_rows(changes: list[TrafficChange]) -> list[tuple[TrafficChange, list
 
 
 def live_context(request: HttpRequest, service: Service) -> dict:
-    return {"row": service_rows(request.user, [service], how_long=True)[0], "service": service,
-            "environment": service.environment, "series": queries.serving_series(service),
-            "time_zone": settings.TIME_ZONE, "poll_seconds": POLL_SECONDS}
+    row = service_rows(request.user, [service], how_long=True)[0]
+    return {"row": row, "service": service, "environment": service.environment,
+            "series": queries.serving_series(service), "time_zone": settings.TIME_ZONE, "poll_seconds": POLL_SECONDS,
+            "drill": drills.last(service),
+            "cannot_drill": drills.why_no_drill(request.user, service, row.active, row.target)}
 
 
 @viewer_required
@@ -131,4 +133,22 @@ def canary_decision(request: HttpRequest, name: str, model: str) -> HttpResponse
         messages.error(request, f"The canary of {model} in {name} was not {decision}d: the proxy refused ({exc}).")
     else:
         messages.success(request, f"The canary of {model} in {name} was {decision}d.")
+    return _back(request, service)
+
+
+@viewer_required
+@require_POST
+def drill(request: HttpRequest, name: str, model: str) -> HttpResponse:
+    service = _service(name, model)
+    try:
+        result = drills.drill(name, model, request.user)
+    except (NotAllowed, TransitionError) as exc:
+        messages.error(request, f"No rollback drill of {model} in {name}: {exc}.")
+    else:
+        if result.ok:
+            messages.success(request, f"Rollback drill of {model} in {name}: back to #{result.previous_id} in "
+                                      f"{result.back_ms} ms, forward to #{result.current_id} in "
+                                      f"{result.forward_ms} ms.")
+        else:
+            messages.error(request, f"Rollback drill of {model} in {name} failed: {result.reason}.")
     return _back(request, service)

@@ -16,6 +16,7 @@ urlpatterns = [
     path("environments/<str:name>/models/<str:model>/", service.service_detail, name="service"),
     path("environments/<str:name>/models/<str:model>/live/", service.service_live, name="service-live"),
     path("environments/<str:name>/models/<str:model>/rollback/", service.rollback, name="rollback"),
+    path("environments/<str:name>/models/<str:model>/drill/", service.drill, name="drill"),
     path("environments/<str:name>/models/<str:model>/canary/", service.canary_decision, name="canary-decision"),
     path("health/", health.health, name="health"),
     path("tokens/", tokens.token_list, name="tokens"),
