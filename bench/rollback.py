@@ -2,8 +2,10 @@
 
 Three models serve side by side in production behind the environment's one HAProxy, each at its own
 path (/v2/models/<model>/...), each under its own steady load (100 requests/s by default, over
-keep-alive connections, on loopback). Each model's release B is deployed next to A (started, health
-checked, all traffic; A stays warm), through releases.deploys as the deploy stage does. Then an
+keep-alive connections, on loopback) from a process of its own: the process that calls the API is not
+the one that loads, so the figure is Slipway's, not the load clients' fight for the GIL. Each model's
+release B is deployed next to A (started, health checked, all traffic; A stays warm), through
+releases.deploys as the deploy stage does. Then an
 on-call engineer rolls the middle model back through the REST API (POST
 /api/v1/environments/production/models/<model>/rollback/ with a token, through the whole Django
 stack, which checks A's server ready first), with the records in a throwaway PostgreSQL database
@@ -42,7 +44,7 @@ from shipping import proxy
 from shipping.ports import PortAllocator
 from shipping.targets import Instance, InstanceSpec, Target
 from tests.serving.onnx_models import linear_model
-from tests.shipping.load import SteadyLoad
+from tests.shipping.load import LoadProcess, Outcomes
 
 ENVIRONMENT = "production"
 
@@ -112,7 +114,7 @@ class Phases:
         self._mark = now
 
 
-def rollback_seconds(load: SteadyLoad, started: float, release: str) -> float | None:
+def rollback_seconds(load: Outcomes, started: float, release: str) -> float | None:
     """From the rollback call until the first request after which every request was served by ``release``
     (the proxy moves traffic in the middle of the call; the call then records it and answers)."""
     after = sorted(load.sent_after(started), key=lambda outcome: outcome.sent)
@@ -165,13 +167,17 @@ class Slipway:
                                content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {self.token}")
         return answer.status_code
 
-    def warm_up(self) -> None:
+    def warm_up(self, model: str) -> None:
         """A web process that has served requests before: its URLs, views and database connection loaded
-        (the first request of a fresh process spends ~0.25 s importing them)."""
+        (the first request of a fresh process spends ~0.25 s importing them, and the first one to reach
+        a URL pattern compiles it). The rollback's own URL answers a GET with 405, moving nothing."""
         from django.test import Client
 
-        answer = Client().get(f"/api/v1/environments/{ENVIRONMENT}/", HTTP_AUTHORIZATION=f"Bearer {self.token}")
+        client = Client(HTTP_AUTHORIZATION=f"Bearer {self.token}")
+        answer = client.get(f"/api/v1/environments/{ENVIRONMENT}/")
         assert answer.status_code == 200, answer.content
+        answer = client.get(f"/api/v1/environments/{ENVIRONMENT}/models/{model}/rollback/")
+        assert answer.status_code == 405, answer.content
 
 
 def run_traffic(kind: str, rate: float, clients: int, hold: float, folder: Path, count: int) -> dict:
@@ -192,7 +198,7 @@ def run_traffic(kind: str, rate: float, clients: int, hold: float, folder: Path,
     specs = [spec_for(kind, m, ids[m][i], ports.allocate(), folder, client) for m in models for i in (0, 1)]
     instances: dict[str, Instance] = {}
     phases = Phases()
-    loads: dict[str, SteadyLoad] = {}
+    loads: dict[str, LoadProcess] = {}
     try:
         with ThreadPoolExecutor() as pool:
             for spec, instance in zip(specs, pool.map(target.launch, specs), strict=True):
@@ -201,8 +207,8 @@ def run_traffic(kind: str, rate: float, clients: int, hold: float, folder: Path,
             slipway.serve(m, 0, instances[ids[m][0]])
         with ExitStack() as stack:
             for m in models:
-                loads[m] = stack.enter_context(SteadyLoad(config.endpoint(ENVIRONMENT) + oip.infer_path(m),
-                                                          rate=rate, clients=clients))
+                loads[m] = stack.enter_context(LoadProcess(config.endpoint(ENVIRONMENT) + oip.infer_path(m),
+                                                           rate=rate, clients=clients))
             phases.start()
             time.sleep(hold)
             phases.end("steady")
@@ -210,7 +216,7 @@ def run_traffic(kind: str, rate: float, clients: int, hold: float, folder: Path,
                 slipway.serve(m, 1, instances[ids[m][1]])
             time.sleep(hold)
             phases.end("deploy")
-            slipway.warm_up()
+            slipway.warm_up(rolled)
             load_average = os.getloadavg()
             rollback_call = time.perf_counter()
             status = slipway.rollback_call(rolled)

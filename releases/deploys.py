@@ -10,6 +10,7 @@ drops no request.
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -63,10 +64,30 @@ def _service_for_release(environment: Environment, release: Release) -> Service:
     return service_of(environment.name, model.name, lock=True)
 
 
-def rollback_target(service: Service) -> Deployment | None:
-    """The warm release that would serve after a rollback: the most recent one that served before."""
-    return (service.deployments.filter(role=Role.WARM).select_related("release__version__model")
-            .order_by("-updated_at", "-id").first())
+@dataclass(frozen=True)
+class Running:
+    """A service's deployments that are not stopped, read in one query (a rollback's every round trip to
+    the database before traffic moves is time the model serves from the release it leaves)."""
+
+    deployments: list[Deployment]
+
+    @property
+    def active(self) -> Deployment | None:
+        return next((d for d in self.deployments if d.role == Role.ACTIVE), None)
+
+    @property
+    def target(self) -> Deployment | None:
+        """The warm release that would serve after a rollback: the most recent one that served before."""
+        return max((d for d in self.deployments if d.role == Role.WARM), key=lambda d: (d.updated_at, d.pk),
+                   default=None)
+
+    @property
+    def shares(self) -> dict[str, int]:
+        return {str(d.release_id): d.traffic_percent for d in self.deployments if d.traffic_percent > 0}
+
+
+def running(service: Service) -> Running:
+    return Running(list(service.deployments.exclude(role=Role.STOPPED).select_related("release__version__model")))
 
 
 def why_no_rollback(user: AnyUser, service: Service, active: Deployment | None,
@@ -125,7 +146,8 @@ def rollback(environment_name: str, model_name: str, user: AnyUser, reason: str,
     with transaction.atomic():
         service = service_of(environment_name, model_name, lock=True)
         where = f"{model_name} in {environment_name}"
-        active = service.deployments.filter(role=Role.ACTIVE).first()
+        now_running = running(service)
+        active = now_running.active
         if expected_release_id is not None and (active is None or active.release_id != expected_release_id):
             earlier = service.traffic_changes.filter(action="rollback",
                                                      at__gte=timezone.now() - DOUBLE_CLICK_WINDOW).first()
@@ -140,19 +162,18 @@ def rollback(environment_name: str, model_name: str, user: AnyUser, reason: str,
                 raise TransitionError(f"{where} was rolled back {(timezone.now() - recent.at).seconds} s "
                                       "ago; to roll back further, say which release you expect to replace "
                                       "(expected_release)")
-        target = rollback_target(service)
+        target = now_running.target
         if active is None or target is None:
             raise TransitionError(f"nothing to roll back to for {where}: no earlier release is warm")
         check_warm(target)
-        before = _shares(service)
         routing.move_traffic(service, {target: 100})
-        leaving = list(service.deployments.filter(role__in=[Role.ACTIVE, Role.CANARY]))
+        leaving = [d for d in now_running.deployments if d.role in (Role.ACTIVE, Role.CANARY)]
         for deployment in leaving:
             deployment.role, deployment.traffic_percent = Role.STOPPED, 0
             deployment.save(update_fields=["role", "traffic_percent", "updated_at"])
         target.role, target.traffic_percent = Role.ACTIVE, 100
         target.save(update_fields=["role", "traffic_percent", "updated_at"])
-        change = _record_traffic(service, "rollback", actor, reason, before)
+        change = _record_traffic(service, "rollback", actor, reason, now_running.shares)
         from releases import canaries  # a canary that was serving ends with the rollback
 
         canaries.close_for(leaving, f"rolled back by {actor.label}: {reason}", actor)
@@ -218,16 +239,18 @@ def swap_with_warm(service: Service, warm: Deployment, actor: Actor, reason: str
     """All of the service's traffic to one of its warm releases, checked ready first; the active release
     stays warm (a drill's move, either way). The caller holds the service's lock. Returns the moment
     (perf_counter) the proxy had applied the move."""
-    active = service.deployments.get(role=Role.ACTIVE)
+    now_running = running(service)
+    active = now_running.active
+    if active is None:
+        raise TransitionError(f"nothing serves {service} now")
     check_warm(warm)
-    before = _shares(service)
     routing.move_traffic(service, {warm: 100})
     moved = time.perf_counter()
     active.role, active.traffic_percent = Role.WARM, 0
     active.save(update_fields=["role", "traffic_percent", "updated_at"])
     warm.role, warm.traffic_percent = Role.ACTIVE, 100
     warm.save(update_fields=["role", "traffic_percent", "updated_at"])
-    _record_traffic(service, "drill", actor, reason, before)
+    _record_traffic(service, "drill", actor, reason, now_running.shares)
     return moved
 
 

@@ -34,17 +34,16 @@ SCHEDULED_ENVIRONMENT = "staging"
 REFUSALS: list[Callable[[Service], str | None]] = []
 
 
-def why_no_drill(user: AnyUser | None, service: Service, active: Deployment | None,
-                 target: Deployment | None) -> str | None:
+def why_no_drill(user: AnyUser | None, service: Service, now_running: deploys.Running) -> str | None:
     """Why the service cannot be drilled now (by this user, when one is given), or None if it can."""
     if user is not None and not may(user, "rollback"):
         return "only on-call engineers, deployers and admins may run a rollback drill"
     where = f"{service.model.name} in {service.environment.name}"
-    if active is None:
+    if now_running.active is None:
         return f"nothing serves {where} now"
-    if service.deployments.filter(role=Role.CANARY).exists():
+    if any(d.role == Role.CANARY for d in now_running.deployments):
         return f"a canary of {where} runs; drill once it is promoted or aborted"
-    if target is None:
+    if now_running.target is None:
         return f"no earlier release of {where} is kept warm to roll back to"
     stage = DEPLOY_STAGE_OF.get(service.environment.name)
     deploying = StageRun.objects.filter(release__version__model=service.model_id, name=stage,
@@ -65,9 +64,9 @@ def run(environment_name: str, model_name: str, actor: Actor, *, scheduled: bool
     started, started_at = time.perf_counter(), timezone.now()
     with transaction.atomic():
         service = deploys.service_of(environment_name, model_name, lock=True)
-        active = service.deployments.filter(role=Role.ACTIVE).select_related("release").first()
-        target = deploys.rollback_target(service)
-        refusal = why_no_drill(None, service, active, target)
+        now_running = deploys.running(service)
+        active, target = now_running.active, now_running.target
+        refusal = why_no_drill(None, service, now_running)
         if refusal or active is None or target is None:
             raise TransitionError(f"no rollback drill of {service}: {refusal}")
         result = RollbackDrill(service=service, current=active.release, previous=target.release, started_at=started_at,

@@ -18,9 +18,11 @@ from shipping.proxy import ProxyConfig, ensure_running, remove_route, servers, s
 from shipping.targets import Instance, Target
 
 
-def proxy_config() -> ProxyConfig:
-    """The HAProxy that fronts every environment, one stable port each (Environment.proxy_port)."""
-    ports = dict(Environment.objects.exclude(target="kubernetes").values_list("name", "proxy_port"))
+def proxy_config(only: Environment | None = None) -> ProxyConfig:
+    """The HAProxy that fronts every environment, one stable port each (Environment.proxy_port); with
+    `only`, as far as one environment's routes go (a traffic move needs no other, nor a query)."""
+    ports = ({only.name: only.proxy_port} if only is not None
+             else dict(Environment.objects.exclude(target="kubernetes").values_list("name", "proxy_port")))
     return ProxyConfig(state_dir=settings.SLIPWAY_PROXY_DIR, environments=ports,
                        bind_host=settings.SLIPWAY_PROXY_HOST, backends=settings.SLIPWAY_PROXY_BACKENDS)
 
@@ -64,7 +66,7 @@ def move_traffic(service: Service, shares: dict[Deployment, int]) -> None:
     if environment.target == "kubernetes":
         kubernetes_target().route_traffic(environment.name, model, weights)
         return
-    set_traffic(proxy_config(), environment.name, model, weights)
+    set_traffic(proxy_config(environment), environment.name, model, weights)
 
 
 def detach(deployment: Deployment) -> None:
@@ -72,8 +74,9 @@ def detach(deployment: Deployment) -> None:
     from shipping.proxy import detach as detach_instance
 
     service = deployment.service
-    if service.environment.target != "kubernetes":  # a route no longer names a stopped release
-        detach_instance(proxy_config(), service.environment.name, service.model.name, instance_of(deployment))
+    environment = service.environment
+    if environment.target != "kubernetes":  # a route no longer names a stopped release
+        detach_instance(proxy_config(environment), environment.name, service.model.name, instance_of(deployment))
 
 
 def unroute(service: Service) -> None:
@@ -81,7 +84,7 @@ def unroute(service: Service) -> None:
     if service.environment.target == "kubernetes":
         kubernetes_target().remove_route(service.environment.name, service.model.name)
     else:
-        remove_route(proxy_config(), service.environment.name, service.model.name)
+        remove_route(proxy_config(service.environment), service.environment.name, service.model.name)
 
 
 def ensure_proxy() -> None:

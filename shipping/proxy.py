@@ -205,7 +205,10 @@ def stop(config: ProxyConfig, timeout: float = 10.0) -> None:
 def routes(config: ProxyConfig, environment: str) -> dict[str, str]:
     """Model → backend, as HAProxy routes the environment's requests now (``show map``)."""
     _check_environment(config, environment)
-    answer = command(config, f"show map {config.map_path(environment)}")
+    return _parse_routes(command(config, f"show map {config.map_path(environment)}"), environment)
+
+
+def _parse_routes(answer: str, environment: str) -> dict[str, str]:
     found = {}
     for line in answer.splitlines():
         fields = line.split()
@@ -217,6 +220,36 @@ def routes(config: ProxyConfig, environment: str) -> dict[str, str]:
     return found
 
 
+def _routes_and_slots(config: ProxyConfig, environment: str, model: str) -> tuple[dict[str, str], list[ServerState]]:
+    """HAProxy's routes of the environment and the slots of the model's backend ([] when it has none yet).
+
+    The map file (kept equal to HAProxy's map) names the backend to ask about, so both answers come in
+    one exchange with HAProxy; HAProxy's own map has the last word, and a second exchange follows if
+    it disagrees with the file.
+    """
+    _check_environment(config, environment)
+    guess = _map_file(config, environment).get(model)
+    if guess is None:
+        table = routes(config, environment)
+    else:
+        answer = command(config, f"show map {config.map_path(environment)};show servers state {guess}")
+        # The servers state begins with its format version on a line of its own; no map line is one.
+        map_part, _, servers_part = ("\n" + answer).partition("\n1\n")
+        table = _parse_routes(map_part, environment)
+        if table.get(model) == guess:
+            return table, _parse_servers("1\n" + servers_part, guess)
+    backend = table.get(model)
+    return table, ([] if backend is None else _backend_servers(config, backend))
+
+
+def _map_file(config: ProxyConfig, environment: str) -> dict[str, str]:
+    try:
+        text = config.map_path(environment).read_text()
+    except FileNotFoundError:
+        return {}
+    return {fields[0]: fields[1] for fields in (line.split() for line in text.splitlines()) if len(fields) == 2}
+
+
 def servers(config: ProxyConfig, environment: str, model: str) -> list[ServerState]:
     """The slots of a model's backend in an environment as HAProxy sees them now; [] if it has none."""
     backend = routes(config, environment).get(model)
@@ -224,7 +257,10 @@ def servers(config: ProxyConfig, environment: str, model: str) -> list[ServerSta
 
 
 def _backend_servers(config: ProxyConfig, backend: str) -> list[ServerState]:
-    answer = command(config, f"show servers state {backend}")
+    return _parse_servers(command(config, f"show servers state {backend}"), backend)
+
+
+def _parse_servers(answer: str, backend: str) -> list[ServerState]:
     lines = answer.splitlines()
     if not lines or lines[0] != "1":  # the format version comes first
         raise ProxyError(f"HAProxy has no backend {backend} ({answer.strip()}); is its configuration current?")
@@ -328,14 +364,15 @@ def set_traffic(
         if not 0 <= weight <= MAX_WEIGHT:
             raise ProxyError(f"weights must be between 0 and {MAX_WEIGHT}, got {weight}")
     with _locked(config):
-        table = routes(config, environment)
+        table, before = _routes_and_slots(config, environment, model)
         new_route = model not in table
         taken = set(table.values())
         backend = table.get(model) or next((b for b in config.backend_names(environment) if b not in taken), "")
         if not backend:
             raise ProxyError(f"all {config.backends} model backends of {environment} are in use; "
                              "remove a model's route or raise SLIPWAY_PROXY_BACKENDS")
-        before = _backend_servers(config, backend)
+        if new_route:
+            before = _backend_servers(config, backend)
         current = {state.slot: state.weight for state in before}
         prepare: list[str] = []
         wanted = {}

@@ -126,7 +126,6 @@ class ServiceViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=s.RollbackSerializer, responses={200: s.TrafficChangeSerializer})
     @action(detail=True, methods=["post"])
     def rollback(self, request: Request, environment: str, model: str) -> Response:
-        self._service()
         serializer = s.RollbackSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         return _rollback(request, environment, model, serializer.validated_data)

@@ -67,7 +67,7 @@ def live_context(request: HttpRequest, service: Service) -> dict:
     return {"row": row, "service": service, "environment": service.environment,
             "series": queries.serving_series(service), "time_zone": settings.TIME_ZONE, "poll_seconds": POLL_SECONDS,
             "drill": drills.last(service),
-            "cannot_drill": drills.why_no_drill(request.user, service, row.active, row.target)}
+            "cannot_drill": drills.why_no_drill(request.user, service, deploys.Running(row.deployments))}
 
 
 @viewer_required

@@ -1,14 +1,19 @@
 """A steady, bounded HTTP load on loopback: N keep-alive clients sending at a fixed total rate.
 
 Used by the traffic-switch tests and by bench/rollback.py. Every request is recorded with when
-it was sent and answered, its status and the release that answered (X-Release-Id).
+it was sent and answered, its status and the release that answered (X-Release-Id). LoadProcess runs
+one in a process of its own, so that a benchmark's figure is not its load clients' fight for the GIL
+(perf_counter is the system's monotonic clock, the same in every process).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event
 from types import TracebackType
 
 import numpy as np
@@ -29,7 +34,18 @@ class Outcome:
     release: str | None
 
 
-class SteadyLoad:
+class Outcomes:
+    outcomes: list[Outcome]
+
+    @property
+    def failures(self) -> list[Outcome]:
+        return [outcome for outcome in self.outcomes if outcome.status != 200]
+
+    def sent_after(self, moment: float) -> list[Outcome]:
+        return [outcome for outcome in self.outcomes if outcome.sent >= moment]
+
+
+class SteadyLoad(Outcomes):
     def __init__(
         self, url: str, rate: float = 100.0, clients: int = 4, body: dict | None = None, timeout: float = 5.0
     ) -> None:
@@ -70,9 +86,33 @@ class SteadyLoad:
         for thread in self._threads:
             thread.join(timeout=self.timeout + 1)
 
-    @property
-    def failures(self) -> list[Outcome]:
-        return [outcome for outcome in self.outcomes if outcome.status != 200]
 
-    def sent_after(self, moment: float) -> list[Outcome]:
-        return [outcome for outcome in self.outcomes if outcome.sent >= moment]
+def _load_in_process(url: str, rate: float, clients: int, stop: Event, results: Connection) -> None:
+    with SteadyLoad(url, rate=rate, clients=clients) as load:
+        results.send("started")
+        stop.wait()
+    results.send(load.outcomes)
+
+
+class LoadProcess(Outcomes):
+    """A SteadyLoad in a forked process of its own; its outcomes come back when it stops."""
+
+    def __init__(self, url: str, rate: float = 100.0, clients: int = 4) -> None:
+        context = multiprocessing.get_context("fork")
+        self._stop = context.Event()
+        self._results, sender = context.Pipe(duplex=False)
+        self._process = context.Process(target=_load_in_process, args=(url, rate, clients, self._stop, sender),
+                                        daemon=True)
+        self.outcomes: list[Outcome] = []
+
+    def __enter__(self) -> LoadProcess:
+        self._process.start()
+        self._results.recv()  # its clients are sending
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self.outcomes = self._results.recv()
+        self._process.join(timeout=10)
