@@ -280,6 +280,11 @@ def main() -> None:
     args = parser.parse_args()
     recreate_database()
     django.setup()
+    from slipway.celery import app
+
+    # After the commit, a rollback queues the stop of the release it left; no worker runs here, so an
+    # in-memory broker takes the message (with none at all, the answer would wait out the broker's retries).
+    app.conf.broker_url = "memory://"
     try:
         with tempfile.TemporaryDirectory(prefix="slipway-bench-") as scratch:
             folder = Path(scratch)
