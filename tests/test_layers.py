@@ -29,3 +29,19 @@ def test_no_package_imports_a_higher_layer(package: str) -> None:
             if imported in LAYERS and LAYERS[imported] > LAYERS[package]:
                 wrong.append(f"{path.relative_to(ROOT)} imports {imported}")
     assert wrong == []
+
+
+# Among the peers at the top, webhooks stands apart: it reads the audit trail and imports neither workers
+# nor monitoring, nor do they import it. Workers and monitoring are not ordered: they meet over the shadow
+# run (the deploy stage asks monitoring's verdict before a canary; monitoring's `shadow` command starts
+# the shadow's server through workers), a cycle that only moving that command's start behind a task
+# would break.
+APART = {"webhooks": {"workers", "monitoring"}, "workers": {"webhooks"}, "monitoring": {"webhooks"}}
+
+
+@pytest.mark.parametrize("package", sorted(APART))
+def test_webhooks_and_its_peers_do_not_import_each_other(package: str) -> None:
+    wrong = [f"{path.relative_to(ROOT)} imports {imported}"
+             for path in sorted((ROOT / package).rglob("*.py"))
+             for imported in sorted(imported_packages(path) & APART[package])]
+    assert wrong == []
