@@ -83,6 +83,7 @@ class Target(ABC):
         deadline = time.monotonic() + timeout
         last = "no answer yet"
         with requests.Session() as session:
+            session.trust_env = False  # the instance's own address: no proxy settings to look up on each call
             while True:
                 if not self.is_alive(instance):
                     self._fail(instance, "the server exited")
