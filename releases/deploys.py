@@ -6,6 +6,10 @@ model back never waits for, nor touches, another. Moving traffic is a call to th
 the proxy refuses, nothing is recorded and what served before goes on serving. A rollback only moves
 traffic — the previous release stays warm, and is checked ready first — so it takes milliseconds and
 drops no request.
+
+A deployment taken out of service (rolled back, or retired past the policy's warm count) owes a stop
+of its instance: the record says so (stop_sent_at), a worker stops it and confirms (stopped_at), and
+the sweeper sends a stop that was lost again, so no server keeps running unseen.
 """
 
 import logging
@@ -35,6 +39,7 @@ DOUBLE_CLICK_WINDOW = timedelta(minutes=5)
 UNGUARDED_REPEAT = timedelta(seconds=30)
 # How long a rollback waits for the warm release's readiness answer before refusing.
 WARM_CHECK_TIMEOUT_S = 1.0
+STOP_INSTANCE_TASK = "workers.tasks.stop_instance"
 
 
 class NoService(LookupError):
@@ -169,8 +174,7 @@ def rollback(environment_name: str, model_name: str, user: AnyUser, reason: str,
         routing.move_traffic(service, {target: 100})
         leaving = [d for d in now_running.deployments if d.role in (Role.ACTIVE, Role.CANARY)]
         for deployment in leaving:
-            deployment.role, deployment.traffic_percent = Role.STOPPED, 0
-            deployment.save(update_fields=["role", "traffic_percent", "updated_at"])
+            take_out(deployment)
         target.role, target.traffic_percent = Role.ACTIVE, 100
         target.save(update_fields=["role", "traffic_percent", "updated_at"])
         change = _record_traffic(service, "rollback", actor, reason, now_running.shares)
@@ -179,26 +183,33 @@ def rollback(environment_name: str, model_name: str, user: AnyUser, reason: str,
         canaries.close_for(leaving, f"rolled back by {actor.label}: {reason}", actor)
         if environment_name == "production" and active.release.status == ReleaseStatus.RELEASED:
             transition_release(active.release_id, "roll_back", actor=actor, reason=reason)
-        for deployment in leaving:
-            transaction.on_commit(partial(stop_instance_later, deployment))
     return change
 
 
-def stop_instance_later(deployment: Deployment) -> None:
+def take_out(deployment: Deployment) -> None:
+    """The deployment serves no more and its instance is to stop: recorded now, the stop sent on commit."""
+    deployment.role, deployment.traffic_percent = Role.STOPPED, 0
+    deployment.stop_sent_at, deployment.stopped_at = timezone.now(), None
+    deployment.save(update_fields=["role", "traffic_percent", "stop_sent_at", "stopped_at", "updated_at"])
+    transaction.on_commit(partial(send_stop, deployment.pk))
+
+
+def send_stop(deployment_id: int) -> bool:
+    """Hand the stop of a deployment's instance to a worker. A broker that is down loses nothing: the stop
+    stays owed in the database and the sweeper sends it again."""
     try:
-        current_app.send_task("workers.tasks.stop_instance", kwargs={"deployment_id": deployment.pk},
-                              queue="deploy")
-    except Exception:  # the broker is down: the instance idles until an operator stops it
-        log.exception("could not queue the stop of deployment %s", deployment.pk)
+        current_app.send_task(STOP_INSTANCE_TASK, kwargs={"deployment_id": deployment_id}, queue="deploy")
+    except Exception:
+        log.exception("could not send the stop of deployment %s to the broker; the sweeper sends it again",
+                      deployment_id)
+        return False
+    return True
 
 
-def _retire_old_warm(service: Service, keep: int) -> list[Deployment]:
+def _retire_old_warm(service: Service, keep: int) -> None:
     """Keep the `keep` most recent warm releases running; the older ones are stopped."""
-    warm = list(service.deployments.filter(role=Role.WARM).order_by("-updated_at", "-id"))
-    for deployment in warm[keep:]:
-        deployment.role = Role.STOPPED
-        deployment.save(update_fields=["role", "updated_at"])
-    return warm[keep:]
+    for deployment in service.deployments.filter(role=Role.WARM).order_by("-updated_at", "-id")[keep:]:
+        take_out(deployment)
 
 
 def put_in_service(release_id: int, environment_name: str, instance: Instance, *, canary_percent: int | None,
@@ -213,7 +224,7 @@ def put_in_service(release_id: int, environment_name: str, instance: Instance, *
         deployment, _ = Deployment.objects.update_or_create(
             service=service, release=release,
             defaults={"role": Role.STOPPED, "traffic_percent": 0, "instance": routing.instance_record(instance),
-                      "endpoint": instance.url, "image": image})
+                      "endpoint": instance.url, "image": image, "stop_sent_at": None, "stopped_at": None})
         before = _shares(service)
         if canary_percent is not None and active is not None and active.pk != deployment.pk:
             if service.deployments.filter(role=Role.CANARY).exclude(pk=deployment.pk).exists():
@@ -230,8 +241,7 @@ def put_in_service(release_id: int, environment_name: str, instance: Instance, *
             deployment.role, deployment.traffic_percent, action = Role.ACTIVE, 100, "deploy"
         deployment.save()
         _record_traffic(service, action, actor, reason or f"release #{release_id}", before)
-        for old in _retire_old_warm(service, release.version.model.policy.keep_warm):
-            transaction.on_commit(partial(stop_instance_later, old))
+        _retire_old_warm(service, release.version.model.policy.keep_warm)
         return deployment
 
 
@@ -264,13 +274,14 @@ def end_canary(service: Service, *, promote: bool, actor: Actor, reason: str) ->
     before = _shares(service)
     winner, loser = (canary, active) if promote else (active, canary)
     routing.move_traffic(service, {winner: 100})
-    loser.role, loser.traffic_percent = (Role.WARM if promote else Role.STOPPED), 0
-    loser.save(update_fields=["role", "traffic_percent", "updated_at"])
+    if promote:
+        loser.role, loser.traffic_percent = Role.WARM, 0
+        loser.save(update_fields=["role", "traffic_percent", "updated_at"])
+    else:
+        take_out(loser)
     winner.role, winner.traffic_percent = Role.ACTIVE, 100
     winner.save(update_fields=["role", "traffic_percent", "updated_at"])
     _record_traffic(service, "promote" if promote else "rollback", actor, reason, before)
-    if not promote:
-        transaction.on_commit(partial(stop_instance_later, loser))
     return winner
 
 

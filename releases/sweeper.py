@@ -1,24 +1,27 @@
-"""Finds stages the pipeline lost track of, from the database alone.
+"""Finds stages the pipeline lost track of, and stops of servers nobody confirmed, from the database alone.
 
 - queued but never picked up (the broker was down, or lost the message): sent again after
   SLIPWAY_STAGE_RESEND_AFTER_S;
 - running without a heartbeat for SLIPWAY_STAGE_HEARTBEAT_TIMEOUT_S (its worker died), or past the
   stage time limit: sent again while attempts are left (SLIPWAY_STAGE_MAX_ATTEMPTS), else failed with
-  the reason. The old run's claim is dropped, so nothing it records later counts.
+  the reason. The old run's claim is dropped, so nothing it records later counts;
+- a deployment taken out of service whose instance no worker confirmed stopped within
+  SLIPWAY_STAGE_RESEND_AFTER_S of its stop being sent (the broker lost it, or the stop failed): its stop
+  is sent again, until a worker confirms the instance gone.
 Runs every SLIPWAY_SWEEP_EVERY_S seconds on Celery beat; safe to run from several processes at once.
 """
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from releases import pipeline
+from releases import deploys, pipeline
 from releases.actors import Actor
-from releases.models import StageRun
+from releases.models import Deployment, StageRun
 from releases.models.pipeline import StageStatus
 from releases.statemachine import TransitionError, heartbeat_fresh, locked_release
 
@@ -47,7 +50,19 @@ def sweep() -> dict[str, int]:
             continue
         retried += outcome == "retried"
         failed += outcome == "failed"
-    return {"resent": resent, "retried": retried, "failed": failed}
+    return {"resent": resent, "retried": retried, "failed": failed, "stops_resent": resend_stops(resend_before)}
+
+
+def resend_stops(sent_before: datetime) -> int:
+    """Send again each stop that was sent before `sent_before` and that no worker confirmed."""
+    now, resent = timezone.now(), 0
+    owed = Deployment.objects.filter(role=Deployment.Role.STOPPED, stopped_at=None, stop_sent_at__lt=sent_before)
+    for deployment_id, sent_at in owed.values_list("pk", "stop_sent_at"):
+        # Only the sweeper that renews stop_sent_at sends it: two sweepers at once send it once.
+        if Deployment.objects.filter(pk=deployment_id, stopped_at=None, stop_sent_at=sent_at).update(
+                stop_sent_at=now):
+            resent += deploys.send_stop(deployment_id)
+    return resent
 
 
 def over_time_limit() -> timedelta:

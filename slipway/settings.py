@@ -211,7 +211,8 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("SLIPWAY_STAGE_SOFT_TIME_LIMIT", default=1
 CELERY_TASK_TIME_LIMIT = env.int("SLIPWAY_STAGE_TIME_LIMIT", default=1900)
 # A running stage's worker renews its heartbeat this often; the sweeper (every SLIPWAY_SWEEP_EVERY_S)
 # takes a stage whose heartbeat is older than the timeout as lost (its worker died) and retries it,
-# up to the attempts, and sends again a queued stage no worker took within SLIPWAY_STAGE_RESEND_AFTER_S.
+# up to the attempts, and sends again a queued stage no worker took within SLIPWAY_STAGE_RESEND_AFTER_S
+# (and the stop of a server that left service that no worker confirmed within it).
 SLIPWAY_STAGE_HEARTBEAT_S = env.float("SLIPWAY_STAGE_HEARTBEAT_S", default=10.0)
 SLIPWAY_STAGE_HEARTBEAT_TIMEOUT_S = env.float("SLIPWAY_STAGE_HEARTBEAT_TIMEOUT_S", default=60.0)
 SLIPWAY_STAGE_RESEND_AFTER_S = env.float("SLIPWAY_STAGE_RESEND_AFTER_S", default=60.0)

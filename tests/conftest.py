@@ -112,7 +112,7 @@ def _no_broker_without_worker(request: pytest.FixtureRequest, monkeypatch: pytes
     if "celery_worker" not in request.fixturenames and not request.node.get_closest_marker("real_broker"):
         monkeypatch.setattr("releases.pipeline.send", lambda stage: False)
         monkeypatch.setattr("webhooks.deliveries.enqueue", lambda delivery_id, countdown=None: False)
-        monkeypatch.setattr("releases.deploys.stop_instance_later", lambda deployment: None)
+        monkeypatch.setattr("releases.deploys.send_stop", lambda deployment_id: False)
         monkeypatch.setattr("workers.shadowing.send_launch", lambda run_id: False)
 
 
@@ -158,6 +158,30 @@ def wait_for_status(release_id: int, *statuses: str, timeout: float = 60) -> Rel
     stages = [(s.name, s.status, s.error) for s in release.stages.all()]
     log = (Path(settings.DATA_DIR) / "worker.log").read_text()[-3000:]
     raise AssertionError(f"release {release_id} is {release.status}, not {statuses}: {stages}\n{log}")
+
+
+def to_staging(ci: APIClient, approver: APIClient, version: str, timeout: float = 90) -> int:
+    """Post a digits build, approve it at the gate and wait until it serves in staging (the production
+    gate then waits); returns the release's id."""
+    release_id = ci.post("/api/v1/builds/", build_form(version=version), format="multipart").json()["release"]["id"]
+    wait_for_status(release_id, "awaiting_approval", timeout=timeout)
+    assert approver.post(f"/api/v1/releases/{release_id}/approve/", {}, format="json").status_code == 201
+    release = wait_for_status(release_id, "awaiting_approval", "failed", timeout=timeout)
+    assert release.stages.get(name="deploy_staging").status == "succeeded", release.failure_reason
+    return release_id
+
+
+def served_by(base: str, model: str = "digits") -> str:
+    """Which release answers one inference request for the model at an environment's address."""
+    import numpy as np
+    import requests
+
+    from serving import oip
+
+    body = oip.request_document({"pixels": digits_model().eval_inputs[:1].astype(np.float32)})
+    answer = requests.post(base + oip.infer_path(model), json=body, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.headers["X-Release-Id"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from django.conf import settings
+from django.utils import timezone
 
 from releases import routing
 from releases.candidates import serving_artifact
@@ -48,7 +49,7 @@ def control_token(environment: str, release_id: str) -> str:
 def launch(release: Release, environment: Environment, port: int | None = None) -> Instance:
     """Start the release's server and wait for it to pass its health check (else HealthCheckFailed)."""
     artifact = serving_artifact(release)
-    taken = [d.instance.get("port") for d in Deployment.objects.exclude(role=Deployment.Role.STOPPED)]
+    taken = [d.instance.get("port") for d in Deployment.objects.filter(stopped_at=None)]  # stopping ones too
     spec = InstanceSpec(
         release_id=str(release.pk), environment=environment.name, port=port or _ports.allocate(exclude=taken),
         model_name=release.version.model.name, version=release.version.label, sha256=artifact.sha256,
@@ -57,10 +58,17 @@ def launch(release: Release, environment: Environment, port: int | None = None) 
     return routing.target_for(environment).launch(spec, timeout=READY_TIMEOUT_S)
 
 
-def stop(deployment: Deployment) -> None:
-    """Take a deployment's instance out of its service's backend and stop it."""
+def stop(deployment_id: int) -> bool:
+    """Take a deployment that left service out of its service's backend, stop its instance and confirm it
+    gone (the sweeper sends the stop again until then). False if it serves again meanwhile."""
+    deployment = Deployment.objects.select_related("service__environment", "service__model").get(pk=deployment_id)
+    if deployment.role != Deployment.Role.STOPPED:
+        return False
     routing.detach(deployment)
     routing.target_for(deployment.service.environment).stop(routing.instance_of(deployment))
+    Deployment.objects.filter(pk=deployment_id, role=Deployment.Role.STOPPED, stopped_at=None).update(
+        stopped_at=timezone.now())
+    return True
 
 
 def revive_local_servers() -> list[str]:

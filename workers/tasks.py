@@ -20,13 +20,10 @@ def run_stage(*, release_id: int, stage: str) -> None:
 
 
 @shared_task(name="workers.tasks.stop_instance", acks_late=True)
-def stop_instance(*, deployment_id: int) -> None:
-    from releases.models import Deployment
+def stop_instance(*, deployment_id: int) -> bool:
     from workers.deploying import stop
 
-    deployment = Deployment.objects.select_related("service__environment", "service__model").get(pk=deployment_id)
-    if deployment.role == Deployment.Role.STOPPED:
-        stop(deployment)
+    return stop(deployment_id)
 
 
 @shared_task(name="workers.tasks.start_shadow", acks_late=True)

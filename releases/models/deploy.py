@@ -45,7 +45,8 @@ class Service(models.Model):
 
 
 class Deployment(models.Model):
-    """One release running for one service. Exactly one is active per service."""
+    """One release running for one service. Exactly one is active per service. A stopped one's instance is
+    gone once stopped_at is set; until then its stop is owed (releases/sweeper.py sends it again)."""
 
     class Role(models.TextChoices):
         ACTIVE = "active"
@@ -60,6 +61,9 @@ class Deployment(models.Model):
     image = models.CharField(max_length=200, blank=True, help_text="image digest, docker target")
     endpoint = models.CharField(max_length=200, blank=True, help_text="the instance's own address")
     instance = models.JSONField(default=dict, blank=True, help_text="what the target needs to find it")
+    stop_sent_at = models.DateTimeField(null=True, blank=True,
+                                        help_text="when the stop of its instance was last sent")
+    stopped_at = models.DateTimeField(null=True, blank=True, help_text="when a worker confirmed its instance gone")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

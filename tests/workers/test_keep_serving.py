@@ -5,27 +5,16 @@ import os
 import signal
 import time
 
-import numpy as np
 import pytest
-import requests
 from django.conf import settings
 
 from releases.models import Deployment
-from serving import oip
 from shipping.ports import port_is_free
-from tests.conftest import build_form, token_client, wait_for_status
-from tests.factories import digits_model
+from tests.conftest import served_by, to_staging, token_client
 from workers.tasks import keep_serving
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 STAGING = f"http://127.0.0.1:{settings.SLIPWAY_FIRST_PROXY_PORT}"
-
-
-def _served_by() -> str:
-    body = oip.request_document({"pixels": digits_model().eval_inputs[:1].astype(np.float32)})
-    answer = requests.post(STAGING + oip.infer_path("digits"), json=body, timeout=10)
-    assert answer.status_code == 200, answer.text
-    return answer.headers["X-Release-Id"]
 
 
 def _kill(pid: int, port: int) -> None:
@@ -38,14 +27,10 @@ def _kill(pid: int, port: int) -> None:
 
 
 def test_a_dead_model_server_and_a_dead_haproxy_are_started_again(celery_worker, users):
-    ci, alice = token_client(users["ci"]), token_client(users["alice"])
-    release_id = ci.post("/api/v1/builds/", build_form(version="1"), format="multipart").json()["release"]["id"]
-    wait_for_status(release_id, "awaiting_approval")
-    assert alice.post(f"/api/v1/releases/{release_id}/approve/", {}, format="json").status_code == 201
-    assert wait_for_status(release_id, "awaiting_approval", "failed", timeout=90).status == "awaiting_approval"
+    release_id = to_staging(token_client(users["ci"]), token_client(users["alice"]), "1")
     deployment = Deployment.objects.get(service__environment__name="staging", release_id=release_id)
     old = deployment.instance
-    assert _served_by() == str(release_id)
+    assert served_by(STAGING) == str(release_id)
     assert keep_serving() == []  # all is well: nothing to do
 
     _kill(int(old["handle"]), old["port"])
@@ -56,4 +41,4 @@ def test_a_dead_model_server_and_a_dead_haproxy_are_started_again(celery_worker,
     assert deployment.instance["port"] == old["port"] and deployment.instance["handle"] != old["handle"]
     assert (settings.SLIPWAY_SERVING_DIR / "pids" / f"{deployment.instance['handle']}.json").exists()
     assert not (settings.SLIPWAY_SERVING_DIR / "pids" / f"{old['handle']}.json").exists()
-    assert _served_by() == str(release_id)
+    assert served_by(STAGING) == str(release_id)
