@@ -160,14 +160,25 @@ def wait_for_status(release_id: int, *statuses: str, timeout: float = 60) -> Rel
     raise AssertionError(f"release {release_id} is {release.status}, not {statuses}: {stages}\n{log}")
 
 
-def to_staging(ci: APIClient, approver: APIClient, version: str, timeout: float = 90) -> int:
-    """Post a digits build, approve it at the gate and wait until it serves in staging (the production
-    gate then waits); returns the release's id."""
-    release_id = ci.post("/api/v1/builds/", build_form(version=version), format="multipart").json()["release"]["id"]
+def to_staging(ci: APIClient, approver: APIClient, version: str, timeout: float = 120, **form: object) -> int:
+    """Post a build (digits unless `form` says otherwise), approve it at the gate and wait until it serves
+    in staging (the production gate then waits); returns the release's id."""
+    response = ci.post("/api/v1/builds/", build_form(version=version, **form), format="multipart")
+    assert response.status_code == 201, response.json()
+    release_id = response.json()["release"]["id"]
     wait_for_status(release_id, "awaiting_approval", timeout=timeout)
     assert approver.post(f"/api/v1/releases/{release_id}/approve/", {}, format="json").status_code == 201
     release = wait_for_status(release_id, "awaiting_approval", "failed", timeout=timeout)
     assert release.stages.get(name="deploy_staging").status == "succeeded", release.failure_reason
+    assert release.stages.get(name="production_gate").status == "waiting"
+    return release_id
+
+
+def to_production(ci: APIClient, approver: APIClient, deployer: APIClient, version: str, **form: object) -> int:
+    """to_staging, then the production approval: the release goes on to its canary in production."""
+    release_id = to_staging(ci, approver, version, **form)
+    answer = deployer.post(f"/api/v1/releases/{release_id}/approve/", {"comment": "prod ok"}, format="json")
+    assert answer.status_code == 201, answer.json()
     return release_id
 
 

@@ -12,12 +12,12 @@ import pytest
 
 from releases import deploys
 from releases.actors import Actor
-from releases.models import Deployment, Environment
+from releases.models import Deployment, Environment, Release, StageRun
 from releases.routing import target_for
 from shipping.kubernetes import manifests
 from shipping.kubernetes.manifests import Cluster, ManifestError
 from shipping.targets import HealthCheckFailed, InstanceSpec
-from tests.conftest import make_user
+from tests.conftest import build_form, make_user, token_client
 from tests.pages.data import make_model, make_release, make_version
 from tests.shipping.kube_stub import kube_stub
 
@@ -164,3 +164,36 @@ def test_a_rollout_that_never_becomes_ready_fails_with_the_reason(settings, tmp_
     apps = f"/apis/apps/v1{NS}/deployments/slipway-production-r7"
     assert stub.calls()[:3] == [("POST", f"/apis/apps/v1{NS}/deployments"), ("POST", f"/api/v1{NS}/services"),
                                 ("GET", f"{apps}/status")]
+
+
+@pytest.mark.django_db
+def test_a_deploy_stage_whose_rollout_never_becomes_ready_fails_with_the_reason(users, settings, tmp_path,
+                                                                                 monkeypatch):
+    from workers.runner import run_stage
+
+    settings.ARTIFACT_DIR = tmp_path / "artifacts"
+    Environment.objects.update(target="kubernetes")  # a cluster's Gateway serves both: no HAProxy
+    response = token_client(users["ci"]).post("/api/v1/builds/", build_form(), format="multipart")
+    release_id = response.json()["release"]["id"]
+    StageRun.objects.filter(release_id=release_id).update(status="succeeded")
+    StageRun.objects.filter(release_id=release_id, name="deploy_staging").update(status="queued")
+    StageRun.objects.filter(release_id=release_id, name__in=["production_gate", "canary"]).update(status="pending")
+    Release.objects.filter(pk=release_id).update(status="shipping", image=DIGEST)
+    monkeypatch.setattr("workers.deploying.READY_TIMEOUT_S", 1.5)
+    with kube_stub() as stub:
+        stub.ready = False
+        settings.SLIPWAY_KUBECONFIG = str(stub.kubeconfig(tmp_path))
+        settings.SLIPWAY_K8S_NAMESPACE, settings.SLIPWAY_K8S_REPLICAS = "models", 2
+        run_stage(release_id, "deploy_staging")
+    stage = StageRun.objects.get(release_id=release_id, name="deploy_staging")
+    release = Release.objects.get(pk=release_id)
+    name = f"slipway-staging-r{release_id}"
+    assert (stage.status, stage.error) == ("failed", f"release {release_id} (kubernetes {name}) at http://{name}"
+                                           ".models.svc:8000 failed its health check: 0 of 2 replicas ready after "
+                                           "2 s\n--- last log lines ---\n(no pods)")
+    assert (release.status, release.failure_reason) == ("failed", f"deploy_staging: {stage.error}")
+    assert list(StageRun.objects.filter(release_id=release_id, name__in=["production_gate", "canary"])
+                .values_list("status", flat=True)) == ["skipped", "skipped"]
+    assert stub.calls()[-2:] == [("DELETE", f"/api/v1{NS}/services/{name}"),  # nothing left running
+                                 ("DELETE", f"/apis/apps/v1{NS}/deployments/{name}")]
+    assert not Deployment.objects.filter(release_id=release_id).exists()

@@ -15,7 +15,7 @@ from django.test import Client
 
 from releases.models import Canary, Deployment, ReleasePolicy, TrafficChange
 from serving import oip
-from tests.conftest import build_form, token_client, wait_for_status
+from tests.conftest import to_production, token_client, wait_for_status
 from tests.factories import digits_model
 from tests.shipping.load import SteadyLoad
 
@@ -26,15 +26,7 @@ BODY = oip.request_document({"pixels": digits_model().eval_inputs[:1].astype(np.
 
 
 def ship(ci, alice, bob, model: str, version: str) -> int:
-    response = ci.post("/api/v1/builds/", build_form(model=model, version=version), format="multipart")
-    assert response.status_code == 201, response.json()
-    release_id = response.json()["release"]["id"]
-    wait_for_status(release_id, "awaiting_approval", timeout=120)
-    assert alice.post(f"/api/v1/releases/{release_id}/approve/", {}, format="json").status_code == 201
-    release = wait_for_status(release_id, "awaiting_approval", "failed", timeout=120)
-    assert release.stages.get(name="deploy_staging").status == "succeeded", release.failure_reason
-    assert bob.post(f"/api/v1/releases/{release_id}/approve/", {"comment": "prod ok"}, format="json").status_code == 201
-    return release_id
+    return to_production(ci, alice, bob, version, model=model)
 
 
 def served_by(base: str, model: str) -> str:

@@ -22,26 +22,12 @@ from releases.routing import target_for
 from releases.storage import get_store
 from serving import oip
 from shipping.targets import Instance
-from tests.conftest import build_form, token_client, wait_for_status
+from tests.conftest import to_production, token_client, wait_for_status
 from tests.factories import digits_model
 from tests.shipping.load import SteadyLoad
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 PRODUCTION = f"http://127.0.0.1:{settings.SLIPWAY_FIRST_PROXY_PORT + 1}"
-
-
-def ship(ci, alice, bob, version: str) -> int:
-    response = ci.post("/api/v1/builds/", build_form(version=version), format="multipart")
-    assert response.status_code == 201, response.json()
-    release_id = response.json()["release"]["id"]
-    wait_for_status(release_id, "awaiting_approval")
-    assert alice.post(f"/api/v1/releases/{release_id}/approve/", {}, format="json").status_code == 201
-    release = wait_for_status(release_id, "awaiting_approval", "failed", timeout=60)
-    assert release.status == "awaiting_approval", release.failure_reason
-    assert release.stages.get(name="production_gate").status == "waiting"
-    assert release.stages.get(name="deploy_staging").status == "succeeded"
-    assert bob.post(f"/api/v1/releases/{release_id}/approve/", {"comment": "prod ok"}, format="json").status_code == 201
-    return release_id
 
 
 def served_by() -> str:
@@ -54,14 +40,14 @@ def served_by() -> str:
 def test_staging_canary_promotion_and_one_call_rollback_under_load(celery_worker, beat, users):
     ci, alice, bob = (token_client(users[n]) for n in ("ci", "alice", "bob"))
     ReleasePolicy.objects.filter(model__name="digits").update(canary_minutes=0.1, canary_min_requests=5)
-    first = ship(ci, alice, bob, "1")
+    first = to_production(ci, alice, bob, "1")
     assert wait_for_status(first, "released", "failed").status == "released"
     assert served_by() == str(first)
 
     body = oip.request_document({"pixels": digits_model().eval_inputs[:1].astype(np.float32)})
     with SteadyLoad(PRODUCTION + oip.infer_path("digits"), rate=40, clients=2, body=body) as load:
         ReleasePolicy.objects.update(canary_minutes=0.1, canary_min_requests=5)
-        second = ship(ci, alice, bob, "2")
+        second = to_production(ci, alice, bob, "2")
         release = wait_for_status(second, "released", "failed", timeout=90)
         assert release.status == "released", release.failure_reason
         assert "within thresholds" in release.stages.get(name="canary").log

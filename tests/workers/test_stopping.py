@@ -21,6 +21,7 @@ from workers.deploying import launch
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 STAGING = f"http://127.0.0.1:{settings.SLIPWAY_FIRST_PROXY_PORT}"
+PRODUCTION = f"http://127.0.0.1:{settings.SLIPWAY_FIRST_PROXY_PORT + 1}"
 
 
 def in_staging(release_id: int) -> Deployment:
