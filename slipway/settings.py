@@ -11,6 +11,8 @@ from pathlib import Path
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# The pages and their static files live in the slipway package, so an installed copy serves them too.
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 env = environ.Env()
 
@@ -87,7 +89,7 @@ WSGI_APPLICATION = "slipway.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [PACKAGE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -128,7 +130,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS = [PACKAGE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "static"
 
 # Uploads: only the builds endpoint streams files to the artifact store (releases.uploads.HashingUploadHandler,
