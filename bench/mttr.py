@@ -14,8 +14,9 @@ process on the bench's throwaway PostgreSQL database), which rolls production ba
                   see bench/rollback.py)
   recorded        -> the traffic change committed: the rollback complete in Slipway's records
 
-with the shipped timings (deploy/prometheus/*.yml: minutes; the rules' `for:` is 5 minutes) and with
-the tests' timings. The last line is one JSON object with the figures.
+with the shipped timings (deploy/prometheus/*.yml: 5 s scrapes and evaluations, a 20 s window held
+30 s, 5 s group_wait for paging alerts; goal at most 60 s) and with the tests' timings. The last line
+is one JSON object with the figures.
 
     .venv/bin/python bench/mttr.py [--timings test|shipped|both] [--rate 20]
 """

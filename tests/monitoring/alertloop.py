@@ -47,11 +47,12 @@ class Timings:
     def shipped(cls) -> "Timings":
         prom = yaml.safe_load(SHIPPED_PROMETHEUS.read_text())
         route = yaml.safe_load(SHIPPED_ALERTMANAGER.read_text())["route"]
+        paging = route | next((r for r in route.get("routes", []) if 'severity="page"' in r.get("matchers", [])), {})
         sd = next(job["http_sd_configs"][0] for job in prom["scrape_configs"] if "http_sd_configs" in job)
         return cls(scrape=seconds(prom["global"]["scrape_interval"]),
                    evaluation=seconds(prom["global"]["evaluation_interval"]),
                    discovery=seconds(sd.get("refresh_interval", "60s")),
-                   group_wait=seconds(route["group_wait"]), group_interval=seconds(route["group_interval"]))
+                   group_wait=seconds(paging["group_wait"]), group_interval=seconds(paging["group_interval"]))
 
     @classmethod
     def test(cls) -> "Timings":
@@ -124,7 +125,8 @@ def start_alertmanager(work: Path, slipway_url: str, token: str, timings: Timing
     if ALERTMANAGER is None:
         raise RuntimeError("Alertmanager is not installed: apt-get install -y prometheus-alertmanager")
     config = yaml.safe_load(SHIPPED_ALERTMANAGER.read_text())
-    config["route"] |= {"group_wait": duration(timings.group_wait), "group_interval": duration(timings.group_interval)}
+    for route in [config["route"], *config["route"].get("routes", [])]:
+        route |= {"group_wait": duration(timings.group_wait), "group_interval": duration(timings.group_interval)}
     hook = config["receivers"][0]["webhook_configs"][0]
     hook["url"] = f"{slipway_url}/api/v1/alerts/"
     hook["http_config"]["authorization"]["credentials"] = token
