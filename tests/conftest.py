@@ -14,6 +14,7 @@ from releases.models import ApiToken, Release, StageRun
 from releases.models.pipeline import StageStatus
 from tests import services
 from tests.factories import digits_eval_npz, digits_model
+from tests.workerproc import stop_worker, worker_database_url
 
 ALL_SCOPES = ["builds:write", "releases:read", "approve", "deploy", "rollback", "webhooks:write", "feedback", "alerts"]
 # The S3-compatible server; Chromium (browser, open_as); the small language model.
@@ -63,12 +64,6 @@ def build_form(model: str = "digits", version: str = "1.0.0", **overrides: objec
     return {k: v for k, v in form.items() if v is not None}
 
 
-def worker_database_url() -> str:
-    db = settings.DATABASES["default"]
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 @pytest.fixture
 def celery_worker(_worker_process: subprocess.Popen, transactional_db) -> subprocess.Popen:
     """The real worker, for one transactional test; afterwards it is left idle, so that nothing it runs
@@ -88,11 +83,7 @@ def beat(celery_worker, tmp_path) -> subprocess.Popen:
                                  str(tmp_path / "beat-schedule"), "--loglevel", "INFO"],
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
     yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_worker(proc)
 
 
 def wait_until_idle(timeout: float = 120) -> None:
@@ -132,11 +123,7 @@ def _worker_process(django_db_setup, django_db_blocker) -> subprocess.Popen:
              "-n", "test-worker@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
             env=env, stdout=log, stderr=subprocess.STDOUT)
     yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_worker(proc)
     stop_serving()
 
 

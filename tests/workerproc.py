@@ -1,4 +1,5 @@
-"""Extra real `celery worker` processes with their own environment (other queues, another store),
+"""Extra real `celery worker` processes with their own environment (other queues, another store), how
+every test process is stopped and reaches the test database (tests/conftest.py's worker and beat too),
 and a way to keep the session's worker (tests/conftest.py) off the queues meanwhile."""
 
 import os
@@ -13,9 +14,15 @@ from pathlib import Path
 from django.conf import settings
 
 from slipway.celery import QUEUES, app
-from tests.conftest import worker_database_url
 
 SESSION_WORKER = f"test-worker@{socket.gethostname()}"
+
+
+def worker_database_url() -> str:
+    """The test database, as a worker process started by the tests reaches it."""
+    db = settings.DATABASES["default"]
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 def start_worker(name: str, queues: str, log_path: Path, env: dict[str, str], concurrency: int = 1) -> subprocess.Popen:
@@ -30,6 +37,7 @@ def start_worker(name: str, queues: str, log_path: Path, env: dict[str, str], co
 
 
 def stop_worker(proc: subprocess.Popen) -> None:
+    """SIGTERM (a worker finishes its tasks, beat its tick), SIGKILL after 20 s."""
     proc.terminate()
     try:
         proc.wait(timeout=20)

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import worker_database_url
 from tests.reliability.drills import celery_broker
 from tests.reliability.processes import HEARTBEAT_TIMEOUT_S, RESEND_AFTER_S, RedisServer, Worker, worker_env
+from tests.workerproc import worker_database_url
 
 
 @pytest.fixture

@@ -8,9 +8,10 @@ import pytest
 from django.db import close_old_connections
 
 from releases.models import StageRun
-from tests.conftest import token_client, worker_database_url
+from tests.conftest import token_client
 from tests.reliability.drills import Sweeper, figures, terminate_backends, wait_for_all, wait_for_stage
 from tests.reliability.test_worker_kill import post_build
+from tests.workerproc import worker_database_url
 
 pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.real_broker]
 GATE = {"awaiting_approval"}

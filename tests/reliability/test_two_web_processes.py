@@ -17,8 +17,9 @@ from django.conf import settings
 from releases.models import ModelVersion
 from releases.storage.base import object_key
 from shipping.ports import ephemeral_port
-from tests.conftest import build_form, worker_database_url
+from tests.conftest import build_form
 from tests.s3server import bucket_keys, s3_environment
+from tests.workerproc import worker_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 SECRET = "two-web-processes-test-secret-key-0123456789abcdef"
