@@ -15,7 +15,7 @@ def owe_stops(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('releases', '0014_canaries'),
+        ('releases', '0015_rollback_drills'),
     ]
 
     operations = [
