@@ -2,10 +2,11 @@
 
 The data goes into a throwaway PostgreSQL database, `slipway_bench_pages` on 127.0.0.1 (set
 BENCH_DATABASE_URL for another one), dropped and created afresh at the start and dropped at the
-end; nothing else is touched. Rows are written with bulk_create: 10,000 versions over 20 models
-(8,000 in one), one release each with 3 stages and 10 release-level metrics (100,000 points),
-a release at its gate with 6 candidates, 30,000 audit events, 5,000 traffic changes and 50,000
-serving samples in production.
+end. Sessions are kept in Redis as in production (BENCH_REDIS_URL, by default
+redis://127.0.0.1:6379/7, a database the tests leave alone); the bench's sessions are deleted at the
+end, and nothing else is touched. Rows are written with bulk_create: 10,000 versions over 20 models (8,000 in one),
+one release each with 3 stages and 10 release-level metrics (100,000 points), a release at its gate
+with 6 candidates, 30,000 audit events, 5,000 traffic changes and 50,000 serving samples in production.
 
 Each page is asked for through django.test.Client (the whole Django stack, no network): query
 counts once with 100 versions and again with 10,000, to show that they do not grow, then server
@@ -24,12 +25,17 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.throwaway import configure, database_name, drop_database, recreate_database
 
-configure("slipway_bench_pages")
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+configure("slipway_bench_pages", REDIS_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7"))
 
 TOTAL_VERSIONS = 10_000
 FIRST_VERSIONS = 100  # the query counts are taken here first, then at TOTAL_VERSIONS
@@ -215,6 +221,29 @@ class Population:
         )
 
 
+SESSIONS: list[str] = []  # the bench's sessions, deleted at the end
+
+
+def signed_in(user: "User") -> "Client":
+    """A test client logged in as `user`, its session remembered for forget_sessions()."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    SESSIONS.append(client.session.session_key)
+    return client
+
+
+def forget_sessions() -> None:
+    from importlib import import_module
+
+    from django.conf import settings
+
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    for key in SESSIONS:
+        store(key).delete()
+
+
 def pages(population: Population) -> dict[str, tuple[str, object]]:
     """Page name → (URL, user)."""
     release = population.gate_release.pk
@@ -237,13 +266,11 @@ def pages(population: Population) -> dict[str, tuple[str, object]]:
 
 def query_counts(population: Population) -> dict[str, int]:
     from django.db import connection
-    from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
     counts = {}
     for name, (url, user) in pages(population).items():
-        client = Client()
-        client.force_login(user)
+        client = signed_in(user)
         with CaptureQueriesContext(connection) as queries:
             response = client.get(url)
         if response.status_code != 200:
@@ -253,12 +280,9 @@ def query_counts(population: Population) -> dict[str, int]:
 
 
 def timings(population: Population, requests: int) -> dict[str, dict]:
-    from django.test import Client
-
     results = {}
     for name, (url, user) in pages(population).items():
-        client = Client()
-        client.force_login(user)
+        client = signed_in(user)
         for _ in range(3):
             client.get(url)
         times, cpu = [], []
@@ -311,6 +335,7 @@ def main() -> None:
         versions, metrics = ModelVersion.objects.count(), Metric.objects.count()
     finally:
         if not args.keep:
+            forget_sessions()
             drop_database()
 
     print(

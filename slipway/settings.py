@@ -191,6 +191,10 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
                           "KEY_PREFIX": "slipway-cache"}}
+    # Sessions are read from that shared cache (and written through to the database): no session query on
+    # every page, and a logout deletes the one copy every web process reads. Without Redis each process
+    # would keep its own copy, and a session logged out in one would live on in the others: the database.
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 BROKER_DIR = DATA_DIR / "broker"
 EMBEDDED_REDIS_SOCKET = BROKER_DIR / "redis.sock"
 # What Slipway itself reads queue depths from (redis-py's URL), and what Celery connects to (kombu's).

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from django.contrib.auth.models import User
 from django.core.paginator import Page, Paginator
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Case, CharField, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.http import HttpRequest
 
 from releases.approvals import GATE_STAGES
@@ -22,7 +22,6 @@ from releases.models import (
     Release,
     Service,
     ServingSample,
-    StageRun,
     TrafficChange,
 )
 from releases.models.pipeline import ReleaseStatus, StageStatus
@@ -71,17 +70,18 @@ def task_metric(model: Model) -> tuple[str, bool]:
 
 def waiting_for(user: AnyUser, limit: int = 20) -> list[Release]:
     """Releases waiting at an approval gate that this user may approve and has not decided on there
-    (the rules of releases.approvals.why_not, asked of the database). Each has `.at_production`."""
+    (the rules of releases.approvals.why_not, asked of the database). Each has `.at_production`.
+
+    The gate a release waits at is named by its waiting gate stage, joined once: cheaper to build than a
+    subquery per gate, which is most of this page's time."""
     if not isinstance(user, User):
         return []
-    waits = StageRun.objects.filter(release=OuterRef("pk"), status=StageStatus.WAITING)
-    at_the_waiting_gate = Q()
-    for gate, stage in GATE_STAGES.items():
-        at_the_waiting_gate |= Q(gate=gate, release__stages__name=stage, release__stages__status=StageStatus.WAITING)
-    decided_here = Approval.objects.filter(at_the_waiting_gate, release=OuterRef("pk"), user=user)
-    rows = (RELEASE_ROWS.filter(status=ReleaseStatus.AWAITING_APPROVAL).exclude(version__author=user)
-            .exclude(Exists(decided_here))
-            .annotate(at_production=Exists(waits.filter(name=GATE_STAGES["production"])))
+    waiting_gate = Case(*(When(stages__name=stage, then=Value(gate)) for gate, stage in GATE_STAGES.items()),
+                        output_field=CharField())
+    decided_there = Approval.objects.filter(release=OuterRef("pk"), user=user, gate=OuterRef("waiting_gate"))
+    rows = (RELEASE_ROWS.filter(status=ReleaseStatus.AWAITING_APPROVAL, stages__status=StageStatus.WAITING,
+                                stages__name__in=list(GATE_STAGES.values()))
+            .exclude(version__author=user).annotate(waiting_gate=waiting_gate).exclude(Exists(decided_there))
             .order_by("created_at", "id"))
     if not has_role(user, ADMIN):
         groups = groups_of(user)
@@ -89,7 +89,10 @@ def waiting_for(user: AnyUser, limit: int = 20) -> list[Release]:
         if APPROVER in groups:
             in_group |= Q(version__model__policy__approver_group__isnull=True)
         rows = rows.filter(in_group)
-    return stamp(rows[:limit], "created_at")
+    waiting = stamp(rows[:limit], "created_at")
+    for release in waiting:
+        release.at_production = release.waiting_gate == "production"  # type: ignore[attr-defined]
+    return waiting
 
 
 def live_deployments(environments: QuerySet[Environment]) -> list[Environment]:

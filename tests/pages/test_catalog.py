@@ -81,12 +81,12 @@ def test_model_pages_take_the_same_queries_however_many_versions(users, versions
         d.make_release(d.make_version(model, f"v{i}", users["ci"]), "released", d.STAGES_DONE,
                        {"accuracy": 0.9, "latency_p95_ms": 2.0, "size_bytes": 1e6})
     client = client_for(users["victor"])
-    # session, user, the user's groups (viewer_required), then the page
-    with django_assert_num_queries(5):
+    # user and the user's groups (viewer_required; the session comes from the cache), then the page
+    with django_assert_num_queries(4):
         listing = client.get("/models/")
     assert [m.name for m in listing.context["page"]] == ["digits"]
     assert 'href="/models/digits/"' in listing.content.decode()
-    with django_assert_num_queries(10):  # and where it serves (one query for every environment)
+    with django_assert_num_queries(9):  # and where it serves (one query for every environment)
         detail = client.get("/models/digits/")
     shown = [v.label for v in detail.context["page"]]
     assert shown == [f"v{i}" for i in reversed(range(versions))][:25]  # newest first, 25 a page

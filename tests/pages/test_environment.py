@@ -220,9 +220,9 @@ def test_the_environment_page_takes_the_same_queries_however_many_rows(users, sc
     client = client_for(make_user("olga", "on-call"))
     # The monitoring panel loads after the page (monitoring/pages.py); 3 are the drill's: its last one, a
     # running deploy, a running shadow.
-    with django_assert_num_queries(20):
+    with django_assert_num_queries(19):
         assert client.get(SERVICE, {"at": "2026-03-01T12:15"}).status_code == 200
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(7):
         assert client.get(f"{URL}live/").status_code == 200
 
 

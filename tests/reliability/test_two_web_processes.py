@@ -75,6 +75,17 @@ def test_a_session_an_upload_and_a_login_lock_hold_across_web_processes(users, t
     session = requests.Session()
     assert login(session, a, "alice", "pw-alice").status_code == 302
     assert session.get(b + "/workers/", timeout=10, allow_redirects=False).status_code == 200
+    # Sessions are read from the shared cache: a logout on one process ends the session on the other too,
+    # also for a copy of its cookie.
+    other = requests.Session()
+    assert login(other, a, "alice", "pw-alice").status_code == 302
+    copied = {"sessionid": other.cookies["sessionid"]}
+    assert requests.get(b + "/workers/", cookies=copied, timeout=10, allow_redirects=False).status_code == 200
+    page = other.get(a + "/workers/", timeout=10).text
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    assert other.post(a + "/logout/", data={"csrfmiddlewaretoken": token}, timeout=10,
+                      allow_redirects=False).status_code == 302
+    assert requests.get(b + "/workers/", cookies=copied, timeout=10, allow_redirects=False).status_code == 302
 
     from releases.models import ApiToken
 
