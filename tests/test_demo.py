@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from releases.management.demo_model import digits_model
 from shipping.ports import ephemeral_port, port_is_free
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,6 +74,9 @@ def test_demo_restarts_a_killed_worker_and_sigterm_leaves_nothing(demo_dir: Path
     try:
         _wait("the demo build", lambda: (demo_dir / "demo-ci-token").exists() and _status(demo_dir).get("worker"))
         token = (demo_dir / "demo-ci-token").read_text().strip()
+        # The build's files, for README's next version (`slipway push var/demo-build/...`): the demo's own.
+        _wait("the demo build's files", lambda: (demo_dir / "demo-build" / "digits-eval.npz").exists())
+        assert (demo_dir / "demo-build" / "digits.onnx").read_bytes() == digits_model().onnx_bytes
         _wait("the first release", lambda: requests.get(f"{base}/login/", timeout=5).ok
               and _release(base, token).get("id") == 1)
         killed = _status(demo_dir)["worker"]["pid"]

@@ -71,6 +71,18 @@ def post_demo_build(base_url: str, token: str) -> int:
     return response.json()["release"]["id"]
 
 
+def write_demo_build() -> Path:
+    """The demo build's files (the digits model and its evaluation data) in the data folder, for posting
+    another version of it as CI would (`slipway push`, README); returns their folder."""
+    from releases.management.demo_model import digits_eval_npz, digits_model
+
+    folder = settings.DATA_DIR / "demo-build"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "digits.onnx").write_bytes(digits_model().onnx_bytes)
+    (folder / "digits-eval.npz").write_bytes(digits_eval_npz())
+    return folder
+
+
 def answers(url: str) -> Callable[[], bool]:
     def check() -> bool:
         try:
@@ -152,8 +164,10 @@ class Command(BaseCommand):
             for name, password in logins.items():
                 self.stdout.write(f"  {name:7} {password:14} ({', '.join(DEMO_USERS[name])})")
             self.stdout.write(f"CI token (builds:write, releases:read): {token}")
-            self.stdout.write(f"Logs: {LOGS}. Send traffic to see a canary promote: "
-                              f"python manage.py demo_traffic")
+            build = write_demo_build()
+            self.stdout.write(f"Logs: {LOGS}. To see a canary promote once a release serves in production, post "
+                              f"another version of the demo build (its files are in {build}) and send traffic: "
+                              "see README, \"See a canary promote\".")
             self.stdout.write("Press Ctrl-C to stop.")
             while True:
                 supervisor.poll()
