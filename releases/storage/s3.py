@@ -16,6 +16,7 @@ import hashlib
 import io
 import os
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -46,8 +47,14 @@ def _missing(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}
 
 
+@functools.cache
+def _part_senders() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=8, thread_name_prefix="s3-part")
+
+
 class S3Writer(Writer):
-    """Buffers one part at a time; a small object is one PUT, a large one a multipart upload."""
+    """Buffers one part at a time; a small object is one PUT, a large one a multipart upload whose parts
+    go up on another thread while the next part arrives (one part in flight: memory stays ~2 parts)."""
 
     def __init__(self, store: S3Store, key: str) -> None:
         super().__init__()
@@ -55,6 +62,7 @@ class S3Writer(Writer):
         self.buffer = bytearray()
         self.upload_id: str | None = None
         self.parts: list[dict] = []
+        self.in_flight: tuple[int, Future] | None = None
 
     def _write(self, chunk: bytes | memoryview) -> None:
         self.buffer += chunk
@@ -64,12 +72,18 @@ class S3Writer(Writer):
 
     def _send_part(self, data: bytes) -> None:
         s3 = self.store.client
+        self._wait_for_part()
         if self.upload_id is None:
             self.upload_id = s3.create_multipart_upload(Bucket=self.store.bucket, Key=self.key)["UploadId"]
         number = len(self.parts) + 1
-        answer = s3.upload_part(Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id,
-                                PartNumber=number, Body=data)
-        self.parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+        self.in_flight = number, _part_senders().submit(
+            s3.upload_part, Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number,
+            Body=data)
+
+    def _wait_for_part(self) -> None:
+        if self.in_flight is not None:
+            (number, sending), self.in_flight = self.in_flight, None
+            self.parts.append({"PartNumber": number, "ETag": sending.result()["ETag"]})
 
     def finish(self) -> Staged:
         s3 = self.store.client
@@ -79,6 +93,7 @@ class S3Writer(Writer):
             else:
                 if self.buffer:
                     self._send_part(bytes(self.buffer))
+                self._wait_for_part()
                 s3.complete_multipart_upload(Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id,
                                              MultipartUpload={"Parts": self.parts})
         except BaseException:
@@ -89,6 +104,9 @@ class S3Writer(Writer):
 
     def abort(self) -> None:
         self.buffer = bytearray()
+        if self.in_flight is not None:
+            wait([self.in_flight[1]])  # its part is dropped with the upload below
+            self.in_flight = None
         if self.upload_id is not None:
             self.store.client.abort_multipart_upload(Bucket=self.store.bucket, Key=self.key,
                                                      UploadId=self.upload_id)

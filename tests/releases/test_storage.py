@@ -117,7 +117,7 @@ def test_an_interrupted_multipart_upload_is_aborted(s3_store_settings):
     writer = store.writer()
     for _ in range(11):
         writer.write(b"x" * 1024 * 1024)
-    assert len(writer.parts) == 2
+    assert len(writer.parts) + (writer.in_flight is not None) == 2  # sent, or on its way while the next arrives
     assert open_multipart_uploads(store.endpoint_url, store.bucket) == [writer.key]
     writer.abort()
     assert stored(store) == []

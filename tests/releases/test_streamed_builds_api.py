@@ -8,10 +8,14 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 
 from releases.models import ApiToken, Artifact, ModelVersion, Release
+from releases.storage import get_store
+from releases.storage.base import object_key
 from tests.conftest import token_client
 from tests.factories import digits_eval_npz, digits_model
 from tests.releases.test_builds_api import stored_objects, temp_files
 from tests.releases.test_llm_builds_api import EVAL, good_files, hf_tar
+from tests.releases.test_storage import stored
+from tests.s3server import PART_BYTES
 
 URL = "/api/v1/builds/"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -140,3 +144,18 @@ def test_the_server_answers_before_reading_a_byte_of_the_body(live_server, users
         status, body = answer_to_headers_only(live_server.url, url, huge, method)
         assert (status, b"request_too_large" in body) == (413, True)
     assert_nothing_stored()
+
+
+def test_into_s3_a_raw_build_goes_up_in_parts_and_a_bad_one_leaves_nothing(ci, s3_store_settings):
+    tar = hf_tar(good_files() | {"padding.txt": b"p" * (2 * PART_BYTES)})
+    fields = {"model": "chat", "task": "language_model", "metadata": None, "artifact_name": "chat.tar",
+              "eval_data_name": "eval.jsonl"}
+    store = get_store()
+    assert put(ci, EVAL, tar[:len(tar) // 2], **fields).status_code == 400  # a cut tar: refused, nothing kept
+    assert stored(store) == []
+    response = put(ci, EVAL, tar, **fields)
+    assert response.status_code == 201, response.json()
+    sha = hashlib.sha256(tar).hexdigest()
+    assert stored(store) == sorted([object_key(sha), object_key(hashlib.sha256(EVAL).hexdigest())])
+    with store.open(sha) as stored_tar:
+        assert stored_tar.read() == tar
