@@ -95,7 +95,7 @@ def waiting_for(user: AnyUser, limit: int = 20) -> list[Release]:
         rows = rows.filter(in_group)
     waiting = stamp(rows[:limit], "created_at")
     for release in waiting:
-        release.at_production = release.waiting_gate == "production"  # type: ignore[attr-defined]
+        release.at_production = release.waiting_gate == "production"
     return waiting
 
 
