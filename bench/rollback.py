@@ -11,8 +11,10 @@ on-call engineer rolls the middle model back through the REST API (POST
 stack, which checks A's server ready first), with the records in a throwaway PostgreSQL database
 (bench/throwaway.py). It prints the time from the API call until every request of that model is
 served by its A (by X-Release-Id), the failed requests of each model and phase, which releases the
-other two models served after the rollback (B only, untouched), the load average, and the time to
-rebuild a release image for a new 100 MB model with the base and dependency images cached.
+other two models served after the rollback (B only, untouched), the load average, then a rollback
+drill of the first model through the API (back to A and forward to B, the times as Slipway records
+them: from the call until HAProxy applied each move), and the time to rebuild a release image for a
+new 100 MB model with the base and dependency images cached.
 The last line is one JSON object with the figures.
 
     .venv/bin/python bench/rollback.py [--target docker] [--rate 100] [--models 3] [--model-mb 100]
@@ -167,6 +169,15 @@ class Slipway:
                                content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {self.token}")
         return answer.status_code
 
+    def drill_call(self, model: str) -> dict:
+        """A rollback drill of the model through the API: the times the product measures itself."""
+        from django.test import Client
+
+        answer = Client().post(f"/api/v1/environments/{ENVIRONMENT}/models/{model}/drill/",
+                               HTTP_AUTHORIZATION=f"Bearer {self.token}")
+        assert answer.status_code == 201, answer.content
+        return answer.json()
+
     def warm_up(self, model: str) -> None:
         """A web process that has served requests before: its URLs, views and database connection loaded
         (the first request of a fresh process spends ~0.25 s importing them, and the first one to reach
@@ -223,6 +234,10 @@ def run_traffic(kind: str, rate: float, clients: int, hold: float, folder: Path,
             call_seconds = time.perf_counter() - rollback_call
             time.sleep(hold)
             phases.end("rollback")
+            drilled = models[0]
+            drill = slipway.drill_call(drilled)
+            time.sleep(hold)
+            phases.end("drill")
     finally:
         for instance in instances.values():
             target.stop(instance, timeout=10)
@@ -230,7 +245,7 @@ def run_traffic(kind: str, rate: float, clients: int, hold: float, folder: Path,
         if client is not None:
             for spec in specs:
                 client.images.remove(spec.image, force=True)
-    start, end = phases.spans["steady"][0], phases.spans["rollback"][1]
+    start, end = phases.spans["steady"][0], phases.spans["drill"][1]
     return {
         "target": kind,
         "models": models,
@@ -245,9 +260,10 @@ def run_traffic(kind: str, rate: float, clients: int, hold: float, folder: Path,
         "rollback_seconds": rollback_seconds(loads[rolled], rollback_call, ids[rolled][0]),
         "rollback_call_seconds": round(call_seconds, 4),
         "served_after_rollback": {m: sorted({("A" if o.release == ids[m][0] else "B" if o.release == ids[m][1]
-                                              else str(o.release)) for o in loads[m].sent_after(rollback_call)})
-                                  for m in models},
+                                              else str(o.release)) for o in loads[m].sent_after(rollback_call)
+                                              if o.sent < phases.spans["rollback"][1]}) for m in models},
         "load_average_at_rollback": [round(x, 2) for x in load_average],
+        "drill": {"model": drilled, **{k: drill[k] for k in ("result", "back_ms", "forward_ms", "reason")}},
     }
 
 
@@ -306,6 +322,10 @@ def main() -> None:
     print(f"rollback API call until its answer {figures['rollback_call_seconds'] * 1000:.1f} ms "
           f"(the move happens inside it; the answer follows once it is recorded)")
     print(f"served after the rollback: {figures['served_after_rollback']}")
+    drill = figures["drill"]
+    print(f"rollback drill of {drill['model']} ({drill['result']}{': ' + drill['reason'] if drill['reason'] else ''}), "
+          f"as Slipway measures it: back to A in {drill['back_ms']} ms (call to HAProxy applying it), "
+          f"forward to B in {drill['forward_ms']} ms")
     print(f"failed requests: {figures['failed_requests']} ({figures['failed_by_phase']})")
     if figures.get("image_rebuild_seconds") is not None:
         print(f"image rebuild for a new {figures['image_model_mb']} MB model: {figures['image_rebuild_seconds']} s")
