@@ -19,6 +19,9 @@ LATENCY = "slipway_model_request_duration_seconds"
 BATCH = "slipway_model_batch_size"
 READY = "slipway_model_ready"
 ABNORMAL = "slipway_model_abnormal_outputs_total"
+# The model's own failures (not the caller's): their error series exist from the start, so that Prometheus's
+# rate() counts the first failure after a fault instead of only seeing a series appear (one scrape later).
+FAULT_REASONS = ("inference_failed", "internal")
 
 
 class ServingMetrics:
@@ -42,6 +45,8 @@ class ServingMetrics:
             (*labels, "reason"),
             registry=self.registry,
         )
+        for reason in FAULT_REASONS:  # at 0 from the start: the first failure is a rate, not a new series
+            self._errors.labels(**self._labels, reason=reason)
         self._latency = Histogram(
             LATENCY, "Time to answer a prediction request.", labels, buckets=LATENCY_BUCKETS, registry=self.registry
         ).labels(**self._labels)
