@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import re
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,9 @@ HASH_ASIDE_BYTES = 64 * 1024  # chunks at least this large are hashed on another
 @functools.cache
 def _hasher() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=4, thread_name_prefix="sha256")
+
+
+os.register_at_fork(after_in_child=_hasher.cache_clear)  # a forked child has none of its parent's threads
 
 
 class StoreError(RuntimeError):

@@ -52,6 +52,9 @@ def _part_senders() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=8, thread_name_prefix="s3-part")
 
 
+os.register_at_fork(after_in_child=_part_senders.cache_clear)  # a forked child has none of its parent's threads
+
+
 class S3Writer(Writer):
     """Buffers one part at a time; a small object is one PUT, a large one a multipart upload whose parts
     go up on another thread while the next part arrives (one part in flight: memory stays ~2 parts)."""

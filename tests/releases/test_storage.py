@@ -2,6 +2,8 @@
 (moto's server mode as the S3 protocol peer, see tests/s3server.py)."""
 
 import hashlib
+import os
+import signal
 from pathlib import Path
 
 import boto3
@@ -10,7 +12,8 @@ import requests
 
 from releases.checks import slipway_settings
 from releases.storage import ArtifactStore, StoreError, get_store
-from releases.storage.base import object_key
+from releases.storage.base import HASH_ASIDE_BYTES, object_key
+from releases.storage.filesystem import FilesystemStore
 from tests.s3server import PART_BYTES, bucket_keys, open_multipart_uploads
 
 DATA = b"slipway artifact bytes\n" * 1000
@@ -144,3 +147,18 @@ def test_store_settings_are_checked_at_start(settings, changes, problems):
         setattr(settings, name, value)
     assert [(p.id, p.msg) for p in slipway_settings(None) if p.id in {"slipway.E003", "slipway.E004",
                                                                        "slipway.E005"}] == problems
+
+
+def test_a_forked_process_hashes_large_chunks_on_threads_of_its_own(tmp_path):
+    """The hashing threads are not inherited through fork (Celery's prefork workers): a child makes its own."""
+    store, data = FilesystemStore(tmp_path), b"b" * HASH_ASIDE_BYTES
+    writer = store.writer()
+    writer.write(data)  # the parent's hashing thread exists now
+    writer.abort()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child's exit status is the assertion)
+        signal.alarm(20)  # a child waiting forever on a thread it never had is killed, and fails
+        child = store.writer()
+        child.write(data)
+        os._exit(0 if child.finish().sha256 == hashlib.sha256(data).hexdigest() else 1)
+    assert os.waitpid(pid, 0)[1] == 0
