@@ -58,6 +58,7 @@ def test_an_int4_candidate_quantizes_every_matmul_and_still_continues_like_fp32(
     graph = onnx.load(str(tmp_path / "int4" / "model.onnx"), load_external_data=False).graph
     kinds = [node.op_type for node in graph.node]
     assert kinds.count("MatMulNBits") == 4 * 5 + 1 and "MatMul" not in kinds  # qkv, o, gate, up, down; LM head
+    assert kinds.count("GatherBlockQuantized") == 1 and recipe["quantized"].endswith("and the token embedding")
     assert model_size(small_llm_onnx) / model_size(tmp_path / "int4") >= 4
     # Tokenizer and config travel with it; its weights fit in the model file (external data only past 1.8 GB).
     companions = sorted(p.name for p in small_llm_onnx.iterdir() if p.name != "model.onnx.data")

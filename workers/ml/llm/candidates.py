@@ -42,10 +42,17 @@ class Recipe:
     algorithm: str  # rtn, hqq, gptq
     block_size: int
 
+    @property
+    def embedding(self) -> bool:
+        """int4 RTN also quantizes the token embedding (GatherBlockQuantized): on a 32k vocabulary it is a
+        quarter of the weights. ONNX Runtime's GPTQ and HQQ passes handle MatMul only."""
+        return self.bits == 4 and self.algorithm == "rtn"
+
     def describe(self) -> dict[str, Any]:
+        quantized = "every MatMul with a constant weight (attention, MLP, LM head)"
         return {"method": "MatMulNBits weight-only", "bits": self.bits, "algorithm": self.algorithm,
                 "block_size": self.block_size, "symmetric": True, "accuracy_level": ACCURACY_LEVEL,
-                "quantized": "every MatMul with a constant weight (attention, MLP, LM head)"}
+                "quantized": quantized + (" and the token embedding" if self.embedding else "")}
 
 def recipe_of(kind: str) -> Recipe:
     bits, algorithm, block = kind.split("-") if kind.startswith("int4") else ("int8", "rtn", kind.split("-")[1])
@@ -57,6 +64,7 @@ def quantize(kind: str, source: Path, out: Path, *, prompts: list[list[int]], de
     if kind == "fp16":
         return fp16(hf_folder, out, device)
     from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
         GPTQWeightOnlyQuantConfig,
         HQQWeightOnlyQuantConfig,
         MatMulNBitsQuantizer,
@@ -64,8 +72,13 @@ def quantize(kind: str, source: Path, out: Path, *, prompts: list[list[int]], de
 
     recipe = recipe_of(kind)
     config = DecoderConfig.load(source)
+    ops: tuple[str, ...] = ("MatMul", "Gather") if recipe.embedding else ("MatMul",)
+    axes = (("MatMul", 0), ("Gather", 1))
     algo = None
-    if recipe.algorithm == "hqq":
+    if recipe.embedding:
+        algo = DefaultWeightOnlyQuantConfig(block_size=recipe.block_size, is_symmetric=True,
+                                            accuracy_level=ACCURACY_LEVEL, op_types_to_quantize=ops, quant_axes=axes)
+    elif recipe.algorithm == "hqq":
         algo = HQQWeightOnlyQuantConfig(block_size=recipe.block_size, bits=recipe.bits)
     elif recipe.algorithm == "gptq":
         algo = GPTQWeightOnlyQuantConfig(calibration_data_reader=_calibration(config, prompts),
@@ -74,7 +87,7 @@ def quantize(kind: str, source: Path, out: Path, *, prompts: list[list[int]], de
     quantizer = MatMulNBitsQuantizer(
         onnx.load(str(model_path)),  # weights in memory: GPTQ serialises the graph to calibrate
         bits=recipe.bits, block_size=recipe.block_size, is_symmetric=True, accuracy_level=ACCURACY_LEVEL,
-        op_types_to_quantize=("MatMul",), algo_config=algo)
+        op_types_to_quantize=ops, quant_axes=axes, algo_config=algo)
     quantizer.process()
     out.mkdir(parents=True, exist_ok=True)
     _copy_companions(source, out, config.filename)
