@@ -60,9 +60,9 @@ class SteadyLoad(Outcomes):
         self._threads: list[threading.Thread] = []
 
     def _client(self, offset: float) -> None:
-        # urllib3 without requests on top: a third of the CPU per request, so that a benchmark's load
-        # clients take less of the machine they measure; a keep-alive connection the server closed is
-        # opened again before the next request, as requests does.
+        # urllib3 without requests on top: half the CPU per request (0.7 ms against 1.5 ms, measured
+        # here), so that a benchmark's load clients take less of the machine they measure; a keep-alive
+        # connection the server closed is opened again before the next request, as requests does.
         url = urllib3.util.parse_url(self.url)
         body, headers = json.dumps(self.body).encode(), {"Content-Type": "application/json"}
         with urllib3.HTTPConnectionPool(url.host, url.port, maxsize=1, retries=False,
