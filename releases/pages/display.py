@@ -7,11 +7,12 @@ Django's date and timesince filters cost tens of microseconds each where these c
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from html import escape
 
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
 # (seconds in the unit, its name) from the largest down, for "3 hours ago".
 UNITS = ((365 * 86400, "year"), (30 * 86400, "month"), (86400, "day"), (3600, "hour"), (60, "minute"))
@@ -52,14 +53,19 @@ class Moment:
     absolute: str
     relative: str
 
+    # Escaped with the standard library's html.escape, which is what format_html calls underneath: a page
+    # shows up to fifty of these, and format_html's checks for lazy strings cost more than the escaping.
+
     def html(self) -> SafeString:
         """Relative, with the absolute time as its title: "5 minutes ago"."""
-        return format_html('<time datetime="{}" title="{}">{}</time>', self.iso, self.absolute, self.relative)
+        iso, absolute, relative = escape(self.iso), escape(self.absolute), escape(self.relative)
+        return mark_safe(f'<time datetime="{iso}" title="{absolute}">{relative}</time>')  # noqa: S308 - escaped
 
     def full(self) -> SafeString:
         """Absolute, then relative: "2026-03-01 03:15:00 UTC (5 minutes ago)"."""
-        return format_html('<span><time datetime="{}" title="{}">{}</time> <span class="muted">({})</span></span>',
-                           self.iso, self.relative, self.absolute, self.relative)
+        iso, absolute, relative = escape(self.iso), escape(self.absolute), escape(self.relative)
+        return mark_safe(f'<span><time datetime="{iso}" title="{relative}">{absolute}</time> '  # noqa: S308 - escaped
+                         f'<span class="muted">({relative})</span></span>')
 
 
 def moment(at: datetime | None, now: datetime | None = None) -> Moment | None:

@@ -227,10 +227,11 @@ def speed_of(values: dict[str, float], base_p50: float | None) -> tuple[float, f
 
 
 def eligible_approvers(release: Release, group: str, gate: str, limit: int = 20) -> list[User]:
-    """Members of the approver group who may still decide at `gate`: not the author, not decided there yet."""
-    decided = Approval.objects.filter(release=release, gate=gate).values("user_id")
-    return list(User.objects.filter(groups__name=group, is_active=True).exclude(pk=release.version.author_id)
-                .exclude(pk__in=decided).order_by("username").distinct()[:limit])
+    """Members of the approver group who may still decide at `gate`: not the author, not decided there yet
+    (read off the release's prefetched `approvals`). Only their usernames are read."""
+    decided = {a.user_id for a in release.approvals.all() if a.gate == gate}
+    return list(User.objects.filter(groups__name=group, is_active=True)
+                .exclude(pk__in=[release.version.author_id, *decided]).only("username").order_by("username")[:limit])
 
 
 def serving_series(service: Service, limit: int = SERVING_SAMPLES) -> dict:
