@@ -109,10 +109,10 @@ def test_unknown_labels_and_malformed_bodies(serving, pager):
 def test_the_policy_is_editable_over_the_api(serving, users):
     deployer = token_client(users["ci"], ["deploy", "releases:read"])
     assert deployer.get("/api/v1/models/digits/monitoring/").json() == {
-        "model": "digits", "on_alert": "notify", "cooldown_seconds": 1800}
-    changed = deployer.put("/api/v1/models/digits/monitoring/", {"on_alert": "rollback", "cooldown_seconds": 60},
-                           format="json")
-    assert changed.json() == {"model": "digits", "on_alert": "rollback", "cooldown_seconds": 60}
+        "model": "digits", "on_alert": "notify", "cooldown_seconds": 1800, "shadow_gate": False}
+    changed = deployer.put("/api/v1/models/digits/monitoring/",
+                           {"on_alert": "rollback", "cooldown_seconds": 60, "shadow_gate": True}, format="json")
+    assert changed.json() == {"model": "digits", "on_alert": "rollback", "cooldown_seconds": 60, "shadow_gate": True}
     bad = deployer.put("/api/v1/models/digits/monitoring/", {"on_alert": "panic"}, format="json")
     assert bad.status_code == 400 and bad.json()["fields"] == {"on_alert": ['"panic" is not a valid choice.']}
     assert token_client(users["victor"], ["deploy"]).put("/api/v1/models/digits/monitoring/", {}).status_code == 403
