@@ -172,3 +172,9 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model.name}:{self.label}"
+
+    @property
+    def short_commit(self) -> str:
+        """The commit as the pages show it: its first 11 characters and an ellipsis when it is longer than 12
+        (what the truncatechars:12 filter writes, at a fraction of its cost in a table of versions)."""
+        return self.git_commit if len(self.git_commit) <= 12 else f"{self.git_commit[:11]}…"

@@ -1,10 +1,10 @@
 """The models: their list, and one model's page with its policy, trend charts and versions."""
 
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Prefetch
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
-from releases.models import Model, ModelVersion
+from releases.models import Model, ModelVersion, Release
 from releases.pages import queries
 from releases.pages.access import viewer_required
 from releases.pages.environment import service_rows
@@ -26,7 +26,9 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
     model = get_object_or_404(Model.objects.select_related("policy__approver_group"), name=name)
     metric, higher_is_better = queries.task_metric(model)
     versions = (ModelVersion.objects.filter(model=model).select_related("author")
-                .prefetch_related("releases").order_by("-created_at", "-id"))
+                .only("label", "git_commit", "ci_run_url", "created_at", "author__username")
+                .prefetch_related(Prefetch("releases", queryset=Release.objects.only("status", "version_id")))
+                .order_by("-created_at", "-id"))
     trend = queries.model_trend(model)
     return render(request, "releases/model_detail.html", {
         "model": model,
