@@ -17,12 +17,12 @@ from monitoring.models import MonitoringPolicy
 from releases.models import ReleasePolicy, ServingSample, TrafficChange
 from releases.pages.queries import release_label
 from serving import oip
-from tests.conftest import make_user, token_client, wait_for_status
+from tests.conftest import make_user, served_by, to_production, token_client, wait_for_status
 from tests.factories import digits_model
 from tests.monitoring.test_alerts import notification
 from tests.releases.test_metrics import prometheus
 from tests.shipping.load import SteadyLoad
-from tests.workers.test_shipping_flow import PRODUCTION, served_by, ship
+from tests.workers.test_shipping_flow import PRODUCTION
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 PHASE_S = 6.0  # longer than the 5 s windows the page uses for this span: the first and last are pure
@@ -51,13 +51,13 @@ def page_data(page: str, element_id: str) -> dict:
 
 def test_shifted_inputs_and_late_labels_show_on_the_pages_and_an_alert_rolls_back_once(celery_worker, beat, users):
     ci, alice, bob = (token_client(users[n]) for n in ("ci", "alice", "bob"))
-    first = ship(ci, alice, bob, "1")
+    first = to_production(ci, alice, bob, "1")
     assert wait_for_status(first, "released", "failed").status == "released"
     ReleasePolicy.objects.update(canary_minutes=0.1, canary_min_requests=5)
     m = digits_model()
     body = oip.request_document({"pixels": m.eval_inputs[:64].astype(np.float32)})
     with SteadyLoad(PRODUCTION + oip.infer_path("digits"), rate=20, clients=2, body=body):
-        second = ship(ci, alice, bob, "2")
+        second = to_production(ci, alice, bob, "2")
         release = wait_for_status(second, "released", "failed", timeout=90)
         assert release.status == "released", release.failure_reason
     MonitoringPolicy.objects.create(model=release.version.model, on_alert="rollback", cooldown_seconds=600)
@@ -97,9 +97,9 @@ def test_shifted_inputs_and_late_labels_show_on_the_pages_and_an_alert_rolls_bac
     alert = notification(release=str(second))
     first_answer = pager.post("/api/v1/alerts/", alert, format="json").json()["alerts"][0]
     assert first_answer["action"] == "rolled_back"
-    assert served_by() == str(first)
+    assert served_by(PRODUCTION) == str(first)
     flapping = pager.post("/api/v1/alerts/", notification(), format="json").json()["alerts"][0]
     assert flapping["action"] == "notified" and flapping["detail"].startswith("cool-down")
     assert TrafficChange.objects.filter(service__environment__name="production", action="rollback").count() == 1
-    assert served_by() == str(first)
+    assert served_by(PRODUCTION) == str(first)
     assert wait_for_status(second, "rolled_back").status == "rolled_back"

@@ -8,7 +8,6 @@ import time
 import numpy as np
 import onnxruntime as ort
 import pytest
-import requests
 import tritonclient.http as triton
 from django.conf import settings
 from django.core.management import call_command
@@ -22,7 +21,7 @@ from releases.routing import target_for
 from releases.storage import get_store
 from serving import oip
 from shipping.targets import Instance
-from tests.conftest import to_production, token_client, wait_for_status
+from tests.conftest import served_by, to_production, token_client, wait_for_status
 from tests.factories import digits_model
 from tests.shipping.load import SteadyLoad
 
@@ -30,19 +29,12 @@ pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 PRODUCTION = f"http://127.0.0.1:{settings.SLIPWAY_FIRST_PROXY_PORT + 1}"
 
 
-def served_by() -> str:
-    body = oip.request_document({"pixels": digits_model().eval_inputs[:1].astype(np.float32)})
-    answer = requests.post(PRODUCTION + oip.infer_path("digits"), json=body, timeout=5)
-    assert answer.status_code == 200, answer.text
-    return answer.headers["X-Release-Id"]
-
-
 def test_staging_canary_promotion_and_one_call_rollback_under_load(celery_worker, beat, users):
     ci, alice, bob = (token_client(users[n]) for n in ("ci", "alice", "bob"))
     ReleasePolicy.objects.filter(model__name="digits").update(canary_minutes=0.1, canary_min_requests=5)
     first = to_production(ci, alice, bob, "1")
     assert wait_for_status(first, "released", "failed").status == "released"
-    assert served_by() == str(first)
+    assert served_by(PRODUCTION) == str(first)
 
     body = oip.request_document({"pixels": digits_model().eval_inputs[:1].astype(np.float32)})
     with SteadyLoad(PRODUCTION + oip.infer_path("digits"), rate=40, clients=2, body=body) as load:
@@ -84,7 +76,7 @@ def test_staging_canary_promotion_and_one_call_rollback_under_load(celery_worker
     assert Deployment.objects.get(service__environment__name="production", role="active").release_id == first
     live = ci.get("/api/v1/environments/production/live-at/").json()
     assert [r["id"] for r in live["releases"]] == [first]
-    assert served_by() == str(first)
+    assert served_by(PRODUCTION) == str(first)
     assert wait_for_status(second, "rolled_back").status == "rolled_back"
 
     # tritonclient through production's address, then the rolled-back release in shadow of the active one.
