@@ -19,7 +19,7 @@ from releases.statemachine import TERMINAL, TransitionError
 
 RELEASE_DETAIL = (Release.objects.select_related("version__model__policy__approver_group", "version__author",
                                                  "version__artifact")
-                  .prefetch_related("stages", "gate_checks", "metrics", "artifacts",
+                  .prefetch_related("stages", "gate_checks", "artifacts",
                                     Prefetch("approvals", queryset=Approval.objects.select_related("user"))))
 AUDIT_PER_PAGE = 50
 POLL_SECONDS = 1
