@@ -3,7 +3,7 @@ rollback button. Each service has its own page (releases/pages/service.py)."""
 
 from dataclasses import dataclass
 
-from django.db.models import Prefetch
+from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
@@ -43,19 +43,19 @@ class ServiceRow:
         return any(d.traffic_percent for d in self.deployments)
 
 
-def service_rows(user: AnyUser, services: list[Service], *, how_long: bool = False) -> list[ServiceRow]:
-    """One row per service, from three queries whatever their number; with `how_long` (one service's page),
-    each deployment also says how long it has served in its role, from the record of traffic moves."""
+def service_rows(user: AnyUser, services: QuerySet[Service], *, how_long: bool = False) -> list[ServiceRow]:
+    """One row per service of `services`, from three queries whatever their number; with `how_long` (one
+    service's page), each deployment also says how long it has served in its role, from the record of traffic
+    moves."""
     running = Deployment.objects.exclude(role=Deployment.Role.STOPPED).select_related("release__version__model")
-    services = list(Service.objects.filter(pk__in=[s.pk for s in services])
-                    .select_related("environment", "model")
-                    .prefetch_related(Prefetch("deployments", queryset=running.order_by(
-                        "-traffic_percent", "-updated_at", "-id"), to_attr="running")))
+    rows_of = list(services.select_related("environment", "model")
+                   .prefetch_related(Prefetch("deployments", queryset=running.order_by(
+                       "-traffic_percent", "-updated_at", "-id"), to_attr="running")))
     open_canaries = {c.deployment.service_id: c for c in Canary.objects.filter(
-        deployment__service__in=services, status__in=[Canary.Status.WATCHING, Canary.Status.WAITING])
+        deployment__service__in=rows_of, status__in=[Canary.Status.WATCHING, Canary.Status.WAITING])
         .select_related("deployment__release__version__model")}
     rows = []
-    for service in services:
+    for service in rows_of:
         deployments = stamp(service.running, "updated_at")  # type: ignore[attr-defined]  # the Prefetch above
         active = next((d for d in deployments if d.role == Deployment.Role.ACTIVE), None)
         warm = sorted((d for d in deployments if d.role == Deployment.Role.WARM), key=lambda d: (d.updated_at, d.pk))
@@ -77,7 +77,7 @@ def service_rows(user: AnyUser, services: list[Service], *, how_long: bool = Fal
 
 
 def live_context(request: HttpRequest, environment: Environment) -> dict:
-    rows = service_rows(request.user, list(environment.services.all()))
+    rows = service_rows(request.user, environment.services.all())
     return {"environment": environment, "rows": rows, "live": any(r.live for r in rows),
             "poll_seconds": POLL_SECONDS}
 

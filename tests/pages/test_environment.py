@@ -222,7 +222,7 @@ def test_the_environment_page_takes_the_same_queries_however_many_rows(users, sc
     # running deploy, a running shadow.
     with django_assert_num_queries(19):
         assert client.get(SERVICE, {"at": "2026-03-01T12:15"}).status_code == 200
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(6):
         assert client.get(f"{URL}live/").status_code == 200
 
 
