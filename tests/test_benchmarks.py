@@ -48,9 +48,15 @@ def test_the_benchmark_runs_at_a_smoke_size(script: str) -> None:
            and not k.startswith(("SLIPWAY_", "AWS_", "DJANGO_"))}
     env |= {"BENCH_DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/slipway_bench_smoke_{SLOT}_{name}",
             "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, str(ROOT / "bench" / script), *SMOKE[script]], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    last = result.stdout.strip().splitlines()[-1]
+    bench = subprocess.Popen([sys.executable, str(ROOT / "bench" / script), *SMOKE[script]], cwd=ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = bench.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        bench.terminate()  # SIGTERM: the benchmark stops what it started (HAProxy, servers, Prometheus)
+        stdout, stderr = bench.communicate(timeout=60)
+        pytest.fail(f"{script} took longer than 600 s\n{stdout[-3000:]}{stderr[-3000:]}")
+    assert bench.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    last = stdout.strip().splitlines()[-1]
     assert isinstance(json.loads(last), dict), last
-    print(result.stdout[-1500:])  # the figures, for whoever reads the log (pytest -s)
+    print(stdout[-1500:])  # the figures, for whoever reads the log (pytest -s)
