@@ -56,7 +56,7 @@ def service_rows(user: AnyUser, services: QuerySet[Service], *, how_long: bool =
         .select_related("deployment__release__version__model")}
     rows = []
     for service in rows_of:
-        deployments = stamp(service.running, "updated_at")  # type: ignore[attr-defined]  # the Prefetch above
+        deployments = stamp(service.running, "updated_at")  # the Prefetch above
         active = next((d for d in deployments if d.role == Deployment.Role.ACTIVE), None)
         warm = sorted((d for d in deployments if d.role == Deployment.Role.WARM), key=lambda d: (d.updated_at, d.pk))
         target = warm[-1] if warm else None
