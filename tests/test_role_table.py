@@ -11,10 +11,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from rest_framework.test import APIClient
 
-from monitoring.models import Label
+from monitoring.models import Label, MonitoringPolicy
 from releases.models import ApiToken, Approval, Artifact, Deployment, Environment, Release, Service
 from tests.conftest import ALL_SCOPES, build_form, make_user, token_client
 from tests.factories import digits_eval_npz, digits_model
+from tests.monitoring.test_alerts import notification
 from webhooks.models import Subscription
 
 ROLES = ("anonymous", "viewer", "approver", "deployer", "on-call", "admin", "author", "token-without-scope",
@@ -33,6 +34,9 @@ TABLE: dict[str, tuple[str | None, tuple]] = {
     "api set monitoring policy": ("deploy", (401, 403, 403, 200, 403, 200, 200, 403, 403)),
     # Anyone may report an alert with the scope; only who may roll back makes it roll back (see monitoring).
     "api post alert": ("alerts", (401, 200, 200, 200, 200, 200, 200, 403, 403)),
+    # A firing alert under a rollback policy rolls back as the rollback API would for its token: the token needs the
+    # rollback scope and its user a role that may roll back (cells: what the rollback API would have answered).
+    "api alert rolls back": ("rollback", (401, 403, 403, 409, 409, 409, 409, 403, 403)),
     "page approve": (None, ("login", "forbidden", "done", "forbidden", "forbidden", "done", "forbidden", "login",
                            "forbidden")),
     "page reject": (None, ("login", "forbidden", "done", "forbidden", "forbidden", "done", "forbidden", "login",
@@ -41,10 +45,14 @@ TABLE: dict[str, tuple[str | None, tuple]] = {
                                    "login", "forbidden")),
     "page rollback": (None, ("login", "forbidden", "forbidden", "conflict", "conflict", "conflict", "conflict",
                              "login", "forbidden")),
+    # A token is revoked by its owner (otto, on-call) or an admin; to anyone else it does not exist (404).
+    "page revoke a token": (None, ("login", "forbidden", "forbidden", "forbidden", "done", "done", "forbidden",
+                                   "login", "forbidden")),
     # Tokens are made by staff in the admin site or with `manage.py createtoken`; no role is staff.
     "admin create token": (None, ("login",) * 9),
 }
 CELLS = [(action, role, expected[i]) for action, (_, expected) in TABLE.items() for i, role in enumerate(ROLES)]
+SCOPE_REFUSED = {"api alert rolls back": "the alerts token lacks the 'rollback' scope, so an alert only notifies"}
 REFUSALS = ("you are not in the", "you are the author of this build", "is not on-call, a deployer or an admin")
 
 
@@ -68,7 +76,8 @@ def world(db, settings, tmp_path) -> dict:
     service = Service.objects.create(environment=Environment.objects.get(name="production"),
                                      model=release.version.model)
     Deployment.objects.create(service=service, release=serving, role="active", traffic_percent=100)
-    return {"people": people, "release": release, "candidate": candidate}
+    pager, _ = ApiToken.issue(people["on-call"], "pager", ["alerts"])
+    return {"people": people, "release": release, "candidate": candidate, "token": pager}
 
 
 def api_client(world: dict, role: str, scope: str) -> APIClient:
@@ -107,13 +116,30 @@ def call_api(action: str, client: APIClient, release: Release):
                           {"on_alert": "notify", "cooldown_seconds": 600}, format="json")
     if action == "api post alert":
         return client.post("/api/v1/alerts/", {"version": "4", "status": "firing", "alerts": []}, format="json")
+    if action == "api alert rolls back":
+        MonitoringPolicy.objects.update_or_create(model=release.version.model, defaults={"on_alert": "rollback"})
+        return client.post("/api/v1/alerts/", notification(), format="json")
     verb = action.removeprefix("api ")
     return client.post(f"/api/v1/releases/{release.pk}/{verb}/", {"comment": "c", "reason": "r"}, format="json")
+
+
+def api_outcome(action: str, response) -> tuple[int, str]:
+    """(status, detail); an alert's rollback as the rollback API would have answered it."""
+    if action != "api alert rolls back" or response.status_code != 200:
+        return response.status_code, response.json().get("detail", "")
+    (alert,) = response.json()["alerts"]
+    if alert["action"] == "rolled_back":
+        return 200, ""
+    assert alert["action"] == "notified"
+    detail = alert["detail"].removeprefix("the rollback failed: ")
+    return (409 if detail == NOTHING_WARM else 403), detail
 
 
 def page_outcome(response) -> str:
     if response.status_code == 403:  # a user in no group: refused before the page's own checks
         assert b"has no role that may view Slipway" in response.content
+        return "forbidden"
+    if response.status_code == 404:  # another's token: not even shown to be there
         return "forbidden"
     assert response.status_code == 302
     if response["Location"].startswith(("/login/", "/admin/login/")):
@@ -133,6 +159,8 @@ def call_page(action: str, client: Client, world: dict):
         return client.post(f"/releases/{release.pk}/pick/", {"artifact": world["candidate"].pk})
     if action == "page rollback":
         return client.post("/environments/production/models/digits/rollback/", {"reason": "errors"})
+    if action == "page revoke a token":
+        return client.post(f"/tokens/{world['token'].pk}/revoke/")
     return client.post("/admin/releases/apitoken/add/", {"user": world["people"]["admin"].pk, "name": "new",
                                                          "scopes": '["deploy"]'})
 
@@ -144,11 +172,12 @@ def test_role_and_action(world, action, role, expected):
     tokens_before, approvals_before = ApiToken.objects.count(), Approval.objects.count()
     if action.startswith("api "):
         response = call_api(action, client, release)
-        assert response.status_code == expected, response.json()
+        status, detail = api_outcome(action, response)
+        assert status == expected, response.json()
         if expected == 409:
-            assert response.json()["detail"] == NOTHING_WARM
+            assert detail == NOTHING_WARM
         if expected == 403 and role == "token-without-scope":
-            assert response.json()["detail"] == f"this token lacks the '{scope}' scope"
+            assert detail == SCOPE_REFUSED.get(action, f"this token lacks the '{scope}' scope")
         changed = expected in (200, 201)
     else:
         assert page_outcome(call_page(action, client, world)) == expected
@@ -158,5 +187,6 @@ def test_role_and_action(world, action, role, expected):
     release.refresh_from_db()
     assert (release.status == "cancelled") == (changed and action == "api cancel")
     assert ApiToken.objects.count() == tokens_before
+    assert ApiToken.objects.get(pk=world["token"].pk).revoked == (changed and action == "page revoke a token")
     assert Subscription.objects.count() == (1 if changed and action == "api create webhook" else 0)
     assert Label.objects.count() == 0  # no prediction has been collected: a label is counted unknown

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from releases.models import Artifact, Metric, Release, ReleasePolicy
+from releases.redact import without_paths
 from releases.storage import get_store
 from workers.ml.compress import Candidate
 from workers.ml.evaluate import Measurement
@@ -46,7 +47,13 @@ def store_candidate(release: Release, parent: Artifact, candidate: Candidate, *,
     suffix = ".tar" if file_format.endswith("-tar") else f".{file_format}"
     return Artifact.objects.create(sha256=sha256, size_bytes=size, kind=candidate.kind, file_format=file_format,
                                    filename=f"{candidate.kind}{suffix}", parent=parent, release=release,
-                                   recipe=candidate.recipe, error=candidate.error or "")
+                                   recipe=candidate.recipe, error=without_paths(candidate.error or ""))
+
+
+def candidate_failed(artifact: Artifact, error: str) -> None:
+    """Record why a candidate could not be measured; people read it, so server paths are cut (releases.redact)."""
+    artifact.error = without_paths(error)
+    artifact.save(update_fields=["error"])
 
 
 def candidate_of(artifact: Artifact) -> Candidate:

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from releases.models import Release, StageRun
 from releases.models.pipeline import StageStatus
+from releases.redact import without_paths
 from releases.statemachine import StageBusy
 from releases.storage import get_store, work_root
 
@@ -61,12 +62,12 @@ class StageContext:
         if now - self._last_progress < PROGRESS_EVERY_S and percent < 100:
             return
         self._last_progress = now
-        self._mine().update(progress=round(min(max(percent, 0), 100), 1),
-                                                         step=step[:200])
+        self._mine().update(progress=round(min(max(percent, 0), 100), 1), step=without_paths(step)[:200])
 
     def log(self, line: str) -> None:
+        """Add a line to the stage's log, which people read: server paths cut (releases.redact)."""
         stamp = timezone.now().strftime("%H:%M:%S")
-        self.stage.log += f"{stamp} {line}\n"
+        self.stage.log += f"{stamp} {without_paths(line)}\n"
         self._mine().update(log=self.stage.log)
 
     def _mine(self):  # noqa: ANN202 - the stage row while this run holds it

@@ -13,6 +13,9 @@ from typing import BinaryIO
 
 from releases.storage.base import ArtifactStore, Staged, StoreError, Writer, object_key
 
+# How errors name the store: people read them (stage errors), and its folder is no business of theirs.
+STORE_NAME = "the artifact store (SLIPWAY_ARTIFACT_DIR)"
+
 
 class FileWriter(Writer):
     def __init__(self, path: Path) -> None:
@@ -82,7 +85,7 @@ class FilesystemStore(ArtifactStore):
         try:
             return open(self.path_for(sha256), "rb")
         except FileNotFoundError:
-            raise StoreError(f"no object {sha256} in {self.root}") from None
+            raise StoreError(f"no object {sha256} in {STORE_NAME}") from None
 
     def delete(self, sha256: str) -> None:
         self.path_for(sha256).unlink(missing_ok=True)
@@ -94,5 +97,5 @@ class FilesystemStore(ArtifactStore):
     def local_path(self, sha256: str) -> Path:
         path = self.path_for(sha256)
         if not path.is_file():
-            raise StoreError(f"no object {sha256} in {self.root}")
+            raise StoreError(f"no object {sha256} in {STORE_NAME}")
         return path

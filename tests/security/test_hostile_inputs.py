@@ -9,8 +9,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from releases.models import Artifact, Release
 from releases.redact import without_paths
 from tests.conftest import build_form, token_client
-from tests.factories import digits_model
+from tests.factories import digits_eval_npz, digits_model
 from tests.releases.test_builds_api import URL, stored_objects, temp_files
+from tests.releases.test_streamed_builds_api import put
 
 
 @pytest.fixture
@@ -55,9 +56,13 @@ def test_metadata_that_is_json_but_not_an_object_says_what_it_is(ci):
     (b"\x08\x07\x12\x03abc", "artifact is not an ONNX model: it has no graph"),
     (b"\x08\x07\x3a\x03\x0a\x09\x00", "artifact is a truncated ONNX file"),  # the graph's node runs past it
 ], ids=["half", "last-bytes-cut", "not-protobuf", "no-graph", "corrupt-graph"])
-def test_a_truncated_or_corrupt_onnx_is_refused_at_upload(ci, data, message):
-    detail = refused(ci.post(URL, build_form(artifact=SimpleUploadedFile("model.onnx", data)), format="multipart"),
-                     400, "bad_upload")
+@pytest.mark.parametrize("method", ["POST", "PUT"])  # a multipart form, and the streamed raw body
+def test_a_truncated_or_corrupt_onnx_is_refused_at_upload(ci, data, message, method):
+    if method == "POST":
+        answer = ci.post(URL, build_form(artifact=SimpleUploadedFile("model.onnx", data)), format="multipart")
+    else:
+        answer = put(ci, digits_eval_npz(), data)
+    detail = refused(answer, 400, "bad_upload")
     assert detail.startswith(message)
     assert f"sha256 {hashlib.sha256(data).hexdigest()}" in detail
     assert "/" not in detail

@@ -1,5 +1,6 @@
 """Finding 4: /metrics and /metrics/targets (model server addresses, names, versions) need a token by default."""
 
+import hmac
 import os
 import stat
 import subprocess
@@ -36,6 +37,11 @@ def test_an_installation_with_no_token_configured_generates_one(tmp_path):
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
 
 
-def test_the_comparison_is_constant_time():
-    source = (ROOT / "releases" / "metrics.py").read_text()
-    assert "hmac.compare_digest(given, expected)" in source
+@pytest.mark.parametrize("path", ["/metrics", "/metrics/targets"])
+def test_the_token_is_compared_in_constant_time(db, settings, monkeypatch, path):
+    settings.SLIPWAY_METRICS_TOKEN = "the-right-token-0123456789"
+    compared, real = [], hmac.compare_digest
+    monkeypatch.setattr(hmac, "compare_digest", lambda given, expected: compared.append((given, expected)) or real(
+        given, expected))
+    assert Client(HTTP_AUTHORIZATION="Bearer the-right-token-0").get(path).status_code == 401
+    assert compared == [(b"Bearer the-right-token-0", b"Bearer the-right-token-0123456789")]

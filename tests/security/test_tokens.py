@@ -70,6 +70,17 @@ def test_a_token_is_revoked_from_its_page(db):
     assert "revoked" in page.get("/tokens/").content.decode()
 
 
+@pytest.mark.parametrize(("days", "said"), [
+    (30, "A new token expires after 30 days unless told otherwise."),
+    (0, "A new token never expires unless told otherwise (SLIPWAY_TOKEN_LIFETIME_DAYS is 0)."),
+])
+def test_the_tokens_page_shows_the_default_lifetime(db, settings, days, said):
+    settings.SLIPWAY_TOKEN_LIFETIME_DAYS = days
+    page = Client()
+    page.force_login(make_user("victor", "viewer"))
+    assert said in page.get("/tokens/").content.decode()
+
+
 def test_the_cli_takes_no_token_on_its_command_line(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.parser().parse_args(["--token", "slw_secret", "status"])

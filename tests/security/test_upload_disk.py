@@ -97,3 +97,18 @@ def test_unfinished_s3_uploads_are_swept_when_old(s3_store_settings, settings):
     sweep_staging()
     assert stored(store) == []
     assert open_multipart_uploads(store.endpoint_url, store.bucket) == []
+
+
+def test_beat_sweeps_them_on_a_schedule(artifacts, settings):
+    import workers.tasks  # noqa: F401 (registers the tasks beat names)
+    from slipway.celery import app
+
+    entry = settings.CELERY_BEAT_SCHEDULE["uploads"]
+    assert entry["schedule"] == 600.0  # SLIPWAY_STAGING_SWEEP_EVERY_S's default
+    settings.SLIPWAY_STAGING_MAX_AGE_S = 3600
+    writer = get_store().writer()
+    writer.write(b"half an upload")
+    writer.file.close()
+    os.utime(writer.path, (time.time() - 7200, time.time() - 7200))
+    assert app.tasks[entry["task"]].apply().get() == 1
+    assert files_under(artifacts) == []

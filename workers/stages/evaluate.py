@@ -10,7 +10,14 @@ from releases.candidates import serving_artifact
 from releases.gates import TASK_METRIC
 from releases.models import Artifact, Deployment, Release
 from releases.storage import get_store
-from workers.compression import candidate_of, compression_policy, fp32_artifact, record_choice, save_metrics
+from workers.compression import (
+    candidate_failed,
+    candidate_of,
+    compression_policy,
+    fp32_artifact,
+    record_choice,
+    save_metrics,
+)
 from workers.context import StageContext, StageFailed
 from workers.ml.evalset import EvalSet, load_evalset
 from workers.ml.evaluate import Evaluation, EvaluationError, Measurement, evaluate, memory_feeds
@@ -65,8 +72,7 @@ def run(ctx: StageContext) -> None:
             try:
                 metrics = _evaluate(ctx, artifact, evalset, index * share, share, reference=original).metrics
             except (EvaluationError, ModelInvalid) as exc:
-                artifact.error = f"evaluation: {exc}"
-                artifact.save(update_fields=["error"])
+                candidate_failed(artifact, f"evaluation: {exc}")
         evaluated.append((artifact, metrics))
     ctx.progress(75, "timing every model interleaved on the same samples")
     timed = [(fp32, original.metrics)] + [(a, m) for a, m in evaluated if m is not None]

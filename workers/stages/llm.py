@@ -17,7 +17,14 @@ from releases.storage import get_store, work_root
 from serving.llm.bundle import BundleError, pack, unpack, unpacked
 from serving.llm.decoder import Decoder, DecoderError
 from serving.llm.text import TextError
-from workers.compression import compression_policy, fp32_artifact, record_choice, save_metrics, store_candidate
+from workers.compression import (
+    candidate_failed,
+    compression_policy,
+    fp32_artifact,
+    record_choice,
+    save_metrics,
+    store_candidate,
+)
 from workers.context import StageContext, StageFailed
 from workers.ml.compress import Candidate
 from workers.ml.evaluate import Measurement
@@ -156,8 +163,7 @@ def evaluate(ctx: StageContext) -> None:
             try:
                 found[artifact.pk] = _evaluate(ctx, artifact, data, index * share, share, original.reference).metrics
             except ERRORS as exc:
-                artifact.error = f"evaluation: {exc}"
-                artifact.save(update_fields=["error"])
+                candidate_failed(artifact, f"evaluation: {exc}")
     timed = [fp32, *(artifact for artifact in candidates if artifact.pk in found)]
     ctx.progress(80, f"timing {len(timed)} decoders together, interleaved")
     try:
