@@ -214,15 +214,14 @@ def candidate_table(release: Release) -> CandidateTable:
     rows += [row(a, a.pk, a.pk == release.chosen_artifact_id, reference=False) for a in release.artifacts.all()
              if a.kind not in (Artifact.Kind.ORIGINAL, Artifact.Kind.EVAL_DATA)]
     policy = release.version.model.policy
+    shipped = [] if failed else list(shown.get(release.chosen_artifact_id, {}).items())
     if release.version.model.task == "language_model":  # judged against the fp32 decoder, relatively
         fp32 = next((a.pk for a in release.artifacts.all() if a.kind == Artifact.Kind.ONNX_FP32), None)
         return CandidateTable(rows=rows, metric=metric, higher_is_better=higher,
                               budget=policy.max_perplexity_increase, relative=True,
-                              original_value=figures.get(fp32, {}).get(metric),
-                              shipped=list(shown.get(release.chosen_artifact_id, {}).items()))
+                              original_value=figures.get(fp32, {}).get(metric), shipped=shipped)
     return CandidateTable(rows=rows, metric=metric, higher_is_better=higher, budget=policy.accuracy_budget,
-                          original_value=figures.get(original_key, {}).get(metric),
-                          shipped=[] if failed else list(shown.get(release.chosen_artifact_id, {}).items()))
+                          original_value=figures.get(original_key, {}).get(metric), shipped=shipped)
 
 
 def speed_of(values: dict[str, float], base_p50: float | None) -> tuple[float, float, float] | None:

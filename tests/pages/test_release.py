@@ -73,6 +73,17 @@ def test_a_failed_release_shows_no_candidate_as_chosen(users, scene):
     assert "status-chosen" not in response.content.decode()
 
 
+def test_a_failed_language_model_release_shows_nothing_as_shipped(users):
+    model = d.make_model("chat", task="language_model")
+    release = d.make_release(d.make_version(model, "1", users["ci"]), status="failed")
+    d.add_candidate(release, "onnx-fp32", 4_000_000, {"perplexity": 12.0, "tokens_per_s": 40.0})
+    d.add_candidate(release, "int4-rtn-b32", 1_000_000, {"perplexity": 12.3, "tokens_per_s": 90.0},
+                    reason="chosen — int4-rtn-b32: fastest", chosen=True)
+    table = page(users["victor"], release).context["candidates"]
+    assert [c.chosen for c in table.rows] == [False, False, False]
+    assert table.shipped == []
+
+
 def test_a_regression_budget_lies_above_the_original(users):
     model = d.make_model("prices", task="regression", accuracy_budget=0.05)
     release = d.make_release(d.make_version(model, "1", users["ci"]), metrics={"rmse": 0.4, "latency_p95_ms": 3.0})

@@ -16,6 +16,7 @@ from sklearn.datasets import load_breast_cancer, load_wine
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -50,6 +51,12 @@ def _converted(model: object, dataset: str = "breast_cancer", batch: int | None 
 @cache
 def scaled_logistic_regression(batch: int | None = None) -> Converted:
     return _converted(make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)), batch=batch)
+
+
+@cache
+def scaled_mlp() -> Converted:
+    """Both domains: an ai.onnx.ml Scaler and ZipMap around standard MatMul layers."""
+    return _converted(make_pipeline(StandardScaler(), MLPClassifier((32,), max_iter=500, random_state=0)))
 
 
 @cache

@@ -129,3 +129,21 @@ def test_compression_that_cannot_act_on_tree_ensembles_says_not_applicable_and_w
         "fp16": "not applicable: the model has no float32 weights to convert to float16" + held,
     }
     assert all(c.path is None and c.not_applicable for c in candidates)
+
+
+def test_a_pipeline_of_both_domains_gets_every_candidate_with_the_ml_operators_kept_in_float32(tmp_path: Path) -> None:
+    model = sk.scaled_mlp()
+    path = write(tmp_path, model.onnx_bytes)
+    data = EvalSet({"": model.x_test}, model.y_test)
+    kinds = ("pruned", "int8-dynamic", "int8-static", "fp16")
+    candidates = build_candidates(path, data, "classification", CompressionPolicy(kinds=kinds), tmp_path / "out")
+    assert [(c.kind, c.outcome) for c in candidates] == [(kind, "built") for kind in kinds]
+    original = evaluate(path, data, "classification", latency_runs=1, measure_memory=False)
+    assert original.metrics["accuracy"].value == pytest.approx(model.accuracy, abs=1e-12)
+    half_path = candidates[-1].path
+    assert half_path is not None
+    half = evaluate(half_path, data, "classification", reference_outputs=original.outputs,
+                    latency_runs=1, measure_memory=False)
+    assert (half.metrics["accuracy"].value, half.metrics["top1_agreement"].value) == (model.accuracy, 1.0)
+    ops = {(node.domain, node.op_type) for node in onnx.load(str(half_path)).graph.node}
+    assert {("ai.onnx.ml", "Scaler"), ("ai.onnx.ml", "ZipMap"), ("", "Cast")} <= ops

@@ -11,6 +11,7 @@ import onnxruntime as ort
 from onnx import helper, numpy_helper
 
 from workers.ml.evalset import EvalSet
+from workers.ml.runtime import ORT_TO_NUMPY
 from workers.ml.validate import fixed_batch_size, match_inputs, specs_of
 
 _PROTOBUF_LIMIT = 2**31 - 2**26  # leave headroom under protobuf's 2 GiB
@@ -108,6 +109,31 @@ def gemm_to_matmul(model: onnx.ModelProto) -> int:
         rewritten += 1
     drop_unused_initializers(model)
     return rewritten
+
+
+def declare_ml_types(model: onnx.ModelProto) -> None:
+    """Declare the element type of every tensor ONNX's own type inference leaves untyped.
+
+    ONNX infers no types through most ai.onnx.ml operators (a scikit-learn pipeline's Scaler,
+    LinearClassifier, ...), so every tensor after one is untyped, and tools that go by types (the
+    float16 converter inserts its casts only where it knows them) skip or break there. ONNX
+    Runtime, which runs those operators, knows the types: they are read from a session that
+    returns every untyped tensor. Only models with ai.onnx.ml operators are touched.
+    """
+    if not any(node.domain == "ai.onnx.ml" for node in model.graph.node):
+        return
+    graph = model.graph
+    known = {v.name for v in (*graph.value_info, *graph.input, *graph.output)} | set(initializers(model))
+    untyped = [name for node in graph.node for name in node.output if name and name not in known]
+    if not untyped:
+        return
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    probe.graph.output.extend(helper.make_empty_tensor_value_info(name) for name in untyped)
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    graph.value_info.extend(
+        helper.make_tensor_value_info(out.name, helper.np_dtype_to_tensor_dtype(ORT_TO_NUMPY[out.type]), None)
+        for out in session.get_outputs() if out.name in untyped and out.type in ORT_TO_NUMPY)
 
 
 def drop_unused_initializers(model: onnx.ModelProto) -> None:

@@ -149,11 +149,14 @@ def _pre_process(source: Path, target: Path) -> bool:
 
 
 def fp16(source: Path, out: Path, ctx: BuildContext) -> dict[str, Any]:
-    """Weights and arithmetic in float16, inputs and outputs kept float32 (for GPU targets)."""
+    """Weights and arithmetic in float16, inputs and outputs kept float32 (for GPU targets); ai.onnx.ml
+    operators (float32 only) stay float32 behind casts."""
     from onnxruntime.transformers.onnx_model import OnnxModel
 
     ctx.progress(10, "converting to float16")
-    model = OnnxModel(graph.load(source))
+    proto = graph.load(source)
+    graph.declare_ml_types(proto)
+    model = OnnxModel(proto)
     model.convert_float_to_float16(keep_io_types=True)
     model.topological_sort()
     graph.save(model.model, out)
