@@ -1,6 +1,11 @@
 """Finding 7: what people read about a failure names an artifact by its sha256, never a server path: the stage's
 log and step, a candidate's error, the store's own errors (stage errors and audit reasons: test_hostile_inputs)."""
 
+import os
+import sys
+import sysconfig
+import traceback
+
 import onnx
 import pytest
 
@@ -64,3 +69,16 @@ def test_the_store_names_a_missing_object_by_its_sha256(settings, tmp_path):
         with pytest.raises(StoreError) as raised:
             read(sha)
         assert str(raised.value) == f"no object {sha} in the artifact store (SLIPWAY_ARTIFACT_DIR)"
+
+
+def test_a_crashed_stage_traceback_names_code_from_where_it_is_installed(release):
+    try:
+        onnx.load_model_from_string(b"\x08\x07 not a model")
+    except Exception:
+        said = traceback.format_exc()
+    assert f'File "{sysconfig.get_paths()["purelib"]}/onnx/__init__.py"' in said
+    ctx = StageContext(release=release, stage=release.stages.get(name="validate"), device="cpu")
+    ctx.log(said)
+    log = release.stages.get(name="validate").log
+    assert 'File "onnx/__init__.py", line ' in log and "DecodeError" in log
+    assert sys.prefix not in log and os.path.realpath(sys.prefix) not in log

@@ -2,6 +2,7 @@
 errors name an artifact by its sha256, never a server path."""
 
 import hashlib
+import tempfile
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -75,3 +76,5 @@ def test_errors_name_stored_objects_by_sha256_and_cut_other_server_paths(setting
             f"also {settings.ARTIFACT_DIR}/work/12/model-int8.onnx and {settings.SLIPWAY_CACHE_DIR}/objects/ab/{sha}")
     assert without_paths(text) == (f"Unable to parse proto from file: artifact sha256:{sha}. Please check; "
                                    f"also model-int8.onnx and artifact sha256:{sha}")
+    # A root is cut only where a path starts with it, never from inside another path.
+    assert without_paths(f"/srv{tempfile.gettempdir()}/model.onnx") == f"/srv{tempfile.gettempdir()}/model.onnx"
