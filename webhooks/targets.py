@@ -30,8 +30,8 @@ def _kind(ip: Address) -> str | None:
 
 
 def check_address(host: str, ip: Address) -> None:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):  # one that carries an IPv4 address is judged by it (mapped, 6to4)
+        ip = ip.ipv4_mapped or ip.sixtofour or ip
     if any(ip in ipaddress.ip_network(net) for net in settings.SLIPWAY_WEBHOOK_ALLOWED_NETWORKS):
         return
     kind = _kind(ip)

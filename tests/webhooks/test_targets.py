@@ -19,7 +19,8 @@ pytestmark = pytest.mark.django_db
 
 INTERNAL = ["http://127.0.0.1:8000/hook", "http://localhost/hook", "http://169.254.169.254/latest/meta-data/",
             "http://10.1.2.3/hook", "http://192.168.0.10/hook", "http://[::1]/hook", "http://224.0.0.1/hook",
-            "http://0.0.0.0/hook", "http://[::ffff:127.0.0.1]/hook", "https://100.64.0.1/hook"]
+            "http://0.0.0.0/hook", "http://[::ffff:127.0.0.1]/hook", "https://100.64.0.1/hook",
+            "http://[2002:a01:203::1]/hook", "http://[64:ff9b::a9fe:a9fe]/hook"]  # 6to4 of 10.1.2.3, NAT64 of 169.254…
 
 
 @pytest.fixture(autouse=True)
