@@ -2,7 +2,10 @@
 
 from typing import TypeAlias
 
-from django.contrib.auth.models import AnonymousUser, User
+from django.contrib.auth.models import AnonymousUser, Group, User
+from django.db.models import QuerySet
+
+from slipway.prepared import Prepared
 
 # What request.user may be: the people acting, or nobody signed in.
 AnyUser: TypeAlias = User | AnonymousUser
@@ -23,10 +26,15 @@ ACTION_ROLES: dict[str, set[str]] = {
 }
 
 
+@Prepared
+def group_names(user_id: int) -> QuerySet[Group, str]:
+    return Group.objects.filter(user=user_id).values_list("name", flat=True)
+
+
 def groups_of(user: AnyUser) -> set[str]:
     cached: set[str] | None = getattr(user, "_slipway_groups", None)
     if cached is None:
-        cached = set(user.groups.values_list("name", flat=True))
+        cached = set(group_names.list(user.pk)) if user.pk is not None else set()
         setattr(user, "_slipway_groups", cached)  # noqa: B010  (a per-request cache on the user object)
     return cached
 

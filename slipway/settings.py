@@ -74,7 +74,7 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "slipway.auth.ModelBackend"]
 # Logins: after 5 failures for one username from one address, that pair waits 15 minutes.
 AXES_FAILURE_LIMIT = env.int("SLIPWAY_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("SLIPWAY_LOGIN_COOLOFF_HOURS", default=0.25)

@@ -20,7 +20,7 @@ POLL_SECONDS = 5
 @viewer_required
 def environment_list(request: HttpRequest) -> HttpResponse:
     return render(request, "releases/environment_list.html",
-                  {"environments": queries.live_deployments(Environment.objects.all())})
+                  {"environments": queries.live_deployments()})
 
 
 @dataclass

@@ -29,6 +29,7 @@ from releases.models.pipeline import ReleaseStatus, StageStatus
 from releases.pages.display import figure, stamp
 from releases.roles import ADMIN, APPROVER, AnyUser, groups_of, has_role
 from releases.sqltime import EpochMs
+from slipway.prepared import Prepared, Rows
 
 # The figures of a release are those of its chosen candidate, or the unattached ones when none was chosen.
 RELEASE_LEVEL = Q(artifact_id=F("release__chosen_artifact_id")) | Q(artifact__isnull=True,
@@ -46,7 +47,7 @@ RELEASE_ROWS = Release.objects.select_related("version__model", "version__author
     "version__author__username")
 
 
-def paginate(request: HttpRequest, rows: QuerySet, per_page: int, param: str = "page",
+def paginate(request: HttpRequest, rows: QuerySet | Rows, per_page: int, param: str = "page",
              moments: tuple[str, ...] = ()) -> Page:
     """One page of `rows` (two queries, count and page, whatever their number), each stamped with the
     `moments` it shows (see display.stamp), with `prev_url` and `next_url`: this page's query string
@@ -73,52 +74,96 @@ def task_metric(model: Model) -> tuple[str, bool]:
     return TASK_METRIC[model.task]
 
 
-def waiting_for(user: AnyUser, limit: int = 20) -> list[Release]:
-    """Releases waiting at an approval gate that this user may approve and has not decided on there
-    (the rules of releases.approvals.why_not, asked of the database). Each has `.at_production`.
+def waiting_rows(user_id: int) -> QuerySet[Release]:
+    """Releases waiting at an approval gate, not built by this user and not decided on there by them,
+    each with `waiting_gate`, oldest first (the rules of releases.approvals.why_not, asked of the database).
 
     The gate a release waits at is named by its waiting gate stage, joined once: cheaper to build than a
     subquery per gate, which is most of this page's time."""
-    if not isinstance(user, User):
-        return []
     waiting_gate = Case(*(When(stages__name=stage, then=Value(gate)) for gate, stage in GATE_STAGES.items()),
                         output_field=CharField())
-    decided_there = Approval.objects.filter(release=OuterRef("pk"), user=user, gate=OuterRef("waiting_gate"))
-    rows = (RELEASE_ROWS.filter(status=ReleaseStatus.AWAITING_APPROVAL, stages__status=StageStatus.WAITING,
+    decided_there = Approval.objects.filter(release=OuterRef("pk"), user=user_id, gate=OuterRef("waiting_gate"))
+    return (RELEASE_ROWS.filter(status=ReleaseStatus.AWAITING_APPROVAL, stages__status=StageStatus.WAITING,
                                 stages__name__in=list(GATE_STAGES.values()))
-            .exclude(version__author=user).annotate(waiting_gate=waiting_gate).exclude(Exists(decided_there))
+            .exclude(version__author=user_id).annotate(waiting_gate=waiting_gate).exclude(Exists(decided_there))
             .order_by("created_at", "id"))
-    if not has_role(user, ADMIN):
-        groups = groups_of(user)
-        in_group = Q(version__model__policy__approver_group__name__in=groups)
-        if APPROVER in groups:
-            in_group |= Q(version__model__policy__approver_group__isnull=True)
-        rows = rows.filter(in_group)
-    waiting = stamp(rows[:limit], "created_at")
+
+
+WAITING_LIMIT = 20
+
+
+@Prepared
+def waiting_for_admin(user_id: int) -> QuerySet[Release]:
+    return waiting_rows(user_id)[:WAITING_LIMIT]
+
+
+def in_approver_group(user_id: int) -> Q:
+    """The release's model names one of the user's groups as its approver group."""
+    return Q(version__model__policy__approver_group__in=User.groups.through.objects.filter(user=user_id)
+             .values("group_id"))
+
+
+@Prepared
+def waiting_for_approver(user_id: int) -> QuerySet[Release]:
+    return (waiting_rows(user_id).filter(in_approver_group(user_id)
+                                         | Q(version__model__policy__approver_group__isnull=True))
+            [:WAITING_LIMIT])
+
+
+@Prepared
+def waiting_for_member(user_id: int) -> QuerySet[Release]:
+    return waiting_rows(user_id).filter(in_approver_group(user_id))[:WAITING_LIMIT]
+
+
+def waiting_for(user: AnyUser) -> list[Release]:
+    """Releases waiting at an approval gate that this user may approve and has not decided on there
+    (at most WAITING_LIMIT, oldest first). Each has `.at_production`."""
+    if not isinstance(user, User):
+        return []
+    if has_role(user, ADMIN):
+        rows = waiting_for_admin
+    else:  # a group of the user's is the model's approver group; an approver also approves for models with none
+        rows = waiting_for_approver if APPROVER in groups_of(user) else waiting_for_member
+    waiting = stamp(rows.list(user.pk), "created_at")
     for release in waiting:
         release.at_production = release.waiting_gate == "production"
     return waiting
 
 
-def live_deployments(environments: QuerySet[Environment]) -> list[Environment]:
-    """Environments, each with `.serving`: its deployments that take traffic, largest share first."""
-    rows = list(environments)
+@Prepared
+def environments() -> QuerySet[Environment]:
+    return Environment.objects.all()
+
+
+@Prepared
+def serving_deployments() -> QuerySet[Deployment]:
+    return (Deployment.objects.filter(traffic_percent__gt=0).select_related("service", "release__version__model")
+            .order_by("release__version__model__name", "-traffic_percent", "-id"))
+
+
+def live_deployments() -> list[Environment]:
+    """Every environment, each with `.serving`: its deployments that take traffic, largest share first."""
+    rows = environments.list()
     serving: dict[int, list[Deployment]] = {env.pk: [] for env in rows}
-    for deployment in (Deployment.objects.filter(service__environment__in=rows, traffic_percent__gt=0)
-                       .select_related("service", "release__version__model")
-                       .order_by("release__version__model__name", "-traffic_percent", "-id")):
+    for deployment in serving_deployments.list():
         serving[deployment.service.environment_id].append(deployment)
     for env in rows:
         env.serving = serving[env.pk]  # type: ignore[attr-defined]
     return rows
 
 
-def model_trend(model: Model, limit: int = TREND_VERSIONS) -> list[dict]:
+@Prepared
+def trend_versions(model_id: int) -> QuerySet[ModelVersion, tuple[int, str]]:
+    return ModelVersion.objects.filter(model=model_id).order_by("-created_at", "-id").values_list("id", "label")[
+        :TREND_VERSIONS]
+
+
+def model_trend(model: Model) -> list[dict]:
     """The task metric, p95 latency and size of the newest versions, oldest first; a version with
-    several releases shows its latest one's figures."""
+    several releases shows its latest one's figures. (Their figures are asked by the versions' ids: a
+    subquery for them costs a scan of every release.)"""
     metric, _ = task_metric(model)
-    versions = list(ModelVersion.objects.filter(model=model).order_by("-created_at", "-id")
-                    .values_list("id", "label")[:limit])
+    versions = trend_versions.list(model.pk)
     figures: dict[int, dict[str, float]] = {}
     rows = (Metric.objects.filter(RELEASE_LEVEL, release__version_id__in=[pk for pk, _ in versions],
                                   name__in=[metric, "latency_p95_ms", "size_bytes"])
