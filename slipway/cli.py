@@ -148,11 +148,20 @@ def wait(client: Client, release_id: int, until: set[str], timeout: float) -> di
         events.close()
 
 
+class NoTokenOnCommandLine(argparse.Action):
+    """Refuses --token without echoing its value (argparse's own errors would print it into CI logs)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        parser.error("a token is never taken on the command line, where ps and shell history show it: "
+                     "set SLIPWAY_TOKEN, or pipe it in with --token-stdin")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="slipway", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--url", default=os.environ.get("SLIPWAY_URL", "http://127.0.0.1:8000"))
     p.add_argument("--token-stdin", action="store_true",
                    help="read the API token from standard input (else from SLIPWAY_TOKEN)")
+    p.add_argument("--token", action=NoTokenOnCommandLine, help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print the API's JSON (for scripts) instead of tables")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("push", help="post a build (artifact and evaluation data)")

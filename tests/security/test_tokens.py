@@ -81,10 +81,13 @@ def test_the_tokens_page_shows_the_default_lifetime(db, settings, days, said):
     assert said in page.get("/tokens/").content.decode()
 
 
-def test_the_cli_takes_no_token_on_its_command_line(monkeypatch, capsys):
+@pytest.mark.parametrize("given", [["--token", "slw_secret"], ["--token=slw_secret"]])
+def test_the_cli_takes_no_token_on_its_command_line(monkeypatch, capsys, given):
     with pytest.raises(SystemExit) as exit_:
-        cli.parser().parse_args(["--token", "slw_secret", "status"])
+        cli.parser().parse_args([*given, "status"])
     assert exit_.value.code == 2
+    said = capsys.readouterr().err
+    assert "a token is never taken on the command line" in said and "slw_secret" not in said  # nor in CI's log
     monkeypatch.setattr("sys.stdin", io.StringIO("slw_from_stdin\n"))
     assert cli.read_token(from_stdin=True) == "slw_from_stdin"
     monkeypatch.setenv("SLIPWAY_TOKEN", "slw_from_env")
