@@ -28,6 +28,8 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -114,6 +116,35 @@ class Phases:
         now = time.perf_counter()
         self.spans[name] = (self._mark, now)
         self._mark = now
+
+
+def last_elsewhere_seconds(load: Outcomes, started: float, release: str) -> float | None:
+    """From the rollback call until the last request sent that was not served by ``release``: with
+    rollback_seconds, the bracket the move lies in (the load sends a request of the model every
+    1/rate s, so each figure alone is only that fine)."""
+    sent = [outcome.sent for outcome in load.sent_after(started) if outcome.release != release]
+    return round(max(sent) - started, 4) if sent else None
+
+
+@contextmanager
+def weight_changes() -> Iterator[list[tuple[float, float]]]:
+    """While inside, the moments HAProxy answered a command that set weights (perf_counter) and the
+    calling thread's CPU time then (thread_time): the in-process figure, which the machine's load
+    disturbs less than the clients' view. It only watches shipping.proxy.command; nothing changes."""
+    answered: list[tuple[float, float]] = []
+    send = proxy.command
+
+    def watched(config: proxy.ProxyConfig, line: str, timeout: float = 5.0) -> str:
+        answer = send(config, line, timeout)
+        if " weight " in line:
+            answered.append((time.perf_counter(), time.thread_time()))
+        return answer
+
+    proxy.command = watched
+    try:
+        yield answered
+    finally:
+        proxy.command = send
 
 
 def rollback_seconds(load: Outcomes, started: float, release: str) -> float | None:
@@ -229,9 +260,10 @@ def run_traffic(kind: str, rate: float, clients: int, hold: float, folder: Path,
             phases.end("deploy")
             slipway.warm_up(rolled)
             load_average = os.getloadavg()
-            rollback_call = time.perf_counter()
-            status = slipway.rollback_call(rolled)
-            call_seconds = time.perf_counter() - rollback_call
+            with weight_changes() as moves:
+                cpu_at_call, rollback_call = time.thread_time(), time.perf_counter()
+                status = slipway.rollback_call(rolled)
+                call_seconds = time.perf_counter() - rollback_call
             time.sleep(hold)
             phases.end("rollback")
             drilled = models[0]
@@ -258,6 +290,9 @@ def run_traffic(kind: str, rate: float, clients: int, hold: float, folder: Path,
                                 for name, (s, e) in phases.spans.items()} for m in models},
         "rollback_api_status": status,
         "rollback_seconds": rollback_seconds(loads[rolled], rollback_call, ids[rolled][0]),
+        "rollback_last_elsewhere_seconds": last_elsewhere_seconds(loads[rolled], rollback_call, ids[rolled][0]),
+        "rollback_in_process_seconds": round(moves[-1][0] - rollback_call, 4) if moves else None,
+        "rollback_cpu_seconds": round(moves[-1][1] - cpu_at_call, 4) if moves else None,
         "rollback_call_seconds": round(call_seconds, 4),
         "served_after_rollback": {m: sorted({("A" if o.release == ids[m][0] else "B" if o.release == ids[m][1]
                                               else str(o.release)) for o in loads[m].sent_after(rollback_call)
@@ -319,6 +354,13 @@ def main() -> None:
         if rollback is not None
         else "rollback: requests were still not all served by A at the end"
     )
+    elsewhere = figures["rollback_last_elsewhere_seconds"]
+    if elsewhere is not None:
+        print(f"  the last request of it not served by A was sent {elsewhere * 1000:.1f} ms after the call "
+              f"(a request every {1000 / figures['rate_per_model']:.0f} ms)")
+    if figures["rollback_in_process_seconds"] is not None:
+        print(f"  in the web process: HAProxy applied the move {figures['rollback_in_process_seconds'] * 1000:.1f} ms "
+              f"after the call, {figures['rollback_cpu_seconds'] * 1000:.1f} ms of it the process's CPU")
     print(f"rollback API call until its answer {figures['rollback_call_seconds'] * 1000:.1f} ms "
           f"(the move happens inside it; the answer follows once it is recorded)")
     print(f"served after the rollback: {figures['served_after_rollback']}")

@@ -73,7 +73,8 @@ def run(environment_name: str, model_name: str, actor: Actor, *, scheduled: bool
                                actor=actor.user, actor_label=actor.label, scheduled=scheduled, ok=False)
         try:
             with transaction.atomic():
-                back = deploys.swap_with_warm(service, target, actor, f"drill: back to #{target.release_id}")
+                back = deploys.swap_with_warm(service, target, actor, f"drill: back to #{target.release_id}",
+                                              now_running=now_running)
             result.back_ms = round((back - started) * 1000, 1)
         except (TransitionError, ProxyError, TargetError) as exc:
             result.reason = f"not rolled back, #{active.release_id} serves on: {exc}"

@@ -35,8 +35,14 @@ def groups_of(user: AnyUser) -> set[str]:
     cached: set[str] | None = getattr(user, "_slipway_groups", None)
     if cached is None:
         cached = set(group_names.list(user.pk)) if user.pk is not None else set()
-        setattr(user, "_slipway_groups", cached)  # noqa: B010  (a per-request cache on the user object)
+        remember_groups(user, cached)
     return cached
+
+
+def remember_groups(user: AnyUser, names: set[str]) -> None:
+    """Keep the user's group names on the user object for the rest of the request (a per-request cache:
+    the object is read afresh by each request), e.g. when a query read them along with the user."""
+    setattr(user, "_slipway_groups", names)  # noqa: B010
 
 
 def has_role(user: AnyUser, *roles: str) -> bool:

@@ -8,9 +8,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
-from rest_framework.test import APIClient
+from rest_framework.test import APIClient, APIRequestFactory
 
+from releases.api.auth import ApiTokenAuthentication
 from releases.models import ApiToken
+from releases.roles import groups_of, may
 from slipway import cli
 from tests.conftest import make_user
 
@@ -29,6 +31,20 @@ def test_a_token_expires_after_the_default_lifetime_and_is_then_refused(db, sett
     ApiToken.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     refused = api(raw).get("/api/v1/models/")
     assert refused.status_code == 401 and refused.json()["detail"] == "the token is unknown, expired or revoked"
+
+
+def test_a_tokens_user_comes_with_their_groups_in_one_query_read_afresh_each_call(db, django_assert_num_queries):
+    user = make_user("arthur", "deployer", "approver")
+    _, raw = ApiToken.issue(user, "ci", ["builds:write"])
+    ApiToken.objects.update(last_used_at=timezone.now())  # used a moment ago: not touched again now
+    request = APIRequestFactory().get("/api/v1/models/", HTTP_AUTHORIZATION=f"Bearer {raw}")
+    with django_assert_num_queries(1):
+        found, _ = ApiTokenAuthentication().authenticate(request)
+        assert groups_of(found) == {"deployer", "approver"} and may(found, "deploy") and may(found, "approve")
+    user.groups.clear()
+    with django_assert_num_queries(1):
+        found, _ = ApiTokenAuthentication().authenticate(request)
+        assert groups_of(found) == set() and not may(found, "deploy")
 
 
 def createtoken(*args: str) -> ApiToken:
