@@ -30,7 +30,7 @@ from typing import Any, Generic, TypeVar, get_type_hints, overload
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connections, router
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.db.models.sql.compiler import SQLCompiler
 
 T = TypeVar("T")
@@ -155,6 +155,19 @@ class Rows(Generic[T]):
         if index.step is not None or (index.start or 0) < 0 or (index.stop or 0) < 0:
             raise TypeError("prepared rows are read by a slice forward, or one row")
         return self.prepared.list(*self.values, low=index.start or 0, high=index.stop)
+
+
+def prefetched(instance: Model, name: str, rows: list) -> None:
+    """Make `instance.<name>.all()` answer `rows` without a query, as prefetch_related("<name>") would have
+    (rows read by a prepared query instead): for a reverse foreign key, such as a release's stages, each
+    row knows `instance` as its parent too."""
+    manager = getattr(instance, name)
+    for row in rows:
+        manager.field.set_cached_value(row, instance)
+    queryset = manager.get_queryset()
+    queryset._result_cache = rows
+    queryset._prefetch_done = True  # as Django's prefetch_one_level leaves it
+    instance.__dict__.setdefault("_prefetched_objects_cache", {})[manager.field.remote_field.cache_name] = queryset
 
 
 def stand_in(kind: type, index: int) -> int | str:

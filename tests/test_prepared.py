@@ -2,13 +2,14 @@
 compiled once."""
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import Group, Permission, User
+from django.contrib.contenttypes.models import ContentType
 from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import QuerySet
 from django.test.utils import CaptureQueriesContext
 
-from slipway.prepared import Prepared
+from slipway.prepared import Prepared, prefetched
 
 pytestmark = pytest.mark.django_db
 
@@ -98,3 +99,20 @@ def test_an_argument_a_lookup_rewrites_or_the_sql_holds_is_refused_when_compiled
         Prepared(first).list(2)
     with pytest.raises(TypeError, match="annotated int or str"):
         Prepared(untyped)
+
+
+
+@Prepared
+def permissions_of(content_type_id: int) -> QuerySet[Permission]:
+    return Permission.objects.filter(content_type=content_type_id)
+
+
+def test_rows_given_as_prefetched_are_read_without_a_query_and_know_their_parent():
+    users = ContentType.objects.get_for_model(User)
+    rows = permissions_of.list(users.pk)
+    assert rows == list(Permission.objects.filter(content_type=users)) and len(rows) == 4
+    prefetched(users, "permission_set", rows)
+    with CaptureQueriesContext(connection) as queries:
+        assert list(users.permission_set.all()) == rows
+        assert {p.content_type for p in rows} == {users}
+    assert len(queries) == 0

@@ -232,13 +232,18 @@ class CandidateTable:
         return self.original_value - self.budget if self.higher_is_better else self.original_value + self.budget
 
 
+@Prepared
+def release_metrics(release_id: int) -> QuerySet[Metric, tuple[int | None, str, float, str]]:
+    return Metric.objects.filter(release=release_id).values_list("artifact_id", "name", "value", "unit")
+
+
 def candidate_table(release: Release) -> CandidateTable:
     """The original and every candidate derived from it, from the release's metrics (one query, read as
     tuples), its prefetched `artifacts` and its selected `version__artifact` and `version__model__policy`."""
     metric, higher = task_metric(release.version.model)
     figures: dict[int | None, dict[str, float]] = {}
     shown: dict[int | None, dict[str, str]] = {}
-    for artifact_id, name, value, unit in release.metrics.values_list("artifact_id", "name", "value", "unit"):
+    for artifact_id, name, value, unit in release_metrics.list(release.pk):
         figures.setdefault(artifact_id, {})[name] = value
         shown.setdefault(artifact_id, {})[name] = figure(value, unit)
     original = release.version.artifact
@@ -280,12 +285,20 @@ def speed_of(values: dict[str, float], base_p50: float | None) -> tuple[float, f
     return None
 
 
-def eligible_approvers(release: Release, group: str, gate: str, limit: int = 20) -> list[User]:
-    """Members of the approver group who may still decide at `gate`: not the author, not decided there yet
-    (read off the release's prefetched `approvals`). Only their usernames are read."""
-    decided = {a.user_id for a in release.approvals.all() if a.gate == gate}
-    return list(User.objects.filter(groups__name=group, is_active=True)
-                .exclude(pk__in=[release.version.author_id, *decided]).only("username").order_by("username")[:limit])
+ELIGIBLE_SHOWN = 20
+
+
+@Prepared
+def eligible(release_id: int, author_id: int, group: str, gate: str) -> QuerySet[User]:
+    decided_there = Approval.objects.filter(release=release_id, gate=gate, user=OuterRef("pk"))
+    return (User.objects.filter(groups__name=group, is_active=True).exclude(pk=author_id)
+            .exclude(Exists(decided_there)).only("username").order_by("username")[:ELIGIBLE_SHOWN])
+
+
+def eligible_approvers(release: Release, group: str, gate: str) -> list[User]:
+    """Members of the approver group who may still decide at `gate`: not the author, not decided there yet.
+    Only their usernames are read."""
+    return eligible.list(release.pk, release.version.author_id, group, gate)
 
 
 def serving_series(service: Service, limit: int = SERVING_SAMPLES) -> dict:

@@ -3,24 +3,66 @@ its gate and picking another candidate go through the domain functions."""
 
 from django.contrib import messages
 from django.core.paginator import Page
-from django.db.models import Prefetch
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from releases import approvals, candidates
 from releases.approvals import NotAllowed
-from releases.models import Approval, AuditEvent, Release
+from releases.models import Approval, Artifact, AuditEvent, GateCheck, Release, StageRun
 from releases.models.pipeline import StageStatus
 from releases.pages import queries
 from releases.pages.access import viewer_required
 from releases.pages.display import moment, stamp
 from releases.statemachine import TERMINAL, TransitionError
+from slipway.prepared import Prepared, prefetched
 
-RELEASE_DETAIL = (Release.objects.select_related("version__model__policy__approver_group", "version__author",
-                                                 "version__artifact")
-                  .prefetch_related("stages", "gate_checks", "artifacts",
-                                    Prefetch("approvals", queryset=Approval.objects.select_related("user"))))
+
+@Prepared
+def release_detail_row(release_id: int) -> QuerySet[Release]:
+    return (Release.objects.filter(pk=release_id)
+            .select_related("version__model__policy__approver_group", "version__author", "version__artifact"))
+
+
+@Prepared
+def stages_of(release_id: int) -> QuerySet[StageRun]:
+    return StageRun.objects.filter(release=release_id)
+
+
+@Prepared
+def gate_checks_of(release_id: int) -> QuerySet[GateCheck]:
+    return GateCheck.objects.filter(release=release_id)
+
+
+@Prepared
+def artifacts_of(release_id: int) -> QuerySet[Artifact]:
+    return Artifact.objects.filter(release=release_id)
+
+
+@Prepared
+def approvals_of(release_id: int) -> QuerySet[Approval]:
+    return Approval.objects.filter(release=release_id).select_related("user")
+
+
+def release_with_related(release_id: int) -> Release:
+    """The release with its version, model, policy, author and original, and its stages, gate checks,
+    artifacts and approvals read as prefetch_related would read them."""
+    try:
+        release = release_detail_row.get(release_id)
+    except Release.DoesNotExist as missing:
+        raise Http404(f"No release #{release_id}") from missing
+    for name, rows in (("stages", stages_of), ("gate_checks", gate_checks_of), ("artifacts", artifacts_of),
+                       ("approvals", approvals_of)):
+        prefetched(release, name, rows.list(release_id))
+    return release
+
+
+@Prepared
+def audit_events(release_id: int) -> QuerySet[AuditEvent]:
+    return AuditEvent.objects.filter(release=release_id)
+
+
 AUDIT_PER_PAGE = 50
 POLL_SECONDS = 1
 
@@ -47,7 +89,7 @@ def plane_chart(table: queries.CandidateTable) -> dict:
 
 
 def release_context(request: HttpRequest, release_id: int) -> dict:
-    release = get_object_or_404(RELEASE_DETAIL, pk=release_id)
+    release = release_with_related(release_id)
     gate = approvals.waiting_gate(release)
     cannot_approve = approvals.why_no_decision(request.user, release, gate)
     group = approvals.approver_group(release)
@@ -75,7 +117,7 @@ def release_context(request: HttpRequest, release_id: int) -> dict:
 
 def audit_page(request: HttpRequest, release: Release) -> Page:
     """One page of the release's audit trail, each event with its status change and comment."""
-    page = queries.paginate(request, AuditEvent.objects.filter(release=release), AUDIT_PER_PAGE, "audit",
+    page = queries.paginate(request, audit_events.rows(release.pk), AUDIT_PER_PAGE, "audit",
                             moments=("at",))
     for event in page:
         before, after = event.before.get("status", ""), event.after.get("status", "")
