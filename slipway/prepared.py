@@ -15,9 +15,10 @@ prefetch_related lookups come out as they would from the queryset itself.
     group_names.count(user.pk)    # 1
 
 Arguments are int or str (their annotation says which): those reach the database as they are on every
-backend. Compiling checks that each stand-in came out unchanged as a parameter of its own (a lookup
-that rewrites its value, such as `contains` or `__in`, or a value written into the SQL text, such as a
-slice, is refused then, not answered wrongly later). A query whose shape depends on its arguments (the
+backend. Compiling checks that each stand-in came out unchanged, as a parameter of its own or, for an
+int, as a number in the SQL text (a slice's start or length: OFFSET and LIMIT); a lookup that rewrites
+a value (`contains`, `__in`), a str in the SQL text or a number computed from an int (a slice of a
+slice) is refused then, not answered wrongly later. A query whose shape depends on its arguments (the
 length of a list, a branch) is not a prepared query: build it as usual.
 """
 
@@ -45,6 +46,7 @@ class Compiled:
     sql: str
     params: tuple
     slots: tuple[tuple[int, int], ...]  # (index in params, index of the argument)
+    in_text: tuple[tuple[str, int], ...]  # (the stand-in's digits in the SQL text, index of the argument)
 
 
 class Prepared(Generic[T]):
@@ -70,7 +72,7 @@ class Prepared(Generic[T]):
         compiler = copy.copy(compiled.compiler)
         compiler.connection = connection = connections[queryset.db]
         params = fill(compiled.params, compiled.slots, values)
-        sql = compiled.sql
+        sql = written(compiled, values)
         if low or high is not None:
             if queryset.query.is_sliced:
                 raise ValueError(f"{self.build.__qualname__} slices its rows already")
@@ -83,12 +85,14 @@ class Prepared(Generic[T]):
         """How many rows the queryset built with these values would give."""
         compiled = self._compiled_for(values, counting=True)
         with connections[compiled.queryset.db].cursor() as cursor:
-            cursor.execute(compiled.sql, fill(compiled.params, compiled.slots, values))
+            cursor.execute(written(compiled, values), fill(compiled.params, compiled.slots, values))
             return cursor.fetchone()[0]
 
-    def rows(self, *values: object) -> "Rows[T]":
-        """The rows for these values as a Paginator takes them: counted, then sliced, in one query each."""
-        return Rows(self, values)
+    def rows(self, *values: object, pages: "Prepared[T] | None" = None) -> "Rows[T]":
+        """The rows for these values as a Paginator takes them: counted, then sliced, in one query each.
+        With `pages` (a query for a page of the same rows, its last argument the page's offset, its length
+        the paginator's page or more), a page is read by it instead of by slicing these."""
+        return Rows(self, values, pages)
 
     def get(self, *values: object) -> T:
         """The one row, or the model's DoesNotExist / MultipleObjectsReturned as QuerySet.get raises them."""
@@ -115,17 +119,27 @@ class Prepared(Generic[T]):
         return compiled
 
     def _compile(self, alias: str, counting: bool) -> Compiled:
-        queryset = self.build(*self.stand_ins).using(alias)
+        compiled = self._compile_with(alias, counting, self.stand_ins)
+        if compiled.in_text:  # numbers computed from a stand-in would differ with others: compile with others
+            others = tuple(stand_in(kind, i, other=True) for i, kind in enumerate(self.kinds))
+            again = self._compile_with(alias, counting, others)
+            if written(compiled, self.stand_ins) != written(again, self.stand_ins):
+                raise ValueError(f"{self.build.__qualname__}: the SQL text holds a number computed from an "
+                                 "int argument (a slice of a slice?), not the argument itself")
+        return compiled
+
+    def _compile_with(self, alias: str, counting: bool, stand_ins: tuple) -> Compiled:
+        queryset = self.build(*stand_ins).using(alias)
         compiler = ((queryset.order_by().values_list("pk") if counting else queryset)
                     .query.get_compiler(connection=connections[alias]))
         try:
             sql, params = compiler.as_sql()
         except EmptyResultSet as empty:  # Django answers an int out of its field's range so
             raise ValueError(f"{self.build.__qualname__}: an int argument must be a 32-bit id") from empty
-        slots = slots_of(self.build.__qualname__, sql, params, self.stand_ins)
+        slots, in_text = slots_of(self.build.__qualname__, sql, params, stand_ins)
         if counting:  # as Django counts a sliced or distinct queryset
             sql = f"SELECT COUNT(*) FROM ({sql}) prepared_count"  # noqa: S608 - Django's own SQL
-        return Compiled(queryset, compiler, sql, tuple(params), slots)
+        return Compiled(queryset, compiler, sql, tuple(params), slots, in_text)
 
 
 @dataclass(frozen=True)
@@ -134,6 +148,7 @@ class Rows(Generic[T]):
 
     prepared: Prepared[T]
     values: tuple
+    pages: Prepared[T] | None = None
 
     def count(self) -> int:
         return self.prepared.count(*self.values)
@@ -154,7 +169,10 @@ class Rows(Generic[T]):
             return self[index:index + 1][0]
         if index.step is not None or (index.start or 0) < 0 or (index.stop or 0) < 0:
             raise TypeError("prepared rows are read by a slice forward, or one row")
-        return self.prepared.list(*self.values, low=index.start or 0, high=index.stop)
+        if self.pages is None:
+            return self.prepared.list(*self.values, low=index.start or 0, high=index.stop)
+        page = self.pages.list(*self.values, index.start or 0)
+        return page if index.stop is None else page[:index.stop - (index.start or 0)]
 
 
 def prefetched(instance: Model, name: str, rows: list) -> None:
@@ -170,20 +188,23 @@ def prefetched(instance: Model, name: str, rows: list) -> None:
     instance.__dict__.setdefault("_prefetched_objects_cache", {})[manager.field.remote_field.cache_name] = queryset
 
 
-def stand_in(kind: type, index: int) -> int | str:
-    return FIRST_STAND_IN + index if kind is int else f"\x1fprepared-{index}\x1f"
+def stand_in(kind: type, index: int, other: bool = False) -> int | str:
+    return FIRST_STAND_IN + index + (500 if other else 0) if kind is int else f"\x1fprepared-{index}\x1f"
 
 
-def slots_of(name: str, sql: str, params: list | tuple, stand_ins: tuple) -> tuple[tuple[int, int], ...]:
-    """Where each stand-in is among the compiled parameters; refuses one rewritten or written into the SQL."""
+def slots_of(name: str, sql: str, params: list | tuple, stand_ins: tuple
+             ) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[str, int], ...]]:
+    """Where each stand-in is among the compiled parameters, and which ints are in the SQL text; refuses a
+    stand-in that is neither, or a str in the text."""
     slots = tuple((position, stand_ins.index(param)) for position, param in enumerate(params)
                   if type(param) in KINDS and param in stand_ins)
+    in_text = tuple((str(value), index) for index, value in enumerate(stand_ins) if str(value) in sql)
     for index, value in enumerate(stand_ins):
-        if str(value) in sql:
+        if type(value) is str and str(value) in sql:
             raise ValueError(f"{name}: argument {index} is written into the SQL text, not passed as a parameter")
-        if not any(argument == index for _, argument in slots):
+        if not any(argument == index for _, argument in (*slots, *in_text)):
             raise ValueError(f"{name}: argument {index} does not reach the SQL unchanged (a lookup rewrites it)")
-    return slots
+    return slots, in_text
 
 
 def fill(params: tuple, slots: tuple[tuple[int, int], ...], values: tuple) -> tuple:
@@ -191,3 +212,14 @@ def fill(params: tuple, slots: tuple[tuple[int, int], ...], values: tuple) -> tu
     for position, argument in slots:
         filled[position] = values[argument]
     return tuple(filled)
+
+
+def written(compiled: Compiled, values: tuple) -> str:
+    """The SQL text with the int arguments it holds (a slice's OFFSET and LIMIT) written in."""
+    sql = compiled.sql
+    for digits, argument in compiled.in_text:
+        value = values[argument]
+        if type(value) is not int or value < 0:  # what Django's slicing refuses
+            raise ValueError(f"argument {argument} is a slice bound: an int >= 0, not {value!r}")
+        sql = sql.replace(digits, str(value))
+    return sql

@@ -83,23 +83,46 @@ def test_values_of_the_wrong_kind_are_refused(people):
         names_in.list()
 
 
+def test_an_int_may_be_a_slice_bound_written_into_the_sql(people):
+    def after(offset: int) -> QuerySet[User]:
+        return User.objects.order_by("username")[offset:offset + 2]
+
+    page = Prepared(after)
+    assert [u.username for u in page.list(1)] == ["ann", "bob"]
+    assert [u.username for u in page.list(3)] == ["cy"]
+    with pytest.raises(ValueError, match="a slice bound"):
+        page.list(-1)
+
+
+def test_a_paginator_may_read_its_pages_by_another_query(people):
+    def approvers_from(group_name: str, offset: int) -> QuerySet[User]:
+        return members(group_name)[offset:offset + 2]
+
+    page = Paginator(members_of.rows("approver", pages=Prepared(approvers_from)), 2).get_page(2)
+    assert ([u.username for u in page], page.paginator.count) == (["bob"], 3)
+
+
 def test_an_argument_a_lookup_rewrites_or_the_sql_holds_is_refused_when_compiled(people):
     def starting(letter: str) -> QuerySet[User]:
         return members("approver", letter)  # startswith writes "letter%"
 
-    def first(n: int) -> QuerySet[User]:
-        return User.objects.all()[:n]
+    def all_but_first(n: int) -> QuerySet[User]:
+        return User.objects.all()[:n][1:]  # LIMIT n - 1
+
+    def page_of_n(n: int) -> QuerySet[User]:
+        return User.objects.all()[n:2 * n + 1]  # OFFSET n, LIMIT n + 1
 
     def untyped(name):  # no annotation: refused
         return User.objects.filter(username=name)
 
     with pytest.raises(ValueError, match="does not reach the SQL unchanged"):
         Prepared(starting).list("a")
-    with pytest.raises(ValueError, match="written into the SQL text"):
-        Prepared(first).list(2)
+    with pytest.raises(ValueError, match="does not reach the SQL unchanged"):
+        Prepared(all_but_first).list(2)
+    with pytest.raises(ValueError, match="a number computed from an int argument"):
+        Prepared(page_of_n).list(2)
     with pytest.raises(TypeError, match="annotated int or str"):
         Prepared(untyped)
-
 
 
 @Prepared

@@ -29,8 +29,16 @@ def model_named(name: str) -> QuerySet[Model]:
 
 @Prepared
 def versions_of(model_id: int) -> QuerySet[ModelVersion]:
-    return (ModelVersion.objects.filter(model=model_id).select_related("author")
-            .only("label", "git_commit", "ci_run_url", "created_at", "author__username")
+    return ModelVersion.objects.filter(model=model_id)
+
+
+@Prepared
+def versions_page(model_id: int, offset: int) -> QuerySet[ModelVersion]:
+    """A page of the model's versions, newest first: the page's ids are read off their index first, so
+    that a page far back does not sort every version of the model."""
+    newest = ModelVersion.objects.filter(model=model_id).order_by("-created_at", "-id")
+    return (ModelVersion.objects.filter(pk__in=newest.values("id")[offset:offset + VERSIONS_PER_PAGE])
+            .select_related("author").only("label", "git_commit", "ci_run_url", "created_at", "author__username")
             .prefetch_related(Prefetch("releases", queryset=Release.objects.only("status", "version_id")))
             .order_by("-created_at", "-id"))
 
@@ -45,7 +53,8 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
     trend = queries.model_trend(model)
     return render(request, "releases/model_detail.html", {
         "model": model,
-        "page": queries.paginate(request, versions_of.rows(model.pk), VERSIONS_PER_PAGE, moments=("created_at",)),
+        "page": queries.paginate(request, versions_of.rows(model.pk, pages=versions_page), VERSIONS_PER_PAGE,
+                                 moments=("created_at",)),
         "trend": {"labels": [p["label"] for p in trend], "metric": metric, "higher_is_better": higher_is_better,
                   "task": [p["task"] for p in trend], "p95": [p["p95"] for p in trend],
                   "size_mb": [None if p["size"] is None else p["size"] / 1e6 for p in trend]},
