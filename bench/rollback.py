@@ -212,8 +212,13 @@ class Slipway:
     def warm_up(self, model: str) -> None:
         """A web process that has served requests before: its URLs, views and database connection loaded
         (the first request of a fresh process spends ~0.25 s importing them, and the first one to reach
-        a URL pattern compiles it). The rollback's own URL answers a GET with 405, moving nothing."""
+        a URL pattern compiles it), and what sending a task needs loaded, as slipway/wsgi.py does when a
+        web process starts. The rollback's own URL answers a GET with 405, moving nothing."""
         from django.test import Client
+
+        from slipway.celery import load_sending
+
+        load_sending()
 
         client = Client(HTTP_AUTHORIZATION=f"Bearer {self.token}")
         answer = client.get(f"/api/v1/environments/{ENVIRONMENT}/")
