@@ -9,6 +9,7 @@ from django.core.paginator import Page, Paginator
 from django.db.models import Case, CharField, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
+from django.utils.formats import localize
 
 from releases.approvals import GATE_STAGES
 from releases.gates import TASK_METRIC
@@ -210,6 +211,65 @@ class Candidate:
     def not_applicable(self) -> bool:
         """The build gave nothing to make this kind from (e.g. no student to distil): not a failure."""
         return self.artifact.error.startswith(NOT_APPLICABLE)
+
+    # The table's cells as text, written here rather than by template tags and filters: the table is the
+    # heaviest part of the release page's template, and each row would test and format a dozen figures there.
+
+    @property
+    def css_class(self) -> str:
+        return ("chosen" if self.chosen else "") + (" failed" if self.failed else "")
+
+    @property
+    def name(self) -> str:
+        return "original" if self.reference else self.artifact.kind
+
+    @property
+    def recipe_text(self) -> str:
+        """How it was made, "key: value, ..." (values as a template writes them)."""
+        return ", ".join(f"{key}: {localize(value)}" for key, value in self.artifact.recipe.items())
+
+    @property
+    def p50(self) -> str:
+        return self.shown.get("latency_p50_ms") or "—"
+
+    @property
+    def p95(self) -> str:
+        return self.shown.get("latency_p95_ms") or "—"
+
+    @property
+    def speed_text(self) -> str:
+        """The ratio to the original's latency, times sign first, and its interval (none for a point)."""
+        if self.speed is None:
+            return ""
+        ratio, low, high = self.speed
+        return f"\u00d7{ratio:.2f}" + (f" ({low:.2f}\u2013{high:.2f})" if low != high else "")
+
+    @property
+    def speed_verdict(self) -> str:
+        """"faster" or "slower" when the interval says so, else nothing."""
+        if not self.speed_resolved or self.speed is None:
+            return ""
+        return "faster" if self.speed[2] < 1 else "slower"
+
+    @property
+    def task_text(self) -> str:
+        return "—" if self.task_value is None else f"{self.task_value:.4g}"
+
+    @property
+    def parity(self) -> list[str]:
+        """How closely it answers as the original does, in as many of these measures as it has."""
+        figures, parts = self.figures, []
+        if figures.get("parity_max_abs_diff") is not None:
+            parts.append(f"max |Δ| {figures['parity_max_abs_diff']:.3g}")
+        if figures.get("top1_agreement") is not None:
+            parts.append(f"top-1 {figures['top1_agreement']:.4g}")
+        if figures.get("cosine_min") is not None:
+            parts.append(f"cos min {figures['cosine_min']:.4g}")
+        if figures.get("greedy_exact_match") is not None:
+            kl = figures.get("kl_to_fp32")
+            parts += [f"greedy {figures['greedy_exact_match']:.3g}", "KL " + ("" if kl is None else f"{kl:.2g}"),
+                      self.shown.get("tokens_per_s", "")]
+        return parts
 
 
 @dataclass

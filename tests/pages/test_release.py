@@ -3,7 +3,8 @@ deciding and picking another candidate, the live partial, and its query count.""
 
 import pytest
 
-from releases.models import Approval, AuditEvent, Release
+from releases.models import Approval, Artifact, AuditEvent, Release
+from releases.pages.queries import Candidate
 from releases.pages.release import plane_chart
 from tests.browser import client_for
 from tests.conftest import make_user
@@ -44,6 +45,22 @@ def test_candidates_show_their_figures_the_reason_for_each_and_which_was_chosen(
     body = page(users["victor"], scene.at_gate).content.decode()
     assert "pruning needs torch weights; the build is ONNX" in body
     assert "max |Δ| 0.0123" in body and "top-1 0.991" in body
+
+
+def test_a_candidates_cells_read_as_the_table_writes_them():
+    artifact = Artifact(kind="int8-static", recipe={"method": "static", "reduce_range": True, "percentile": 99.99})
+    chosen = Candidate(artifact, {"parity_max_abs_diff": 0.01234, "greedy_exact_match": 0.9375, "kl_to_fp32": 0.00123},
+                       {"latency_p50_ms": "1.2 ms", "tokens_per_s": "35.1 tokens/s"}, 0.95812, "", chosen=True,
+                       reference=False, speed=(0.4312, 0.41, 0.452))
+    assert (chosen.css_class, chosen.name, chosen.recipe_text, chosen.p50, chosen.p95, chosen.speed_text,
+            chosen.speed_verdict, chosen.task_text, chosen.parity) == (
+        "chosen", "int8-static", "method: static, reduce_range: True, percentile: 99.99", "1.2 ms", "—",
+        "\u00d70.43 (0.41\u20130.45)", "faster", "0.9581",
+        ["max |Δ| 0.0123", "greedy 0.938", "KL 0.0012", "35.1 tokens/s"])
+    original = Candidate(Artifact(kind="original", recipe={}, error="pruning needs torch weights"), {}, {}, None,
+                         "", chosen=False, reference=True, speed=(1.0, 1.0, 1.0))
+    assert (original.css_class, original.name, original.recipe_text, original.speed_text, original.speed_verdict,
+            original.task_text, original.parity) == (" failed", "original", "", "\u00d71.00", "", "—", [])
 
 
 def test_the_plane_puts_candidates_against_the_accuracy_budget(users, scene):
