@@ -1,20 +1,21 @@
 """Rollback of one model of three under load: how fast its traffic goes back, and that nothing else moves.
 
-Three models serve side by side in production behind the environment's one HAProxy, each at its own
-path (/v2/models/<model>/...), each under its own steady load (100 requests/s by default, over
-keep-alive connections, on loopback) from a process of its own: the process that calls the API is not
-the one that loads, so the figure is Slipway's, not the load clients' fight for the GIL. Each model's
-release B is deployed next to A (started, health checked, all traffic; A stays warm), through
-releases.deploys as the deploy stage does. Then an
-on-call engineer rolls the middle model back through the REST API (POST
-/api/v1/environments/production/models/<model>/rollback/ with a token, through the whole Django
-stack, which checks A's server ready first), with the records in a throwaway PostgreSQL database
-(bench/throwaway.py). It prints the time from the API call until every request of that model is
-served by its A (by X-Release-Id), the failed requests of each model and phase, which releases the
-other two models served after the rollback (B only, untouched), the load average, then a rollback
-drill of the first model through the API (back to A and forward to B, the times as Slipway records
-them: from the call until HAProxy applied each move), and the time to rebuild a release image for a
-new 100 MB model with the base and dependency images cached.
+Three models serve side by side in production behind the environment's one HAProxy, each at its own path
+(/v2/models/<model>/...), each under its own steady load (100 requests/s by default, over keep-alive
+connections, on loopback) from a process of its own: the process that calls the API is not the one that
+loads, so the figure is Slipway's, not the load clients' fight for the GIL. Each model's release B is
+deployed next to A (started, health checked, all traffic; A stays warm), through releases.deploys as the
+deploy stage does. Then an on-call engineer rolls the middle model back through the REST API (POST
+/api/v1/environments/production/models/<model>/rollback/ with a token, through the whole Django stack,
+which checks A's server ready first), with the records in a throwaway PostgreSQL database
+(bench/throwaway.py). It prints the time from the API call until every request of that model is served
+by its A (by X-Release-Id) and when the last request not served by A was sent (the move lies between the
+two), the time in the web process from the call until HAProxy answered the weight change and the
+process's CPU time over it (which the machine's load disturbs less), the failed requests of each model
+and phase, which releases the other two models served after the rollback (B only, untouched), the load
+average, then a rollback drill of the first model through the API (back to A and forward to B, the times
+as Slipway records them: from the call until HAProxy applied each move), and the time to rebuild a
+release image for a new 100 MB model with the base and dependency images cached.
 The last line is one JSON object with the figures.
 
     .venv/bin/python bench/rollback.py [--target docker] [--rate 100] [--models 3] [--model-mb 100]
