@@ -22,7 +22,7 @@ from django.http import HttpRequest
 from rest_framework import status
 from rest_framework.exceptions import APIException
 
-from releases.request_body import CHUNK, BodyIncomplete, BodyTooLarge, body_chunks, declared_length
+from releases.request_body import BodyIncomplete, BodyTooLarge, body_chunks, declared_length
 from releases.storage import ArtifactStore, Staged, get_store
 from releases.storage.base import Writer
 
@@ -103,7 +103,7 @@ class Staging:
 
 
 class HashingUploadHandler(FileUploadHandler):
-    chunk_size = CHUNK
+    chunk_size = 1024 * 1024  # Django's parser copies each chunk; larger ones cost more (fresh memory each time)
 
     def __init__(self, request=None) -> None:  # noqa: ANN001
         super().__init__(request)
@@ -160,15 +160,13 @@ def streamed_build(request: HttpRequest, layout: StreamedBuild) -> Iterator[tupl
 
 def _receive(request: HttpRequest, layout: StreamedBuild, staging: Staging) -> tuple[HashedUpload, HashedUpload]:
     staging.open()
-    wanted, eval_data = layout.eval_data_bytes, None
+    eval_data = None
     try:
-        for chunk in body_chunks(request.META, staging.limit):
-            if eval_data is None and len(chunk) >= wanted:
-                staging.write(chunk[:wanted])
-                eval_data, chunk = staging.close(layout.eval_data_name), chunk[wanted:]
-                staging.open()
-            wanted -= len(chunk)
+        for chunk in body_chunks(request.META, staging.limit, split_at=layout.eval_data_bytes):
             staging.write(chunk)
+            if eval_data is None and staging.received == layout.eval_data_bytes:  # no chunk spans the split
+                eval_data = staging.close(layout.eval_data_name)
+                staging.open()
     except BodyTooLarge:
         raise staging.too_large() from None
     except BodyIncomplete as exc:

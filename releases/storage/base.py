@@ -14,14 +14,14 @@ import hashlib
 import os
 import re
 from abc import ABC, abstractmethod
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 COPY_CHUNK = 1024 * 1024
-HASH_ASIDE_BYTES = 64 * 1024  # chunks at least this large are hashed on another thread while they are written
+HASH_ASIDE_BYTES = 64 * 1024  # chunks at least this large are hashed and written on other threads
 
 
 @functools.cache
@@ -59,36 +59,57 @@ class Staged:
 class Writer(ABC):
     """Receives one object's bytes; computes its sha256 on the way.
 
-    A large chunk is hashed on another thread while it is written (both release the GIL), so an
-    upload takes the longer of the two per chunk rather than their sum; `write` returns when both are
-    done, so the caller may then reuse the chunk's buffer."""
+    A large chunk is hashed and written on other threads (both release the GIL) while the caller
+    gets the next one: `write` returns once the chunk before is hashed and written, so the caller
+    may then reuse that chunk's buffer (double buffering), never the one just handed over. An upload
+    takes the longest of receiving, hashing and writing per chunk rather than their sum. `finish`
+    and `abort` first wait for the last chunk; an error of a chunk's write comes out of the next
+    `write` or `finish`."""
 
     def __init__(self) -> None:
         self.hash = hashlib.sha256()
         self.size = 0
+        self._pending: list[Future] = []
 
     def write(self, chunk: bytes | memoryview) -> None:
+        self._settle()
         self.size += len(chunk)
         if len(chunk) < HASH_ASIDE_BYTES:
             self.hash.update(chunk)
             self._write(chunk)
             return
-        hashed = _hasher().submit(self.hash.update, chunk)
+        self._pending = [_hasher().submit(self.hash.update, chunk), _hasher().submit(self._write, chunk)]
+
+    def _settle(self) -> None:
+        """Wait for the chunk in hand (its hash and its write); raise the first error of either."""
+        pending, self._pending = self._pending, []
+        wait(pending)
+        for job in pending:
+            job.result()
+
+    def finish(self) -> Staged:
+        """Close the object; it waits in staging until committed or discarded."""
         try:
-            self._write(chunk)
-        finally:
-            hashed.result()
+            self._settle()
+        except BaseException:
+            self.abort()
+            raise
+        return self._finish()
+
+    def abort(self) -> None:
+        """Drop everything written so far (an interrupted upload)."""
+        pending, self._pending = self._pending, []
+        wait(pending)  # a write still running must not meet a closed file; its error goes with the object
+        self._abort()
 
     @abstractmethod
     def _write(self, chunk: bytes | memoryview) -> None: ...
 
     @abstractmethod
-    def finish(self) -> Staged:
-        """Close the object; it waits in staging until committed or discarded."""
+    def _finish(self) -> Staged: ...
 
     @abstractmethod
-    def abort(self) -> None:
-        """Drop everything written so far (an interrupted upload)."""
+    def _abort(self) -> None: ...
 
 
 class ArtifactStore(ABC):

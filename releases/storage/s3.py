@@ -88,7 +88,7 @@ class S3Writer(Writer):
             (number, sending), self.in_flight = self.in_flight, None
             self.parts.append({"PartNumber": number, "ETag": sending.result()["ETag"]})
 
-    def finish(self) -> Staged:
+    def _finish(self) -> Staged:
         s3 = self.store.client
         try:
             if self.upload_id is None:
@@ -105,7 +105,7 @@ class S3Writer(Writer):
         self.buffer = bytearray()
         return Staged(self.key, self.hash.hexdigest(), self.size)
 
-    def abort(self) -> None:
+    def _abort(self) -> None:
         self.buffer = bytearray()
         if self.in_flight is not None:
             wait([self.in_flight[1]])  # its part is dropped with the upload below

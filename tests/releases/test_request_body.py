@@ -88,3 +88,36 @@ def test_a_chunked_body_is_cut_off_at_the_limit(connection):
     assert bytes(next(chunks)) == BODY[:CHUNK]
     with pytest.raises(BodyTooLarge):
         next(chunks)
+
+
+def test_no_chunk_spans_the_split_and_each_fills_its_buffer(connection):
+    """The bytes gunicorn read with the headers run past the split: its chunk ends there all the same,
+    and the chunks after it start their buffers afresh, whole (a file store writes them past the page cache)."""
+    client, server = connection
+    split = 3000
+    environ = gunicorn_environ(server, BODY[:5000], len(BODY))
+    send(client, BODY[5000:])
+    sizes, data = [], b""
+    for chunk in body_chunks(environ, len(BODY), split_at=split):
+        sizes.append(len(chunk))
+        data += bytes(chunk)
+    assert data == BODY
+    assert sizes == [split, CHUNK, CHUNK, CHUNK, len(BODY) - split - 3 * CHUNK]
+
+
+def test_a_chunk_stays_as_it_is_while_the_next_is_received(connection):
+    """Double buffering: chunk n is overwritten only once chunk n + 1 was handed over and one more is asked for."""
+    client, server = connection
+    environ = gunicorn_environ(server, b"", len(BODY))
+    send(client, BODY)
+    chunks = body_chunks(environ, len(BODY))
+    first, second = next(chunks), next(chunks)
+    assert (bytes(first), bytes(second)) == (BODY[:CHUNK], BODY[CHUNK:2 * CHUNK])
+    third = next(chunks)
+    assert bytes(second) == BODY[CHUNK:2 * CHUNK]
+    assert bytes(first) == bytes(third) == BODY[2 * CHUNK:3 * CHUNK]  # the first one's buffer, reused
+
+
+def test_other_servers_split_too():
+    environ = {"CONTENT_LENGTH": str(len(BODY)), "wsgi.input": io.BytesIO(BODY)}
+    assert [len(chunk) for chunk in body_chunks(environ, len(BODY), split_at=10)][:2] == [10, CHUNK]

@@ -1,7 +1,9 @@
 """The artifact store contract, run against both back ends: the filesystem and S3 over HTTP
 (moto's server mode as the S3 protocol peer, see tests/s3server.py)."""
 
+import errno
 import hashlib
+import mmap
 import os
 import signal
 from pathlib import Path
@@ -13,7 +15,7 @@ import requests
 from releases.checks import slipway_settings
 from releases.storage import ArtifactStore, StoreError, get_store
 from releases.storage.base import HASH_ASIDE_BYTES, object_key
-from releases.storage.filesystem import FilesystemStore
+from releases.storage.filesystem import BLOCK, FilesystemStore, FileWriter
 from tests.s3server import PART_BYTES, bucket_keys, open_multipart_uploads
 
 DATA = b"slipway artifact bytes\n" * 1000
@@ -162,3 +164,53 @@ def test_a_forked_process_hashes_large_chunks_on_threads_of_its_own(tmp_path):
         child.write(data)
         os._exit(0 if child.finish().sha256 == hashlib.sha256(data).hexdigest() else 1)
     assert os.waitpid(pid, 0)[1] == 0
+
+
+def direct_io(writer: FileWriter) -> bool:
+    """Whether the file store's writer has its file open past the page cache (O_DIRECT, octal 040000)."""
+    flags = Path(f"/proc/self/fdinfo/{writer.fd}").read_text().split("flags:")[1].split()[0]
+    return bool(int(flags, 8) & os.O_DIRECT)
+
+
+def test_the_file_store_writes_whole_aligned_blocks_past_the_page_cache(tmp_path):
+    """Page-aligned buffers of whole blocks, reused in turn as the reader does, go past the page cache;
+    from the first chunk that is not, the file goes through it. The bytes and their sha256 are the same."""
+    store = FilesystemStore(tmp_path)
+    writer = store.writer()
+    if not direct_io(writer):
+        writer.abort()
+        pytest.skip("this file system has no O_DIRECT")
+    buffers = [mmap.mmap(-1, 16 * BLOCK) for _ in range(2)]
+    data = os.urandom(5 * 16 * BLOCK + 1000)
+    for number, start in enumerate(range(0, 5 * 16 * BLOCK, 16 * BLOCK)):
+        buffer = buffers[number % 2]
+        buffer[:] = data[start:start + 16 * BLOCK]
+        writer.write(memoryview(buffer))
+        assert direct_io(writer)
+    writer.write(data[-1000:])
+    assert not direct_io(writer)
+    staged = writer.finish()
+    assert (staged.sha256, staged.size) == (hashlib.sha256(data).hexdigest(), len(data))
+    assert Path(staged.location).read_bytes() == data
+
+
+def test_a_chunk_anywhere_in_memory_is_stored_as_it_is(tmp_path):
+    """Whole blocks at an address a disk may not take directly: written past the page cache or through it."""
+    writer = FilesystemStore(tmp_path).writer()
+    data = b"\x00" + os.urandom(16 * BLOCK)
+    writer.write(memoryview(data)[1:])
+    writer.write(memoryview(data)[1:])
+    assert Path(writer.finish().location).read_bytes() == data[1:] * 2
+
+
+def test_an_error_writing_a_chunk_comes_out_of_finish_and_leaves_nothing(tmp_path, monkeypatch):
+    writer = FilesystemStore(tmp_path).writer()
+
+    def disk_full(chunk: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(writer, "_write", disk_full)
+    writer.write(b"x" * HASH_ASIDE_BYTES)  # written on another thread: its error comes with the next call
+    with pytest.raises(OSError, match="No space left"):
+        writer.finish()
+    assert list(tmp_path.rglob("*.part")) == []

@@ -74,13 +74,12 @@ def test_unfinished_parts_are_swept_when_old(artifacts, settings):
     store = get_store()
     old, fresh = store.writer(), store.writer()
     for writer in (old, fresh):
-        writer.write(b"half an upload")
-    old.file.flush()
+        writer.write(b"half an upload")  # written at once (no buffer in Python)
     os.utime(old.path, (time.time() - 7200, time.time() - 7200))
     assert sweep_staging() == 1
     assert files_under(artifacts) == [f"tmp/{fresh.path.name}"]
     fresh.abort()
-    old.file.close()
+    old.abort()  # (its file is gone already)
 
 
 def test_unfinished_s3_uploads_are_swept_when_old(s3_store_settings, settings):
@@ -108,7 +107,7 @@ def test_beat_sweeps_them_on_a_schedule(artifacts, settings):
     settings.SLIPWAY_STAGING_MAX_AGE_S = 3600
     writer = get_store().writer()
     writer.write(b"half an upload")
-    writer.file.close()
     os.utime(writer.path, (time.time() - 7200, time.time() - 7200))
     assert app.tasks[entry["task"]].apply().get() == 1
     assert files_under(artifacts) == []
+    writer.abort()
