@@ -59,5 +59,5 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
                   "task": [p["task"] for p in trend], "p95": [p["p95"] for p in trend],
                   "size_mb": [None if p["size"] is None else p["size"] / 1e6 for p in trend]},
         "trend_versions": queries.TREND_VERSIONS,
-        "services": service_rows(request.user, model.services.all()),
+        "services": service_rows(request.user, "model", model.pk),
     })

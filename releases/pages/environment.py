@@ -3,7 +3,7 @@ rollback button. Each service has its own page (releases/pages/service.py)."""
 
 from dataclasses import dataclass
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
@@ -13,6 +13,7 @@ from releases.pages import queries
 from releases.pages.access import viewer_required
 from releases.pages.display import Moment, lasted, moment, stamp
 from releases.roles import AnyUser
+from slipway.prepared import Prepared
 
 POLL_SECONDS = 5
 
@@ -43,20 +44,51 @@ class ServiceRow:
         return any(d.traffic_percent for d in self.deployments)
 
 
-def service_rows(user: AnyUser, services: QuerySet[Service], *, how_long: bool = False) -> list[ServiceRow]:
-    """One row per service of `services`, from three queries whatever their number; with `how_long` (one
-    service's page), each deployment also says how long it has served in its role, from the record of traffic
-    moves."""
-    running = Deployment.objects.exclude(role=Deployment.Role.STOPPED).select_related("release__version__model")
-    rows_of = list(services.select_related("environment", "model")
-                   .prefetch_related(Prefetch("deployments", queryset=running.order_by(
-                       "-traffic_percent", "-updated_at", "-id"), to_attr="running")))
-    open_canaries = {c.deployment.service_id: c for c in Canary.objects.filter(
-        deployment__service__in=rows_of, status__in=[Canary.Status.WATCHING, Canary.Status.WAITING])
-        .select_related("deployment__release__version__model")}
+@dataclass(frozen=True)
+class ServiceQueries:
+    """The queries behind the service rows of one scope: the services of a model, of an environment, or
+    one service (`scope` is the Service field that picks them)."""
+
+    services: Prepared[Service]
+    running: Prepared[Deployment]  # their deployments that are not stopped, largest share first
+    canaries: Prepared[Canary]  # their open canaries
+
+    @classmethod
+    def of(cls, scope: str) -> "ServiceQueries":
+        def services(scope_id: int) -> QuerySet[Service]:
+            return Service.objects.filter(**{scope: scope_id}).select_related("environment", "model")
+
+        def running(scope_id: int) -> QuerySet[Deployment]:
+            return (Deployment.objects.filter(**{f"service__{scope}": scope_id}).exclude(role=Deployment.Role.STOPPED)
+                    .select_related("release__version__model").order_by("-traffic_percent", "-updated_at", "-id"))
+
+        def canaries(scope_id: int) -> QuerySet[Canary]:
+            return (Canary.objects.filter(**{f"deployment__service__{scope}": scope_id},
+                                          status__in=[Canary.Status.WATCHING, Canary.Status.WAITING])
+                    .select_related("deployment__release__version__model"))
+
+        return cls(Prepared(services), Prepared(running), Prepared(canaries))
+
+
+SCOPES = {scope: ServiceQueries.of(scope) for scope in ("model", "environment", "pk")}
+
+
+def service_rows(user: AnyUser, scope: str, scope_id: int, *, how_long: bool = False) -> list[ServiceRow]:
+    """One row per service of the model, the environment or the one service (`scope`: "model",
+    "environment" or "pk"), from three queries whatever their number; with `how_long` (one service's
+    page), each deployment also says how long it has served in its role, from the record of traffic moves."""
+    prepared = SCOPES[scope]
+    rows_of = {service.pk: service for service in prepared.services.list(scope_id)}
+    if not rows_of:
+        return []
+    running: dict[int, list[Deployment]] = {pk: [] for pk in rows_of}
+    for deployment in prepared.running.list(scope_id):
+        deployment.service = rows_of[deployment.service_id]  # as a prefetch of the service's deployments leaves it
+        running[deployment.service_id].append(deployment)
+    open_canaries = {c.deployment.service_id: c for c in prepared.canaries.list(scope_id)}
     rows = []
-    for service in rows_of:
-        deployments = stamp(service.running, "updated_at")  # the Prefetch above
+    for service in rows_of.values():
+        deployments = stamp(running[service.pk], "updated_at")
         active = next((d for d in deployments if d.role == Deployment.Role.ACTIVE), None)
         warm = sorted((d for d in deployments if d.role == Deployment.Role.WARM), key=lambda d: (d.updated_at, d.pk))
         target = warm[-1] if warm else None
@@ -77,7 +109,7 @@ def service_rows(user: AnyUser, services: QuerySet[Service], *, how_long: bool =
 
 
 def live_context(request: HttpRequest, environment: Environment) -> dict:
-    rows = service_rows(request.user, environment.services.all())
+    rows = service_rows(request.user, "environment", environment.pk)
     return {"environment": environment, "rows": rows, "live": any(r.live for r in rows),
             "poll_seconds": POLL_SECONDS}
 

@@ -63,7 +63,7 @@ def history_rows(changes: list[TrafficChange]) -> list[tuple[TrafficChange, list
 
 
 def live_context(request: HttpRequest, service: Service) -> dict:
-    row = service_rows(request.user, Service.objects.filter(pk=service.pk), how_long=True)[0]
+    row = service_rows(request.user, "pk", service.pk, how_long=True)[0]
     return {"row": row, "service": service, "environment": service.environment,
             "series": queries.serving_series(service), "time_zone": settings.TIME_ZONE, "poll_seconds": POLL_SECONDS,
             "drill": drills.last(service),
