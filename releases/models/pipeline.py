@@ -19,6 +19,9 @@ class ReleaseStatus(models.TextChoices):
     CANCELLED = "cancelled"
 
 
+STATUS_LABELS: dict[str, str] = {value: str(label) for value, label in ReleaseStatus.choices}
+
+
 class Release(models.Model):
     version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="releases")
     status = models.CharField(max_length=20, choices=ReleaseStatus.choices, default=ReleaseStatus.PENDING,
@@ -43,6 +46,12 @@ class Release(models.Model):
     @property
     def model(self):  # noqa: ANN201 - convenience for templates
         return self.version.model
+
+    @property
+    def status_label(self) -> str:
+        """get_status_display's answer, read off a dict made once (that method makes one a call: the pages
+        list dozens of releases)."""
+        return STATUS_LABELS.get(self.status, self.status)
 
 
 class StageStatus(models.TextChoices):

@@ -280,3 +280,9 @@ def test_the_release_page_takes_the_same_queries_however_many_rows(users, scene,
     assert all(f"u{i}" in body for i in range(rows))
     with django_assert_num_queries(11):
         assert client.get(f"/releases/{scene.at_gate.pk}/live/").status_code == 200
+
+
+def test_a_status_label_is_what_get_status_display_says():
+    for status in [*Release._meta.get_field("status").get_choices(include_blank=False), ("gone", "gone")]:
+        release = Release(status=status[0])
+        assert release.status_label == release.get_status_display()
