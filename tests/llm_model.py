@@ -3,8 +3,8 @@
 ``train_small`` trains a Llama-shaped decoder (4 layers, 256 hidden, a 512-token byte-level BPE
 vocabulary learnt from the same text) on tests/data/llm_corpus.txt and saves it as a Hugging Face
 folder: ``model.safetensors``, ``config.json``, ``tokenizer.json``, ``tokenizer_config.json`` and a
-chat template. ``random_large`` saves a randomly initialised one of about 110M parameters for
-speed and memory benchmarks. ``pack`` makes the uncompressed tar a build is posted as.
+chat template. ``random_large`` saves a randomly initialised one of about 124M parameters (12 layers)
+for speed and memory benchmarks. ``pack`` makes the uncompressed tar a build is posted as.
 """
 
 from __future__ import annotations
@@ -77,14 +77,15 @@ def train_small(folder: Path, *, steps: int = 150, seed: int = 0) -> Path:
     return folder
 
 
-def random_large(folder: Path, *, seed: int = 0) -> Path:
-    """A randomly initialised decoder of about 110M parameters (12 layers, 768 hidden), for benchmarks."""
+def random_large(folder: Path, *, layers: int = 12, seed: int = 0) -> Path:
+    """A randomly initialised decoder of 768 hidden and a 32k vocabulary, for benchmarks: with 12 layers
+    about 124M parameters (49M of them the embedding and the LM head)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     fast = _tokenizer(CORPUS.read_text().splitlines()[:300], 512)
-    config = LlamaConfig(vocab_size=32000, hidden_size=768, intermediate_size=2048, num_hidden_layers=12,
+    config = LlamaConfig(vocab_size=32000, hidden_size=768, intermediate_size=2048, num_hidden_layers=layers,
                          num_attention_heads=12, num_key_value_heads=4, max_position_embeddings=512,
                          bos_token_id=0, eos_token_id=0, tie_word_embeddings=False)
     LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
