@@ -9,7 +9,7 @@ import pytest
 
 from releases import routing
 from releases.models import ApiToken, Deployment, ModelVersion, ReleasePolicy, RollbackDrill
-from slipway.cli import main
+from slipway.cli import BuildBody, main
 from tests.factories import digits_eval_npz, digits_model
 from tests.releases.test_llm_builds_api import EVAL, good_files, hf_tar
 
@@ -37,7 +37,7 @@ def for_people(capsys, url: str, tok: str, *args: str) -> tuple[int, str, str]:
 def test_push_streams_a_build_of_several_mib_whole(live_server, users, tmp_path, capsys, settings):
     """A language model's tar bigger than one read goes up whole, as one streamed PUT."""
     settings.ARTIFACT_DIR = tmp_path / "artifacts"
-    tar = hf_tar(good_files() | {"padding.txt": os.urandom(3 * 1024 * 1024)})
+    tar = hf_tar(good_files() | {"padding.txt": os.urandom(2 * BuildBody.CHUNK + 12345)})  # its buffer reused
     (tmp_path / "chat.tar").write_bytes(tar)
     (tmp_path / "eval.jsonl").write_bytes(EVAL)
     ci = token(users["ci"], "builds:write")
