@@ -12,12 +12,14 @@ take turns each round. Each upload is sent by the same kind of client (requests,
 chunks with a Content-Length): the PUT by `slipway push` itself. Printed per path: MiB/s (median
 of the rounds), the CPU seconds per GiB of the receiver (the web worker, or the plain sink) and of
 the client (this process), which load disturbs far less than MiB/s, the receiver's peak RSS
-(VmHWM, reset before each upload) and the load average.
+(VmHWM, reset before each upload) and the load average. At the end it checks that every upload
+stored the build's own sha256.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import multiprocessing
@@ -160,7 +162,7 @@ def run(args: argparse.Namespace) -> dict:
     from django.contrib.auth.models import Group, User
     from django.core.management import call_command
 
-    from releases.models import ApiToken
+    from releases.models import ApiToken, ModelVersion
     from slipway import cli
 
     call_command("migrate", verbosity=0)
@@ -217,6 +219,10 @@ def run(args: argparse.Namespace) -> dict:
     finally:
         services.stop()
         sink_process.kill()
+    with tar.open("rb") as handle:  # every upload stored the build's own bytes (the figures count for nothing else)
+        expected = hashlib.file_digest(handle, "sha256").hexdigest()
+    stored = ModelVersion.objects.exclude(label__startswith="warm-up").values_list("artifact__sha256", flat=True)
+    assert set(stored) == {expected}, "an upload's sha256 is not the build's"
     return {"mib": round(size / CHUNK), "rounds": args.rounds, "load_average": [round(x, 2) for x in os.getloadavg()],
             "paths": {name: {key: round(statistics.median(row[key] for row in rows), 2)
                              for key in ("mib_s", "cpu_s_per_gib", "client_cpu_s_per_gib")}
