@@ -4,8 +4,9 @@ deciding and picking another candidate, the live partial, and its query count.""
 import pytest
 
 from releases.models import Approval, Artifact, AuditEvent, Release
+from releases.pages.display import Moment
 from releases.pages.queries import Candidate
-from releases.pages.release import plane_chart
+from releases.pages.release import audit_line, plane_chart
 from tests.browser import client_for
 from tests.conftest import make_user
 from tests.pages import data as d
@@ -286,3 +287,20 @@ def test_a_status_label_is_what_get_status_display_says():
     for status in [*Release._meta.get_field("status").get_choices(include_blank=False), ("gone", "gone")]:
         release = Release(status=status[0])
         assert release.status_label == release.get_status_display()
+
+
+def test_an_audit_line_says_who_did_what_with_the_status_change_reason_and_comment_escaped():
+    event = AuditEvent(actor_label="<alice>", action="release.approve", subject="release 7",
+                       before={"status": "awaiting_approval"}, after={"status": "approved", "comment": "ok & go"},
+                       reason="two approvals")
+    event.when = {"at": Moment(iso="2026-03-01T03:15:00+00:00", absolute="2026-03-01 03:15:00 UTC",
+                               relative="5 minutes ago")}
+    assert audit_line(event) == (
+        '<span><time datetime="2026-03-01T03:15:00+00:00" title="5 minutes ago">2026-03-01 03:15:00 UTC</time> '
+        '<span class="muted">(5 minutes ago)</span></span>\n'
+        '      <strong>&lt;alice&gt;</strong> release.approve <span class="muted">release 7 awaiting_approval'
+        ' \u2192 approved</span>\n'
+        '      <div class="reason">two approvals</div>\n'
+        '      <div class="reason">\u201cok &amp; go\u201d</div>')
+    event.before, event.after, event.reason = {}, {}, ""
+    assert audit_line(event).endswith('<span class="muted">release 7</span>')
