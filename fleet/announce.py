@@ -1,11 +1,10 @@
 """Workers write their own rows: at start (what they have), every heartbeat (still here), around each
-task (what they run), at shutdown. Pages read the rows; a row not seen for a while is a gone worker."""
+task (what they run), at shutdown. The /workers/ page and the stage routing read them (fleet.presence)."""
 
 from __future__ import annotations
 
 import os
 import threading
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
@@ -51,11 +50,6 @@ def task_finished(name: str, task_id: str) -> None:
 
 def stopped(name: str) -> None:
     WorkerNode.objects.filter(name=name).update(stopped_at=timezone.now(), running=[])
-
-
-def gone_after() -> timedelta:
-    """A worker not heard from for three heartbeats is gone (crashed, or its machine is)."""
-    return timedelta(seconds=3 * settings.SLIPWAY_WORKER_HEARTBEAT_S)
 
 
 class Heartbeat(threading.Thread):

@@ -9,8 +9,8 @@ def slipway_settings(app_configs, **kwargs) -> list:  # noqa: ANN001
     problems: list[Error | Warning] = []
     if settings.SLIPWAY_MAX_UPLOAD_BYTES <= 0:
         problems.append(Error("SLIPWAY_MAX_UPLOAD_BYTES must be positive", id="slipway.E001"))
-    if settings.SLIPWAY_ACCELERATED_QUEUE not in ("cpu", "gpu"):
-        problems.append(Error("SLIPWAY_ACCELERATED_QUEUE must be cpu or gpu", id="slipway.E002"))
+    if settings.SLIPWAY_ACCELERATED_QUEUE not in ("auto", "cpu", "gpu"):
+        problems.append(Error("SLIPWAY_ACCELERATED_QUEUE must be auto, cpu or gpu", id="slipway.E002"))
     if not settings.REDIS_URL and settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
         problems.append(Warning("PostgreSQL is configured but REDIS_URL is not: the embedded broker (a redis-server "
                                 "on a unix socket in the data folder) only reaches workers on this machine",

@@ -10,24 +10,31 @@ from dataclasses import dataclass
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
+from fleet.presence import gone_after, gpu_worker
 from releases.actors import Actor
 from releases.models import Release, StageRun
 from releases.models.pipeline import ReleaseStatus, StageStatus
-from releases.statemachine import TERMINAL, TransitionError, locked_release, transition_release, transition_stage
+from releases.statemachine import (
+    TERMINAL,
+    TransitionError,
+    locked_release,
+    record,
+    transition_release,
+    transition_stage,
+)
 
 RUN_STAGE_TASK = "workers.tasks.run_stage"
+GPU_QUEUE = "gpu"
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class StageSpec:
     name: str
-    accelerated: bool = False  # runs on the gpu queue when SLIPWAY_ACCELERATED_QUEUE says so
+    accelerated: bool = False  # may run on a GPU: its queue is chosen when it is queued (route)
     queue: str = "cpu"
-
-    def queue_name(self) -> str:
-        return settings.SLIPWAY_ACCELERATED_QUEUE if self.accelerated else self.queue
 
 
 STAGES: list[StageSpec] = [
@@ -48,9 +55,27 @@ DEPLOY_STAGE_OF = {"staging": "deploy_staging", "production": "canary"}
 
 def create_stages(release: Release) -> None:
     StageRun.objects.bulk_create(
-        StageRun(release=release, name=spec.name, position=i, queue=spec.queue_name())
+        StageRun(release=release, name=spec.name, position=i, queue=spec.queue)
         for i, spec in enumerate(STAGES)
     )
+
+
+def route(name: str) -> tuple[str, str]:
+    """The queue a stage goes to when it is queued now, and why (said only for a stage that may run on a
+    GPU). With SLIPWAY_ACCELERATED_QUEUE=auto, such a stage goes to the gpu queue while a worker that
+    consumes it and announced a CUDA device is present (fleet.presence), else to the cpu queue."""
+    spec = STAGE_BY_NAME[name]
+    if not spec.accelerated:
+        return spec.queue, ""
+    mode = settings.SLIPWAY_ACCELERATED_QUEUE
+    if mode != "auto":
+        return mode, f"on the {mode} queue: SLIPWAY_ACCELERATED_QUEUE={mode}"
+    worker = gpu_worker(GPU_QUEUE)
+    if worker is None:
+        return "cpu", f"no GPU worker seen in the last {gone_after().total_seconds():g} s: running on CPU"
+    seen_s = (timezone.now() - worker.last_seen_at).total_seconds()
+    return GPU_QUEUE, (f"GPU worker {worker.name} (CUDA devices: {len(worker.cuda_devices)}) seen {seen_s:.0f} s "
+                       f"ago: on the {GPU_QUEUE} queue")
 
 
 def send(stage: StageRun) -> bool:
@@ -66,9 +91,30 @@ def send(stage: StageRun) -> bool:
     return True
 
 
+def resend(stage: StageRun, actor: Actor) -> bool:
+    """Send again a stage that no worker took, to the queue it would go to now: a stage left on the gpu
+    queue by a GPU worker that went away goes to the CPU workers."""
+    queue, why = route(stage.name)
+    if queue != stage.queue:
+        with transaction.atomic():
+            release = locked_release(stage.release_id)
+            stage.refresh_from_db()
+            if stage.status != StageStatus.QUEUED:
+                return False  # a worker took it meanwhile
+            before = stage.queue
+            stage.queue, stage.step = queue, why
+            stage.add_log(why)
+            stage.save(update_fields=["queue", "step", "log"])
+            record(actor, "stage.route", release=release, subject=f"stage {stage.name}",
+                   before={"queue": before}, after={"queue": queue}, reason=why)
+    return send(stage)
+
+
 def enqueue(stage: StageRun, actor: Actor, reason: str = "") -> None:
-    """Mark the stage queued and send it to its worker queue once the transaction commits."""
-    stage = transition_stage(stage.pk, "queue", actor=actor, reason=reason)
+    """Mark the stage queued on the queue it goes to now (route) and send it there once the transaction
+    commits."""
+    queue, why = route(stage.name)
+    stage = transition_stage(stage.pk, "queue", actor=actor, reason=reason, queue=queue, step=why, note=why)
     transaction.on_commit(lambda: send(stage))
 
 
@@ -118,8 +164,10 @@ def retry_or_fail(stage: StageRun, actor: Actor, reason: str, *, holder: str | N
         release = locked_release(stage.release_id)
         stage.refresh_from_db()
         if stage.attempt < settings.SLIPWAY_STAGE_MAX_ATTEMPTS and release.status not in TERMINAL:
+            queue, why = route(stage.name)  # a GPU worker that died leaves the next attempt to the CPU
             queued = transition_stage(stage.pk, "queue", actor=actor, holder=holder,
-                                      reason=f"{reason}; attempt {stage.attempt + 1} follows")
+                                      reason=f"{reason}; attempt {stage.attempt + 1} follows", queue=queue,
+                                      step=why, note=why)
             transaction.on_commit(lambda: send(queued))
             return "retried"
         fail_stage(stage, actor, f"{reason}, {stage.attempt} attempts", holder=holder)

@@ -85,8 +85,9 @@ def transition_release(release_id: int, action: str, *, actor: Actor, reason: st
 
 
 def transition_stage(stage_id: int, action: str, *, actor: Actor, reason: str = "", holder: str | None = None,
-                     **fields: object) -> StageRun:
+                     note: str = "", **fields: object) -> StageRun:
     """Move one stage along `action` under the release's lock; raises TransitionError if not allowed.
+    `note`: a line for the stage's log (which queue it went to, and why).
 
     "start" gives the stage a new claim token, and refuses (StageBusy) a running stage whose run is
     alive; a run passes its claim as `holder` to record its outcome, refused (StageBusy) once another run
@@ -124,6 +125,8 @@ def transition_stage(stage_id: int, action: str, *, actor: Actor, reason: str = 
                 stage.error, stage.claim = without_paths(reason), ""
         for name, value in fields.items():
             setattr(stage, name, value)
+        if note:
+            stage.add_log(note)
         stage.save()
         after = {"status": stage.status, "attempt": stage.attempt} | {
             k: _jsonable(v) for k, v in fields.items() if k not in ("log",)}

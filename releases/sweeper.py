@@ -1,10 +1,11 @@
 """Finds stages the pipeline lost track of, and stops of servers nobody confirmed, from the database alone.
 
-- queued but never picked up (the broker was down, or lost the message): sent again after
-  SLIPWAY_STAGE_RESEND_AFTER_S;
+- queued but never picked up (the broker was down, or lost the message, or the GPU worker it was
+  queued for went away): sent again after SLIPWAY_STAGE_RESEND_AFTER_S, to the queue it goes to now;
 - running without a heartbeat for SLIPWAY_STAGE_HEARTBEAT_TIMEOUT_S (its worker died), or past the
-  stage time limit: sent again while attempts are left (SLIPWAY_STAGE_MAX_ATTEMPTS), else failed with
-  the reason. The old run's claim is dropped, so nothing it records later counts;
+  stage time limit: sent again, to the queue it goes to now, while attempts are left
+  (SLIPWAY_STAGE_MAX_ATTEMPTS), else failed with the reason. The old run's claim is dropped, so nothing
+  it records later counts;
 - a deployment taken out of service whose instance no worker confirmed stopped within
   SLIPWAY_STAGE_RESEND_AFTER_S of its stop being sent (the broker lost it, or the stop failed): its stop
   is sent again, until a worker confirms the instance gone.
@@ -37,7 +38,7 @@ def sweep() -> dict[str, int]:
         # Only the sweeper that renews queued_at sends it: two sweepers at once send it once.
         if StageRun.objects.filter(pk=stage.pk, status=StageStatus.QUEUED, queued_at=stage.queued_at).update(
                 queued_at=now):
-            resent += pipeline.send(stage)
+            resent += pipeline.resend(stage, actor)
     silent = now - timedelta(seconds=settings.SLIPWAY_STAGE_HEARTBEAT_TIMEOUT_S)
     stuck = StageRun.objects.filter(Q(heartbeat_at__lt=silent) | Q(started_at__lt=now - over_time_limit()),
                                     status=StageStatus.RUNNING)

@@ -212,8 +212,9 @@ CELERY_TASK_DEFAULT_QUEUE = "cpu"
 # pay a new PostgreSQL connection (a new server process); workers/tasks.py closes it only when it is
 # broken or older than CONN_MAX_AGE, as the web does after each request.
 CELERY_DB_REUSE_MAX = 10_000
-# Compression and evaluation go to this queue: set "gpu" when GPU workers consume it.
-SLIPWAY_ACCELERATED_QUEUE = env.str("SLIPWAY_ACCELERATED_QUEUE", default="cpu")
+# Compression and evaluation: "auto" sends them to the gpu queue while a worker consuming it has announced
+# a CUDA device and is not gone (fleet.presence), else to cpu; "cpu" or "gpu" always sends them there.
+SLIPWAY_ACCELERATED_QUEUE = env.str("SLIPWAY_ACCELERATED_QUEUE", default="auto")
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("SLIPWAY_STAGE_SOFT_TIME_LIMIT", default=1800)
 CELERY_TASK_TIME_LIMIT = env.int("SLIPWAY_STAGE_TIME_LIMIT", default=1900)
 # A running stage's worker renews its heartbeat this often; the sweeper (every SLIPWAY_SWEEP_EVERY_S)

@@ -17,7 +17,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("webhooks/", include("webhooks.pages.urls")),
-    path("workers/", include("fleet.urls")),
     path("monitoring/", include("monitoring.page_urls")),
     path("", include("releases.pages.urls")),
 ]

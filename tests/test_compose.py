@@ -40,7 +40,6 @@ def test_data_is_kept_in_volumes_and_the_gpu_worker_asks_for_a_gpu():
     gpu = spec["services"]["worker-gpu"]
     assert gpu["deploy"]["resources"]["reservations"]["devices"] == [
         {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
-    assert gpu["environment"]["SLIPWAY_ACCELERATED_QUEUE"] == "gpu"
     assert "/var/run/docker.sock:/var/run/docker.sock" in spec["services"]["worker-deploy"]["volumes"]
 
 

@@ -5,8 +5,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from django.utils import timezone
-
 from releases.models import Release, StageRun
 from releases.models.pipeline import StageStatus
 from releases.redact import without_paths
@@ -66,8 +64,7 @@ class StageContext:
 
     def log(self, line: str) -> None:
         """Add a line to the stage's log, which people read: server paths cut (releases.redact)."""
-        stamp = timezone.now().strftime("%H:%M:%S")
-        self.stage.log += f"{stamp} {without_paths(line)}\n"
+        self.stage.add_log(line)
         self._mine().update(log=self.stage.log)
 
     def _mine(self):  # noqa: ANN202 - the stage row while this run holds it

@@ -2,8 +2,10 @@
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from releases.models.catalog import Artifact, ModelVersion
+from releases.redact import without_paths
 
 
 class ReleaseStatus(models.TextChoices):
@@ -90,6 +92,10 @@ class StageRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} of release #{self.release_id}"
+
+    def add_log(self, line: str) -> None:
+        """Add a line to the log (not saved), which people read: stamped, server paths cut (releases.redact)."""
+        self.log += f"{timezone.now():%H:%M:%S} {without_paths(line)}\n"
 
     @property
     def duration_s(self) -> float | None:

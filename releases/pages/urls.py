@@ -1,6 +1,6 @@
 from django.urls import path
 
-from releases.pages import catalog, environment, health, home, release, service, tokens
+from releases.pages import catalog, environment, health, home, release, service, tokens, workers
 
 urlpatterns = [
     path("", home.home, name="home"),
@@ -21,4 +21,6 @@ urlpatterns = [
     path("health/", health.health, name="health"),
     path("tokens/", tokens.token_list, name="tokens"),
     path("tokens/<int:token_id>/revoke/", tokens.token_revoke, name="token-revoke"),
+    path("workers/", workers.worker_list, name="workers"),
+    path("workers/table/", workers.worker_table, name="workers-table"),
 ]

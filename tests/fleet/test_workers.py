@@ -15,7 +15,7 @@ from django.conf import settings
 from django.test import Client
 
 from fleet.models import WorkerNode
-from fleet.views import worker_rows
+from fleet.presence import worker_rows
 from releases.models import Model, ReleasePolicy
 from tests.conftest import build_form, token_client, wait_for_status
 from tests.workerproc import session_worker_off_the_queues, start_worker, stop_worker, wait_for_worker

@@ -4,6 +4,7 @@ reaches its gate, or, out of attempts, fails with the reason — never left runn
 import re
 
 import pytest
+from django.conf import settings
 
 from releases.models import AuditEvent, Release, StageRun
 from tests.conftest import build_form, token_client, wait_for_status
@@ -32,7 +33,10 @@ def test_a_stage_whose_worker_is_killed_runs_again_on_another_worker(users, dril
     retry = AuditEvent.objects.get(release_id=release_id, actor_label="sweeper", action="stage.queue")
     assert re.fullmatch(rf"worker {killed.worker_host} went silent: no heartbeat for \d+ s \(timeout 3 s\); "
                         r"attempt 2 follows", retry.reason)
-    assert (retry.before, retry.after) == ({"status": "running", "attempt": 1}, {"status": "queued", "attempt": 1})
+    # No worker announced a CUDA device: the retry of compress goes to the cpu queue, and says why.
+    no_gpu = f"no GPU worker seen in the last {3 * settings.SLIPWAY_WORKER_HEARTBEAT_S:g} s: running on CPU"
+    assert (retry.before, retry.after) == ({"status": "running", "attempt": 1},
+                                           {"status": "queued", "attempt": 1, "queue": "cpu", "step": no_gpu})
     assert figures([release_id], {release_id: release.status}, {"awaiting_approval"}) == {
         "releases_lost": 0, "stages_stuck": 0, "double_deploys": 0}
 

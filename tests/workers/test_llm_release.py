@@ -40,19 +40,19 @@ def to_staging(ci, alice, folder, version: str) -> int:
 
 
 def test_a_trained_decoder_is_released_streamed_by_the_openai_client_and_rolled_back(celery_worker, users,
-                                                                                       small_llm, settings):
-    settings.SLIPWAY_ACCELERATED_QUEUE = "gpu"  # as compose sets it beside its GPU worker
+                                                                                       small_llm):
     model = Model.objects.create(name="tiny-llm", task="language_model")
     ReleasePolicy.objects.create(model=model, candidates=["int4-rtn-b32", "int4-rtn-b128", "fp16"])
     ci, alice = token_client(users["ci"]), token_client(users["alice"])
     first = to_staging(ci, alice, small_llm, "1")
 
     release = model.versions.get(label="1").releases.get()
-    # Candidates are built and measured on the gpu queue; the worker that took them has no CUDA: the CPU.
+    # No worker announced a CUDA device: candidates are built and measured on the cpu queue, the fallback.
     routes = {stage.name: (stage.queue, stage.device) for stage in release.stages.filter(status="succeeded")}
     assert {name: routes[name] for name in ("convert", "compress", "evaluate", "deploy_staging")} == {
-        "convert": ("cpu", "cpu"), "compress": ("gpu", "cpu"), "evaluate": ("gpu", "cpu"),
+        "convert": ("cpu", "cpu"), "compress": ("cpu", "cpu"), "evaluate": ("cpu", "cpu"),
         "deploy_staging": ("deploy", "cpu")}
+    assert "s: running on CPU" in release.stages.get(name="compress").log
     fp32 = release.artifacts.get(kind="onnx-fp32")
     assert fp32.file_format == "llm-onnx-tar" and fp32.recipe["kv_cache"] is True
     assert fp32.recipe["greedy_identical"] == 1.0 and fp32.recipe["parity_max_abs_diff"] < 1e-3
