@@ -3,13 +3,16 @@
 import hashlib
 
 import numpy as np
+import onnx
 import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from releases.models import AuditEvent, Metric
+from tests.browser import client_for
 from tests.conftest import build_form, token_client, wait_for_status
 from tests.factories import digits_model, npz_bytes
+from tests.workers.ml.sklearn_builders import ml_only_classifier
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -110,6 +113,14 @@ def test_the_automatic_gate_fails_a_release_below_the_policy(celery_worker, user
 
 # Its model and graph fields are sound (so the upload takes it); the node inside is garbage.
 CORRUPT_NODE = b"\x08\x07\x3a\x07\x0a\x05\xff\xff\xff\xff\xff"
+TWO_FEATURES = npz_bytes(inputs=np.random.default_rng(0).normal(size=(6, 2)).astype(np.float32),
+                         labels=np.array([0, 1, 2, 0, 1, 2]))
+
+
+def ml_without_outputs() -> bytes:
+    model = onnx.load_from_string(ml_only_classifier())
+    del model.graph.output[:]
+    return model.SerializeToString()
 
 
 @pytest.mark.parametrize(("artifact", "eval_data", "reason"), [
@@ -117,7 +128,11 @@ CORRUPT_NODE = b"\x08\x07\x3a\x07\x0a\x05\xff\xff\xff\xff\xff"
                          f"artifact sha256:{hashlib.sha256(CORRUPT_NODE).hexdigest()}. "),
     (None, npz_bytes(inputs=np.full((5, 64), np.nan, dtype=np.float32), labels=np.arange(5)),
      "validate: evaluation data: "),
-], ids=["corrupt-onnx", "nan-eval-data"])
+    (ml_only_classifier(string_classes=True), TWO_FEATURES, "validate: model: the model's classes are text (0, 1, 2) "
+                                                            "but the evaluation labels are numbers: its outputs cannot "
+                                                            "be matched to the labels"),
+    (ml_without_outputs(), TWO_FEATURES, "validate: model: the model has no outputs"),
+], ids=["corrupt-onnx", "nan-eval-data", "onnx-ml-text-classes", "onnx-ml-no-outputs"])
 def test_hostile_files_fail_the_release_at_validate_with_the_reason(celery_worker, users, artifact, eval_data,
                                                                     reason):
     form = {}
@@ -133,11 +148,12 @@ def test_hostile_files_fail_the_release_at_validate_with_the_reason(celery_worke
         assert str(settings.ARTIFACT_DIR) not in shown and "/objects/" not in shown  # finding 7: no server paths
 
 
+@pytest.mark.parametrize("batch", [None, 7], ids=["free-batch", "fixed-batch-of-7"])  # 171 samples: 24 7s + 3
 def test_a_scikit_learn_pipeline_reaches_the_gate_with_its_accuracy_and_the_not_applicable_candidates(
-        celery_worker, users):
+        celery_worker, users, batch):
     from tests.workers.ml.sklearn_builders import scaled_logistic_regression
 
-    model = scaled_logistic_regression()
+    model = scaled_logistic_regression(batch)
     eval_data = npz_bytes(inputs=model.x_test, labels=model.y_test)
     release_id = post(token_client(users["ci"]), model="breast-cancer",
                       artifact=SimpleUploadedFile("model.onnx", model.onnx_bytes),
@@ -151,6 +167,10 @@ def test_a_scikit_learn_pipeline_reaches_the_gate_with_its_accuracy_and_the_not_
     for artifact in release.artifacts.exclude(pk=original.pk).exclude(kind__in=["eval-data", "original"]):
         assert artifact.error.startswith("not applicable: "), (artifact.kind, artifact.error)
         assert f"{artifact.kind}: {artifact.error}" in compress_log
+    rows = client_for(users["victor"]).get(f"/releases/{release_id}/").context["candidates"].rows
+    assert [(row.chosen, row.not_applicable, row.failed) for row in rows] == [(True, False, False)] + [
+        (False, True, False)] * (len(rows) - 1)
+    assert len(rows) > 1 and all(f"{row.artifact.kind}: {row.artifact.error}" in compress_log for row in rows[1:])
 
 
 def test_the_same_build_posted_twice_gets_the_same_choice_with_intervals_and_memory(celery_worker, users):
