@@ -19,7 +19,8 @@ Runtime package) requires transformers < 4.58 and cannot be installed beside the
 project uses, so Optimum's path is reproduced with the same ONNX Runtime calls and settings it makes
 (see optimum_avx2_int8). On this CPU (AVX2, no VNNI, no AVX-512) int8 matrix products use the
 uint8 x int8 kernels (which saturate unless per-channel or reduced-range weights are used) or
-uint8 x uint8; fp16 has no fast CPU kernels. The goal and the honest gap are printed last.
+uint8 x uint8, measured here no faster than fp32 (why Optimum's AVX2 configuration, unsigned
+weights, gains little); fp16 has no fast CPU kernels. The goal and the honest gap are printed last.
 
 Part 2, digits: a 64-256-256-10 teacher trained here on scikit-learn's digits and a distilled
 64-32-10 student built by the lab, compared on the held-out test split.

@@ -62,6 +62,19 @@ def test_quantized_candidates_are_smaller_and_accurate(digits_candidates: tuple,
     assert mixed["search"]["0"] == "inside budget" and mixed["fp32_arithmetic_layers"] == []
 
 
+def test_mixed_int8_layers_use_signed_weights_and_its_search_sees_the_evaluations_batches(
+    digits_candidates: tuple, digits_mlp: TrainedMLP
+) -> None:
+    data, built, _ = digits_candidates
+    model = onnx.load(str(built["int8-mixed"].path))
+    weights = {t.name: t.data_type for t in model.graph.initializer}
+    kernels = [weights[node.input[1]] for node in model.graph.node if node.op_type == "MatMulInteger"]
+    assert kernels == [onnx.TensorProto.INT8] * 2  # uint8 x int8: the fast kernels on AVX2 CPUs
+    feeds = graph.calibration_feeds(digits_mlp.path, data, 100, 64, whole_batches=False)
+    assert [graph.samples_in(feed) for feed in feeds] == [64, 36]
+    assert [graph.samples_in(feed) for feed in graph.calibration_feeds(digits_mlp.path, data, 100, 64)] == [64]
+
+
 def test_distilled_student_has_five_times_fewer_weights_within_a_point(
     digits_candidates: tuple, digits_mlp: TrainedMLP
 ) -> None:

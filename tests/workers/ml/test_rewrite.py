@@ -27,15 +27,6 @@ def run(model: onnx.ModelProto, tmp_path: Path) -> np.ndarray:
     return make_session(graph.save(model, tmp_path / "out.onnx")).run(None, {"x": X})[0]
 
 
-def test_per_token_rewrite_matches_the_simulation(tmp_path: Path) -> None:
-    model, layer = one_layer(tmp_path)
-    rewrite.quantize_per_token(model, layer)
-    assert "w0" not in graph.initializers(model)  # the fp32 weight is gone
-    values, scale = simulate.quantize_weight(W.astype(np.float64))
-    expected = simulate.per_token(X.astype(np.float64)) @ (values * scale)
-    np.testing.assert_allclose(run(model, tmp_path), expected, rtol=1e-5, atol=1e-4)
-
-
 def test_smoothing_keeps_the_fp32_result(tmp_path: Path) -> None:
     model, layer = one_layer(tmp_path)
     rewrite.smooth(model, layer, simulate.smoothing_scales(X, W, 0.5))

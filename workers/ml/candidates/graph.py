@@ -156,14 +156,22 @@ def name_nodes(model: onnx.ModelProto) -> None:
             taken.add(candidate)
 
 
-def calibration_feeds(model_path: Path, evalset: EvalSet, samples: int, batch: int = 16) -> list[dict[str, np.ndarray]]:
-    """Up to ``samples`` evaluation samples as model feeds, in batches (fixed batch respected)."""
+def calibration_feeds(
+    model_path: Path, evalset: EvalSet, samples: int, batch: int = 16, *, whole_batches: bool = True
+) -> list[dict[str, np.ndarray]]:
+    """Up to ``samples`` evaluation samples as model feeds, in batches of ``batch`` (or the model's
+    fixed batch size). With ``whole_batches`` a short last batch is left out (calibrators want
+    batches of one size); without, every sample is fed, the last batch short as the evaluation's is."""
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     specs = specs_of(session.get_inputs())
     feeds = match_inputs(specs, evalset)
-    step = fixed_batch_size(specs) or batch
-    count = max(step, min(samples, evalset.num_samples) // step * step)
-    return [{name: array[start : start + step] for name, array in feeds.items()} for start in range(0, count, step)]
+    fixed = fixed_batch_size(specs)
+    step = fixed or batch
+    count = min(samples, evalset.num_samples)
+    if whole_batches or fixed:
+        count = max(step, count // step * step)
+    return [{name: array[start : min(start + step, count)] for name, array in feeds.items()}
+            for start in range(0, count, step)]
 
 
 def samples_in(feed: dict[str, np.ndarray]) -> int:

@@ -2,9 +2,14 @@
 
 1. Plan each layer: on activations captured from the evaluation data, simulate ONNX Runtime's
    int8 arithmetic (:mod:`simulate`) and pick, per layer, activation smoothing (SmoothQuant
-   alpha 0, 0.5 or 0.75) and, for MatMuls, one activation scale per tensor (fused dynamic
-   quantization, fastest) or per token (:func:`rewrite.quantize_per_token`, most accurate).
-   Fused embeddings get one scale per row of the word table (:func:`rewrite.quantize_embedding_rows`).
+   alpha 0, 0.5 or 0.75). MatMuls and fused attention run ONNX Runtime's dynamic quantization:
+   one activation scale per tensor, signed weights per output channel, i.e. its uint8 x int8
+   kernels, the fast ones on AVX2 CPUs. Those kernels can saturate on CPUs without VNNI; step 3
+   measures the real model, so any saturation counts against the budget like any other error.
+   (uint8 x uint8 kernels, and one activation scale per token built from plain operators, were
+   measured slower on such a CPU than fp32 arithmetic: a layer int8 cannot carry keeps fp32
+   arithmetic instead.) Fused embeddings get one scale per row of the word table
+   (:func:`rewrite.quantize_embedding_rows`).
 2. Sensitivity: build the model with only that layer quantized and measure how far its outputs
    move from the fp32 outputs on the evaluation data (relative squared error).
 3. Search: layers sorted most sensitive first; binary search for the smallest number k of
@@ -29,7 +34,7 @@ import onnx
 from workers.ml.candidates import graph, rewrite, simulate
 from workers.ml.candidates.graph import Layer
 from workers.ml.candidates.quantize import dynamic_int8, prepared
-from workers.ml.evaluate import quality_metrics
+from workers.ml.evaluate import EVAL_BATCH, quality_metrics
 from workers.ml.policy import BuildContext, budget_violation
 
 INT8 = "int8"  # int8 weights and activations
@@ -45,14 +50,17 @@ class NoMixInBudget(RuntimeError):
 @dataclass(frozen=True)
 class LayerPlan:
     layer: Layer
-    scheme: str  # "tensor"/"token": one activation scale per tensor/token; "row": embedding rows
+    scheme: str  # "tensor": one activation scale per tensor; "row": embedding rows
     alpha: float  # smoothing strength, 0 for none
     smoothing: np.ndarray | None  # per input channel divisors
     simulated_error: float | None
 
 
 def int8_mixed(source: Path, out: Path, ctx: BuildContext) -> dict[str, Any]:
-    feeds = graph.calibration_feeds(source, ctx.evalset, ctx.policy.calibration_samples)
+    # In the evaluation's batches: one activation scale per tensor depends on what else is in the
+    # batch, so the budget is checked on the batches the evaluate stage will measure.
+    feeds = graph.calibration_feeds(source, ctx.evalset, ctx.policy.calibration_samples, EVAL_BATCH,
+                                    whole_batches=False)
     count = sum(graph.samples_in(feed) for feed in feeds)
     labels = None if ctx.evalset.labels is None else ctx.evalset.labels[:count]
     base = prepared(source)
@@ -115,12 +123,10 @@ def plan_layers(model: onnx.ModelProto, layers: list[Layer], feeds: list[dict[st
             continue
         x = captured[layer.activation].astype(np.float32)
         w = graph.weight_matrix(model, layer).astype(np.float32)
-        schemes = ("tensor", "token") if layer.kind == "matmul" else ("tensor",)
         shared = graph.use_count(model, layer.weight) > 1  # a shared weight cannot absorb one layer's scales
-        alphas = (0.0,) if shared else simulate.SMOOTHING_ALPHAS
-        scheme, alpha, error = simulate.best_scheme(x, w, schemes, alphas)
+        alpha, error = simulate.best_smoothing(x, w, (0.0,) if shared else simulate.SMOOTHING_ALPHAS)
         scales = simulate.smoothing_scales(x, w, alpha) if alpha else None
-        plans.append(LayerPlan(layer, scheme, alpha, scales, error))
+        plans.append(LayerPlan(layer, "tensor", alpha, scales, error))
     return plans
 
 
@@ -141,13 +147,11 @@ def build(base: onnx.ModelProto, plans: list[LayerPlan], precision: dict[str, st
         if plan.smoothing is not None:
             rewrite.smooth(model, plan.layer, plan.smoothing)
     for plan in chosen:
-        if plan.scheme == "token":
-            rewrite.quantize_per_token(model, plan.layer)
-        elif plan.scheme == "row":
+        if plan.scheme == "row":
             rewrite.quantize_embedding_rows(model, plan.layer)
     per_tensor = [plan.layer.name for plan in chosen if plan.scheme == "tensor"]
     if per_tensor:
-        dynamic_int8(model, out, per_tensor, unsigned_weights=True)
+        dynamic_int8(model, out, per_tensor)
     else:
         graph.save(model, out)
     return out

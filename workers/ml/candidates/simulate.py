@@ -1,8 +1,7 @@
-"""Numpy models of ONNX Runtime's int8 arithmetic, to choose a scheme per layer cheaply.
+"""Numpy models of ONNX Runtime's int8 arithmetic, to choose each layer's smoothing cheaply.
 
-Weights: symmetric int8 per output channel (what ``quantize_dynamic(per_channel=True)`` and the
-per-token rewrite store). Activations: asymmetric uint8 with one range per tensor
-(``DynamicQuantizeLinear``) or symmetric int8 with one range per row (per token).
+Weights: symmetric int8 per output channel (what ``quantize_dynamic(per_channel=True)`` stores).
+Activations: asymmetric uint8 with one range per tensor (``DynamicQuantizeLinear``).
 """
 
 from __future__ import annotations
@@ -26,11 +25,6 @@ def per_tensor(x: np.ndarray) -> np.ndarray:
     return (np.clip(np.round(x / scale) + zero, 0, 255) - zero) * scale
 
 
-def per_token(x: np.ndarray) -> np.ndarray:
-    scale = np.maximum(np.abs(x).max(axis=1, keepdims=True) / 127.0, 1e-12)
-    return np.round(x / scale) * scale
-
-
 def smoothing_scales(x: np.ndarray, w: np.ndarray, alpha: float) -> np.ndarray:
     """Per input channel divisors for activations (and multipliers for weight rows).
 
@@ -44,21 +38,17 @@ def smoothing_scales(x: np.ndarray, w: np.ndarray, alpha: float) -> np.ndarray:
     return np.clip(x_max**alpha / w_max ** (1 - alpha), 1e-2, 1e2)
 
 
-def relative_error(x: np.ndarray, w: np.ndarray, scheme: str, alpha: float) -> float:
-    """||XW - Q(X/s) Q(sW)|| / ||XW|| for a scheme ("tensor" or "token") and smoothing alpha."""
+def relative_error(x: np.ndarray, w: np.ndarray, alpha: float) -> float:
+    """||XW - Q(X/s) Q(sW)|| / ||XW|| for smoothing strength alpha."""
     exact = x @ w
     s = smoothing_scales(x, w, alpha)
     xs, ws = x / s, w * s[:, None]
     values, scale = quantize_weight(ws)
-    activation = (per_token if scheme == "token" else per_tensor)(xs)
-    approx = activation @ (values.astype(ws.dtype) * scale)
+    approx = per_tensor(xs) @ (values.astype(ws.dtype) * scale)
     return float(np.linalg.norm(exact - approx) / max(float(np.linalg.norm(exact)), 1e-12))
 
 
-def best_scheme(
-    x: np.ndarray, w: np.ndarray, schemes: tuple[str, ...], alphas: tuple[float, ...] = SMOOTHING_ALPHAS
-) -> tuple[str, float, float]:
-    """The (scheme, alpha, simulated error) with the lowest error on the captured activations."""
-    options = [(relative_error(x, w, sch, a), sch, a) for sch in schemes for a in alphas]
-    error, scheme, alpha = min(options)
-    return scheme, alpha, error
+def best_smoothing(x: np.ndarray, w: np.ndarray, alphas: tuple[float, ...] = SMOOTHING_ALPHAS) -> tuple[float, float]:
+    """The (alpha, simulated error) with the lowest error on the captured activations."""
+    error, alpha = min((relative_error(x, w, a), a) for a in alphas)
+    return alpha, error
