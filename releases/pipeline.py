@@ -80,7 +80,7 @@ def route(name: str) -> tuple[str, str]:
 
 def send(stage: StageRun) -> bool:
     """Hand a queued stage to the broker. A broker that is down loses nothing: the stage stays queued in
-    the database and `requeue_stale` sends it again."""
+    the database and the sweeper (releases.sweeper) sends it again."""
     try:
         current_app.send_task(RUN_STAGE_TASK, kwargs={"release_id": stage.release_id, "stage": stage.name},
                               queue=stage.queue)

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from releases.models import Artifact, Metric, Release, ReleasePolicy
+from releases.models.pipeline import CHOSEN
 from releases.redact import without_paths
 from releases.storage import get_store
 from workers.ml.compress import Candidate
@@ -72,7 +73,7 @@ def record_choice(release: Release, original: Artifact, candidates: list[Artifac
     chosen = original if choice.index is None else candidates[choice.index]
     reasons = {str(original.pk): choice.original_reason} | {
         str(a.pk): r for a, r in zip(candidates, choice.reasons, strict=True)}
-    reasons[str(chosen.pk)] = f"chosen — {choice.summary}"
+    reasons[str(chosen.pk)] = f"{CHOSEN}{choice.summary}"
     release.chosen_artifact, release.choice_reasons = chosen, reasons
     release.save(update_fields=["chosen_artifact", "choice_reasons", "updated_at"])
     return chosen

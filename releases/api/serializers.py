@@ -170,8 +170,11 @@ class ReleaseSerializer(serializers.ModelSerializer):
     gate_checks = GateCheckSerializer(many=True, read_only=True)
     approvals = ApprovalSerializer(many=True, read_only=True)
     candidates = ArtifactSerializer(source="artifacts", many=True, read_only=True)
-    chosen_artifact: serializers.PrimaryKeyRelatedField = serializers.PrimaryKeyRelatedField(read_only=True,
-                                                                                          allow_null=True)
+    chosen_artifact = serializers.IntegerField(source="shipped_artifact_id", read_only=True, allow_null=True,
+                                               help_text="the artifact this release ships; null while none is "
+                                                         "chosen and when the release failed")
+    choice_reasons = serializers.DictField(source="shown_choice_reasons", child=serializers.CharField(),
+                                           read_only=True)
 
     class Meta:
         model = Release

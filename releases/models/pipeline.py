@@ -22,6 +22,7 @@ class ReleaseStatus(models.TextChoices):
 
 
 STATUS_LABELS: dict[str, str] = {value: str(label) for value, label in ReleaseStatus.choices}
+CHOSEN = "chosen — "  # how the compress stage words the chosen candidate's reason
 
 
 class Release(models.Model):
@@ -54,6 +55,27 @@ class Release(models.Model):
         """get_status_display's answer, read off a dict made once (that method makes one a call: the pages
         list dozens of releases)."""
         return STATUS_LABELS.get(self.status, self.status)
+
+    @property
+    def failed(self) -> bool:
+        """A failed release ships nothing: no artifact of it reads "chosen" (page, API)."""
+        return self.status == ReleaseStatus.FAILED
+
+    @property
+    def shipped_artifact_id(self) -> int | None:
+        return None if self.failed else self.chosen_artifact_id
+
+    def choice_reason(self, artifact_id: int) -> str:
+        """Why this artifact was or was not chosen; a failed release's choice reads as selected, not chosen."""
+        reason = self.choice_reasons.get(str(artifact_id), "") or ""
+        if self.failed and reason.startswith(CHOSEN):
+            return "selected before the release failed: " + reason.removeprefix(CHOSEN)
+        return reason
+
+    @property
+    def shown_choice_reasons(self) -> dict[str, str]:
+        """Every artifact's reason as people read it (see choice_reason)."""
+        return {key: self.choice_reason(int(key)) for key in self.choice_reasons}
 
 
 class StageStatus(models.TextChoices):

@@ -37,7 +37,6 @@ RELEASE_LEVEL = Q(artifact_id=F("release__chosen_artifact_id")) | Q(artifact__is
                                                                     release__chosen_artifact__isnull=True)
 TREND_VERSIONS = 100  # versions drawn on a model's trend charts
 NOT_APPLICABLE = "not applicable: "  # how workers.ml.compress words a candidate the build cannot have
-CHOSEN = "chosen — "  # how the evaluate stage words the chosen candidate's reason
 SERVING_SAMPLES = 600  # newest samples drawn on an environment's charts
 CHART_MARKS = 100  # traffic changes marked on them
 
@@ -309,22 +308,19 @@ def candidate_table(release: Release) -> CandidateTable:
     original = release.version.artifact
     original_key = original.pk if original.pk in figures else None  # its own figures, or the unattached ones
     base_p50 = figures.get(original_key, {}).get("latency_p50_ms")
-    failed = release.status == ReleaseStatus.FAILED  # nothing ships: no row is "chosen"
+    shipped_id = release.shipped_artifact_id
 
     def row(artifact: Artifact, key: int | None, chosen: bool, reference: bool) -> Candidate:
         values = figures.get(key, {})
-        reason = release.choice_reasons.get(str(artifact.pk), "") or ""
-        if failed and reason.startswith(CHOSEN):
-            reason = "selected before the release failed: " + reason.removeprefix(CHOSEN)
-        return Candidate(artifact, values, shown.get(key, {}), values.get(metric), reason,
-                         chosen=chosen and not failed, reference=reference,
+        return Candidate(artifact, values, shown.get(key, {}), values.get(metric), release.choice_reason(artifact.pk),
+                         chosen=chosen and not release.failed, reference=reference,
                          speed=(1.0, 1.0, 1.0) if reference and base_p50 else speed_of(values, base_p50))
 
     rows = [row(original, original_key, release.chosen_artifact_id in (None, original.pk), reference=True)]
     rows += [row(a, a.pk, a.pk == release.chosen_artifact_id, reference=False) for a in release.artifacts.all()
              if a.kind not in (Artifact.Kind.ORIGINAL, Artifact.Kind.EVAL_DATA)]
     policy = release.version.model.policy
-    shipped = [] if failed else list(shown.get(release.chosen_artifact_id, {}).items())
+    shipped = [] if shipped_id is None else list(shown.get(shipped_id, {}).items())
     if release.version.model.task == "language_model":  # judged against the fp32 decoder, relatively
         fp32 = next((a.pk for a in release.artifacts.all() if a.kind == Artifact.Kind.ONNX_FP32), None)
         return CandidateTable(rows=rows, metric=metric, higher_is_better=higher,

@@ -8,7 +8,7 @@ from releases.pages.display import Moment
 from releases.pages.queries import Candidate
 from releases.pages.release import audit_line, plane_chart
 from tests.browser import client_for
-from tests.conftest import make_user
+from tests.conftest import make_user, token_client
 from tests.pages import data as d
 from tests.pages import scenes
 
@@ -89,6 +89,16 @@ def test_a_failed_release_shows_no_candidate_as_chosen(users, scene):
     assert rows[1].reason == "selected before the release failed: int8-dynamic: smallest"
     assert response.context["candidates"].shipped == []
     assert "status-chosen" not in response.content.decode()
+    answer = token_client(users["victor"], ["releases:read"]).get(f"/api/v1/releases/{release.pk}/").json()
+    assert answer["chosen_artifact"] is None  # the API says what the page says
+    assert answer["choice_reasons"][str(scene.candidates["int8-dynamic"].pk)] == rows[1].reason
+
+
+def test_the_api_names_the_chosen_artifact_of_a_release_that_did_not_fail(users, scene):
+    release = scene.at_gate
+    answer = token_client(users["victor"], ["releases:read"]).get(f"/api/v1/releases/{release.pk}/").json()
+    assert release.chosen_artifact_id is not None
+    assert answer["chosen_artifact"] == release.chosen_artifact_id
 
 
 def test_a_failed_language_model_release_shows_nothing_as_shipped(users):

@@ -31,7 +31,6 @@ from serving.llm.decoder import DecoderConfig
 EXTERNAL_DATA_OVER = 1_800_000_000  # bytes of weights: keep below protobuf's 2 GB limit
 ACCURACY_LEVEL = 4
 KINDS = ("int4-rtn-b32", "int4-rtn-b128", "int4-hqq-b32", "int4-hqq-b128", "int4-gptq-b128", "int8-b32", "fp16")
-DEFAULT_KINDS = ("int4-rtn-b32", "int4-rtn-b128", "int4-hqq-b128", "int4-gptq-b128", "int8-b32", "fp16")
 
 class NotApplicable(Exception):
     """The candidate does not apply here; the message says why."""
