@@ -147,6 +147,11 @@ class ShadowRun(models.Model):
     reason = models.TextField(blank=True)
     started_at = models.DateTimeField()
     stopped_at = models.DateTimeField(null=True, blank=True)
+    start_sent_at = models.DateTimeField(null=True, blank=True, help_text="when the start of its server was last "
+                                         "sent to a deploy worker (the sweeper sends a lost one again)")
+    start_attempts = models.PositiveSmallIntegerField(default=0, help_text="starts of its server sent so far")
+    launching_at = models.DateTimeField(null=True, blank=True, help_text="when a worker took the start of its "
+                                        "server: one launches it at a time")
 
     class Meta:
         ordering = ["-started_at"]

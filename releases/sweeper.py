@@ -9,15 +9,17 @@
 - a deployment taken out of service whose instance no worker confirmed stopped within
   SLIPWAY_STAGE_RESEND_AFTER_S of its stop being sent (the broker lost it, or the stop failed): its stop
   is sent again, until a worker confirms the instance gone.
+(workers/shadowing.py's `resend_starts` does the same for shadow servers' starts, beside this sweep.)
 Runs every SLIPWAY_SWEEP_EVERY_S seconds on Celery beat; safe to run from several processes at once.
 """
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from releases import deploys, pipeline
@@ -33,11 +35,9 @@ def sweep() -> dict[str, int]:
     actor = Actor.system("sweeper")
     now = timezone.now()
     resent = 0
-    resend_before = now - timedelta(seconds=settings.SLIPWAY_STAGE_RESEND_AFTER_S)
-    for stage in StageRun.objects.filter(status=StageStatus.QUEUED, queued_at__lt=resend_before):
-        # Only the sweeper that renews queued_at sends it: two sweepers at once send it once.
-        if StageRun.objects.filter(pk=stage.pk, status=StageStatus.QUEUED, queued_at=stage.queued_at).update(
-                queued_at=now):
+    sent_before = resend_before(now)
+    for stage in StageRun.objects.filter(status=StageStatus.QUEUED, queued_at__lt=sent_before):
+        if renew(StageRun.objects.filter(pk=stage.pk, status=StageStatus.QUEUED), "queued_at", stage.queued_at, now):
             resent += pipeline.resend(stage, actor)
     silent = now - timedelta(seconds=settings.SLIPWAY_STAGE_HEARTBEAT_TIMEOUT_S)
     stuck = StageRun.objects.filter(Q(heartbeat_at__lt=silent) | Q(started_at__lt=now - over_time_limit()),
@@ -51,7 +51,7 @@ def sweep() -> dict[str, int]:
             continue
         retried += outcome == "retried"
         failed += outcome == "failed"
-    return {"resent": resent, "retried": retried, "failed": failed, "stops_resent": resend_stops(resend_before)}
+    return {"resent": resent, "retried": retried, "failed": failed, "stops_resent": resend_stops(sent_before)}
 
 
 def resend_stops(sent_before: datetime) -> int:
@@ -59,11 +59,21 @@ def resend_stops(sent_before: datetime) -> int:
     now, resent = timezone.now(), 0
     owed = Deployment.objects.filter(role=Deployment.Role.STOPPED, stopped_at=None, stop_sent_at__lt=sent_before)
     for deployment_id, sent_at in owed.values_list("pk", "stop_sent_at"):
-        # Only the sweeper that renews stop_sent_at sends it: two sweepers at once send it once.
-        if Deployment.objects.filter(pk=deployment_id, stopped_at=None, stop_sent_at=sent_at).update(
-                stop_sent_at=now):
+        if renew(Deployment.objects.filter(pk=deployment_id, stopped_at=None), "stop_sent_at", sent_at, now):
             resent += deploys.send_stop(deployment_id)
     return resent
+
+
+def resend_before(now: datetime) -> datetime:
+    """What was sent before this and is still owed is taken as lost (SLIPWAY_STAGE_RESEND_AFTER_S)."""
+    return now - timedelta(seconds=settings.SLIPWAY_STAGE_RESEND_AFTER_S)
+
+
+def renew(row: QuerySet[Any], field: str, seen: datetime | None, now: datetime, **also: Any) -> bool:
+    """Set the row's `field` (when it was last sent) to `now`, and the `also` fields with it, if it still holds
+    `seen`, the value the caller read: True only for the caller whose update matched. Only that caller sends
+    it again, so two sweepers at once send it once."""
+    return row.filter(**{field: seen}).update(**{field: now}, **also) > 0
 
 
 def over_time_limit() -> timedelta:

@@ -225,6 +225,9 @@ SLIPWAY_STAGE_HEARTBEAT_S = env.float("SLIPWAY_STAGE_HEARTBEAT_S", default=10.0)
 SLIPWAY_STAGE_HEARTBEAT_TIMEOUT_S = env.float("SLIPWAY_STAGE_HEARTBEAT_TIMEOUT_S", default=60.0)
 SLIPWAY_STAGE_RESEND_AFTER_S = env.float("SLIPWAY_STAGE_RESEND_AFTER_S", default=60.0)
 SLIPWAY_STAGE_MAX_ATTEMPTS = env.int("SLIPWAY_STAGE_MAX_ATTEMPTS", default=3)
+# A shadow run's server start that no worker carried out is sent again (after SLIPWAY_STAGE_RESEND_AFTER_S)
+# until this many were sent; then the run ends, with that reason.
+SLIPWAY_SHADOW_START_MAX_ATTEMPTS = env.int("SLIPWAY_SHADOW_START_MAX_ATTEMPTS", default=3)
 CELERY_BEAT_SCHEDULE = {"sweep": {"task": "workers.tasks.sweep", "options": {"queue": "cpu"},
                                   "schedule": env.float("SLIPWAY_SWEEP_EVERY_S", default=30.0)}}
 CELERY_BEAT_SCHEDULE["uploads"] = {"task": "workers.tasks.sweep_uploads", "options": {"queue": "cpu"},

@@ -7,13 +7,23 @@ replacement would end a run, and its verdict, that someone may be waiting on.
 `place` checks and records the run (the API, the page and `manage.py shadow` call it), `launch_run`
 starts the shadow's server and has the active server copy requests to it (a deploy-queue task, or
 the command right away), `stop` ends it.
+
+The start is owed until the server runs: the run records when it was last sent (start_sent_at), and
+the sweeper (`resend_starts`) sends a start the broker refused or lost, or whose worker died, again,
+until SLIPWAY_SHADOW_START_MAX_ATTEMPTS were sent; then the run ends with that reason. A worker takes
+the start first (launching_at, by a conditional update): a redelivered or resent start finds it taken
+and launches no second server. A worker killed while launching holds it until the stage time limit
+has passed (`over_time_limit`: no task runs longer).
 """
 
 import contextlib
 import logging
+from datetime import datetime
 
 from celery import current_app
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from monitoring.models import ShadowRun
@@ -23,6 +33,7 @@ from releases.actors import Actor
 from releases.models import Deployment, Environment, Model, Release, Service
 from releases.routing import target_for
 from releases.statemachine import record
+from releases.sweeper import over_time_limit, renew
 from serving.shadow import KEPT_PAIRS
 from shipping import shadow
 from shipping.targets import Instance, TargetError
@@ -83,8 +94,9 @@ def place(environment_name: str, model_name: str, release_id: int, share: float,
         raise ShadowRefused(f"release #{release.pk} is the active release of {model_name} in {environment_name}")
     try:
         with transaction.atomic():
+            now = timezone.now()
             run = ShadowRun.objects.create(service=service, active=active.release, shadow=release, share=share,
-                                           started_at=timezone.now(), **policy)
+                                           started_at=now, start_sent_at=now, start_attempts=1, **policy)
             record(actor, "shadow.start", release=release, subject=f"shadow of {model_name} in {environment_name}",
                    after={"active": active.release_id, "share": share, **policy})
     except IntegrityError:  # another request placed one meanwhile
@@ -112,13 +124,52 @@ def place_and_send(environment_name: str, model_name: str, release_id: int, shar
     return run
 
 
+def _unstarted(now: datetime) -> QuerySet[ShadowRun]:
+    """Runs whose server is owed a start that no worker is carrying out now."""
+    return ShadowRun.objects.filter(Q(launching_at=None) | Q(launching_at__lt=now - over_time_limit()),
+                                    stopped_at=None, instance={})
+
+
+def resend_starts(sent_before: datetime) -> dict[str, int]:
+    """Send again each start sent before `sent_before` whose server has not started; end the run instead
+    once SLIPWAY_SHADOW_START_MAX_ATTEMPTS were sent (the sweep calls this beside `sweeper.sweep`)."""
+    now, resent, ended = timezone.now(), 0, 0
+    most = settings.SLIPWAY_SHADOW_START_MAX_ATTEMPTS
+    owed = _unstarted(now).filter(start_sent_at__lt=sent_before)
+    for run_id, sent_at, attempts in owed.values_list("pk", "start_sent_at", "start_attempts"):
+        if attempts >= most:
+            reason = (f"not started after {attempts} attempts: no deploy worker started its server within "
+                      f"{settings.SLIPWAY_STAGE_RESEND_AFTER_S:g} s of a send (are a deploy worker and the "
+                      "broker running?)")
+            ended += _unstarted(now).filter(pk=run_id, start_sent_at=sent_at).update(stopped_at=now, reason=reason)
+        elif renew(_unstarted(now).filter(pk=run_id), "start_sent_at", sent_at, now,
+                   start_attempts=F("start_attempts") + 1):
+            resent += send_launch(run_id)
+    return {"starts_resent": resent, "starts_ended": ended}
+
+
+def _take(run_id: int) -> bool:
+    """Take the start of the run's server: True for the one caller whose update matched."""
+    now = timezone.now()
+    return _unstarted(now).filter(pk=run_id).update(launching_at=now) > 0
+
+
 def launch_run(run_id: int) -> ShadowRun | None:
     """Start the shadow's own server (outside the proxy: it gets no live traffic) and have the active
-    server copy the run's share of its requests to it. A run that cannot start is ended with the reason."""
-    run = ShadowRun.objects.select_related("service__environment", "service__model", "shadow__version__model",
-                                           "active").filter(pk=run_id, stopped_at=None, instance={}).first()
-    if run is None:
+    server copy the run's share of its requests to it. A run that cannot start is ended with the reason.
+    None when there is nothing to start: the run started, stopped, or another worker is starting it."""
+    if not _take(run_id):
         return None
+    run = ShadowRun.objects.select_related("service__environment", "service__model", "shadow__version__model",
+                                           "active").get(pk=run_id)
+    try:
+        return _launch(run)
+    except BaseException:  # the start stays owed: the sweeper sends it again, without waiting for the lease
+        ShadowRun.objects.filter(pk=run_id, instance={}).update(launching_at=None)
+        raise
+
+
+def _launch(run: ShadowRun) -> ShadowRun:
     environment = run.service.environment
     deployment = active_deployment(run)
     try:

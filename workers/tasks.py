@@ -35,9 +35,14 @@ def start_shadow(*, run_id: int) -> None:
 
 @shared_task(name="workers.tasks.sweep")
 def sweep() -> dict[str, int]:
-    from releases.sweeper import sweep as run_sweep
+    """Lost stages and stops (releases/sweeper.py), and lost starts of shadow servers (above releases' layer)."""
+    from django.utils import timezone
 
-    return run_sweep()
+    from releases.sweeper import resend_before
+    from releases.sweeper import sweep as run_sweep
+    from workers.shadowing import resend_starts
+
+    return run_sweep() | resend_starts(resend_before(timezone.now()))
 
 
 @shared_task(name="workers.tasks.sweep_uploads")
