@@ -110,12 +110,13 @@ def resend(stage: StageRun, actor: Actor) -> bool:
     return send(stage)
 
 
-def enqueue(stage: StageRun, actor: Actor, reason: str = "") -> None:
+def enqueue(stage: StageRun, actor: Actor, reason: str = "", *, holder: str | None = None) -> None:
     """Mark the stage queued on the queue it goes to now (route) and send it there once the transaction
-    commits."""
+    commits. `holder`: the claim of the run that queues it again (see transition_stage)."""
     queue, why = route(stage.name)
-    stage = transition_stage(stage.pk, "queue", actor=actor, reason=reason, queue=queue, step=why, note=why)
-    transaction.on_commit(lambda: send(stage))
+    queued = transition_stage(stage.pk, "queue", actor=actor, reason=reason, holder=holder, queue=queue, step=why,
+                              note=why)
+    transaction.on_commit(lambda: send(queued))
 
 
 def start(release: Release, actor: Actor) -> None:
@@ -164,11 +165,8 @@ def retry_or_fail(stage: StageRun, actor: Actor, reason: str, *, holder: str | N
         release = locked_release(stage.release_id)
         stage.refresh_from_db()
         if stage.attempt < settings.SLIPWAY_STAGE_MAX_ATTEMPTS and release.status not in TERMINAL:
-            queue, why = route(stage.name)  # a GPU worker that died leaves the next attempt to the CPU
-            queued = transition_stage(stage.pk, "queue", actor=actor, holder=holder,
-                                      reason=f"{reason}; attempt {stage.attempt + 1} follows", queue=queue,
-                                      step=why, note=why)
-            transaction.on_commit(lambda: send(queued))
+            # routed afresh: a GPU worker that died leaves the next attempt to the CPU
+            enqueue(stage, actor, f"{reason}; attempt {stage.attempt + 1} follows", holder=holder)
             return "retried"
         fail_stage(stage, actor, f"{reason}, {stage.attempt} attempts", holder=holder)
         return "failed"
