@@ -137,44 +137,80 @@ def streaming_to_store(request: HttpRequest) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class StreamedBuild:
-    """How a build's raw body (`PUT /api/v1/builds/`) is laid out: eval_data's bytes, then the artifact's."""
+    """How a build's raw body (`PUT /api/v1/builds/`) is laid out: ``metadata_bytes`` of metadata JSON,
+    ``eval_data_bytes`` of evaluation data, then the artifact's bytes."""
 
     artifact_name: str
     eval_data_name: str
     eval_data_bytes: int
+    metadata_bytes: int = 0
+
+
+class StreamedBody:
+    """A raw build body as it arrives: its metadata prefix first, read into memory (so the caller can
+    refuse it before a file byte is stored), then its two files, streamed into the store's staging area."""
+
+    def __init__(self, request: HttpRequest, layout: StreamedBuild, staging: Staging) -> None:
+        self.layout, self.staging = layout, staging
+        splits = (layout.metadata_bytes, layout.metadata_bytes + layout.eval_data_bytes)
+        self.chunks = body_chunks(request.META, staging.limit, splits)
+        self.prefix: bytes | None = None
+
+    def metadata(self) -> bytes:
+        """The body's first ``metadata_bytes`` bytes (the caller bounded them: SLIPWAY_MAX_METADATA_BYTES)."""
+        prefix = bytearray()
+        with self._reading():
+            while len(prefix) < self.layout.metadata_bytes:
+                chunk = next(self.chunks, None)
+                if chunk is None:
+                    raise BadUpload(f"the body is {len(prefix)} bytes, shorter than metadata_bytes "
+                                    f"({self.layout.metadata_bytes})")
+                prefix += chunk  # no chunk spans the prefix's end
+        self.prefix = bytes(prefix)
+        return self.prefix
+
+    def files(self) -> tuple[HashedUpload, HashedUpload]:
+        """The rest of the body in the store's staging area: (artifact, eval_data)."""
+        assert self.prefix is not None, "metadata() reads the body's first bytes"
+        layout, staging = self.layout, self.staging
+        staging.open()
+        eval_data = None
+        with self._reading():
+            for chunk in self.chunks:
+                staging.write(chunk)
+                if eval_data is None and staging.received == layout.eval_data_bytes:  # no chunk spans the split
+                    eval_data = staging.close(layout.eval_data_name)
+                    staging.open()
+        if eval_data is None:
+            raise BadUpload(f"the body is {layout.metadata_bytes + staging.received} bytes, shorter than "
+                            f"metadata_bytes + eval_data_bytes ({layout.metadata_bytes} + {layout.eval_data_bytes})")
+        return staging.close(layout.artifact_name), eval_data
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        try:
+            yield
+        except BodyTooLarge:
+            raise self.staging.too_large() from None
+        except BodyIncomplete as exc:
+            raise BadUpload(str(exc)) from None
 
 
 @contextmanager
-def streamed_build(request: HttpRequest, layout: StreamedBuild) -> Iterator[tuple[HashedUpload, HashedUpload]]:
-    """Stream a raw build body into the store's staging area: (artifact, eval_data), dropped by the end
-    unless committed. A declared length over the limit is refused before a byte is read."""
+def streamed_build(request: HttpRequest, layout: StreamedBuild) -> Iterator[StreamedBody]:
+    """Receive a raw build body: its metadata, then (artifact, eval_data) staged in the store, dropped by
+    the end unless committed. A declared length over the limit is refused before a byte is read; a body
+    left part-read (its metadata refused) goes back to the server to discard."""
     staging = Staging()
     declared = declared_length(request.META)
     if declared is not None and declared > staging.limit:
         raise staging.too_large()
+    body = StreamedBody(request, layout, staging)
     try:
-        yield _receive(request, layout, staging)
+        yield body
     finally:
+        body.chunks.close()
         staging.cleanup()
-
-
-def _receive(request: HttpRequest, layout: StreamedBuild, staging: Staging) -> tuple[HashedUpload, HashedUpload]:
-    staging.open()
-    eval_data = None
-    try:
-        for chunk in body_chunks(request.META, staging.limit, split_at=layout.eval_data_bytes):
-            staging.write(chunk)
-            if eval_data is None and staging.received == layout.eval_data_bytes:  # no chunk spans the split
-                eval_data = staging.close(layout.eval_data_name)
-                staging.open()
-    except BodyTooLarge:
-        raise staging.too_large() from None
-    except BodyIncomplete as exc:
-        raise BadUpload(str(exc)) from None
-    if eval_data is None:
-        raise BadUpload(f"the body is {staging.received} bytes, shorter than eval_data_bytes "
-                        f"({layout.eval_data_bytes})")
-    return staging.close(layout.artifact_name), eval_data
 
 
 def sweep_staging() -> int:

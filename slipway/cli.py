@@ -91,8 +91,9 @@ class Client:
 
 
 class BuildBody:
-    """A streamed build's body: the evaluation data's bytes, then the artifact's, read a chunk at a time
-    (its length known up front, so it goes with a Content-Length); on a terminal, a bar on stderr.
+    """A streamed build's body: the metadata JSON's bytes, the evaluation data's, then the artifact's, the
+    files read a chunk at a time (its length known up front, so it goes with a Content-Length); on a
+    terminal, a bar on stderr.
 
     Each chunk is a view of one reused buffer (requests sends a chunk before it asks for the next):
     no new bytes object per chunk (sending a file over loopback here: 0.19 CPU s/GiB against 0.27 in
@@ -100,16 +101,19 @@ class BuildBody:
 
     CHUNK = 4 * 1024 * 1024
 
-    def __init__(self, eval_data: Path, artifact: Path) -> None:
+    def __init__(self, eval_data: Path, artifact: Path, metadata: bytes = b"") -> None:
+        self.metadata = metadata
         self.files = [eval_data, artifact]
-        self.total = sum(path.stat().st_size for path in self.files)
+        self.total = len(metadata) + sum(path.stat().st_size for path in self.files)
         self.tty = sys.stderr.isatty()
 
     def __len__(self) -> int:
         return self.total
 
     def __iter__(self) -> Iterator[memoryview]:
-        buffer, sent = memoryview(bytearray(self.CHUNK)), 0
+        buffer, sent = memoryview(bytearray(self.CHUNK)), len(self.metadata)
+        if self.metadata:
+            yield memoryview(self.metadata)
         for path in self.files:
             with path.open("rb", buffering=0) as handle:
                 while count := handle.readinto(buffer):
@@ -123,15 +127,17 @@ class BuildBody:
 
 
 def push(client: Client, args: argparse.Namespace) -> dict:
-    """Send the build as one streamed PUT (README: "streamed PUT"), the fast way for big files."""
+    """Send the build as one streamed PUT (README: "streamed PUT"), the fast way for big files; its
+    metadata goes first in the body (a query string has no room for 64 KiB of it)."""
+    metadata = (args.metadata or "").encode()
     fields = {"model": args.model, "version": args.version, "git_commit": args.git_commit,
-              "ci_run_url": args.ci_run_url or "", "metadata": args.metadata or "{}", "task": args.task or "",
-              "artifact_name": args.artifact.name, "eval_data_name": args.eval_data.name,
+              "ci_run_url": args.ci_run_url or "", "task": args.task or "", "artifact_name": args.artifact.name,
+              "eval_data_name": args.eval_data.name, "metadata_bytes": len(metadata),
               "eval_data_bytes": args.eval_data.stat().st_size}
     headers = {"Content-Type": "application/octet-stream"}
     if args.idempotency_key:
         headers["Idempotency-Key"] = args.idempotency_key
-    return client.call("PUT", "builds/", params=fields, data=BuildBody(args.eval_data, args.artifact),
+    return client.call("PUT", "builds/", params=fields, data=BuildBody(args.eval_data, args.artifact, metadata),
                        headers=headers)
 
 

@@ -9,9 +9,11 @@ import pytest
 
 from releases import routing
 from releases.models import ApiToken, Deployment, ModelVersion, ReleasePolicy, RollbackDrill
+from shipping.ports import ephemeral_port
 from slipway.cli import BuildBody, main
 from tests.factories import digits_eval_npz, digits_model
 from tests.releases.test_llm_builds_api import EVAL, good_files, hf_tar
+from tests.reliability.test_two_web_processes import start_web, wait_up
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -47,6 +49,34 @@ def test_push_streams_a_build_of_several_mib_whole(live_server, users, tmp_path,
     version = ModelVersion.objects.get(label="1")
     assert (version.artifact.sha256, version.artifact.size_bytes) == (hashlib.sha256(tar).hexdigest(), len(tar))
     assert version.eval_data.sha256 == hashlib.sha256(EVAL).hexdigest()
+
+
+def test_push_sends_20_kb_of_metadata_through_gunicorn(users, tmp_path, capsys):
+    """Under gunicorn (the demo's and the image's server) a request line over 4094 bytes is refused before
+    the app sees it: the metadata goes first in the body, so 20 KB of it (64 KiB allowed) gets through."""
+    port = ephemeral_port()
+    web = start_web(port, tmp_path, {})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_up(url)
+        (tmp_path / "model.onnx").write_bytes(digits_model().onnx_bytes)
+        (tmp_path / "eval.npz").write_bytes(digits_eval_npz())
+        ci = token(users["ci"], "builds:write")
+        metadata = {"dataset": "digits", "notes": "n" * 20_000}
+
+        def push(version: str, sent: str) -> tuple[int, object]:
+            return slipway(capsys, url, ci, "push", str(tmp_path / "model.onnx"), str(tmp_path / "eval.npz"),
+                           "--model", "digits", "--version", version, "--git-commit", "abcdef0", "--task",
+                           "classification", "--metadata", sent)
+
+        code, build = push("1", json.dumps(metadata))
+        assert code == 0, build
+        assert ModelVersion.objects.get(label="1").metadata == metadata
+        assert push("2", "[1, 2]") == (1, "slipway: HTTP 400: metadata: must be a JSON object, not an array")
+        assert not ModelVersion.objects.filter(label="2").exists()
+    finally:
+        web.terminate()
+        web.wait(timeout=20)
 
 
 def test_push_wait_approve_status_and_rollback(celery_worker, beat, live_server, users, tmp_path, capsys):

@@ -36,18 +36,27 @@ def _json_kind(value: object) -> str:
     return "null" if value is None else kinds.get(type(value), type(value).__name__)
 
 
+def check_metadata_size(size: int) -> None:
+    """A build's metadata JSON is at most SLIPWAY_MAX_METADATA_BYTES, however it is sent."""
+    if size > settings.SLIPWAY_MAX_METADATA_BYTES:
+        raise serializers.ValidationError(f"metadata is larger than {settings.SLIPWAY_MAX_METADATA_BYTES} bytes")
+
+
 @extend_schema_field(OpenApiTypes.OBJECT)
 class JSONObjectField(serializers.Field):
-    """A JSON object, sent as a multipart form field (a string) or as JSON."""
+    """A JSON object, sent as a multipart form field (a string), as JSON, or as UTF-8 bytes (a body's part)."""
 
     def to_internal_value(self, data: object) -> dict:
         if isinstance(data, UploadedFile):
             raise serializers.ValidationError(
                 "sent as a file; send the JSON object as a plain form field (curl -F 'metadata={...}', not =@file)")
+        if isinstance(data, bytes):
+            try:
+                data = data.decode()
+            except UnicodeDecodeError as exc:
+                raise serializers.ValidationError(f"not UTF-8 text: {exc.reason} at position {exc.start}") from None
         if isinstance(data, str):
-            if len(data.encode()) > settings.SLIPWAY_MAX_METADATA_BYTES:
-                raise serializers.ValidationError(
-                    f"metadata is larger than {settings.SLIPWAY_MAX_METADATA_BYTES} bytes")
+            check_metadata_size(len(data.encode()))
             try:
                 data = json.loads(data) if data.strip() else {}
             except json.JSONDecodeError as exc:
@@ -67,7 +76,6 @@ class BuildFieldsSerializer(serializers.Serializer):
     version = serializers.CharField(validators=[label_validator], help_text="a label unique per model")
     git_commit = serializers.RegexField(r"^[0-9a-fA-F]{7,64}$", error_messages={"invalid": "expected a hex commit"})
     ci_run_url = serializers.URLField(required=False, allow_blank=True, max_length=500)
-    metadata = JSONObjectField(required=False, default=dict)
     task = serializers.ChoiceField(choices=TaskKind.choices, required=False, allow_blank=True,
                                    help_text="creates the model on its first build")
     artifact_sha256 = serializers.RegexField(r"^[0-9a-fA-F]{64}$", required=False,
@@ -79,6 +87,7 @@ class BuildFieldsSerializer(serializers.Serializer):
 class BuildSerializer(BuildFieldsSerializer):
     """A build posted as a multipart form (POST /api/v1/builds/)."""
 
+    metadata = JSONObjectField(required=False, default=dict)
     artifact = serializers.FileField(help_text=".onnx, .safetensors (+ metadata.architecture) or .pt2; a language "
                                                "model: an uncompressed tar of its Hugging Face folder")
     eval_data = serializers.FileField(help_text=".npz: 'inputs' or 'input:<name>' arrays, and 'labels'; a language "
@@ -86,14 +95,35 @@ class BuildSerializer(BuildFieldsSerializer):
 
 
 class StreamedBuildSerializer(BuildFieldsSerializer):
-    """A build sent as a raw body (PUT /api/v1/builds/): these fields in the query string, the body
-    eval_data's bytes followed by the artifact's."""
+    """A build sent as a raw body (PUT /api/v1/builds/): these fields in the query string; the body is
+    metadata_bytes of metadata JSON, then eval_data_bytes of evaluation data, then the artifact's bytes."""
 
     artifact_name = serializers.CharField(max_length=255, help_text="the artifact's file name: its suffix "
                                           "names the format (.onnx, .safetensors, .pt2; .tar for a language model)")
     eval_data_name = serializers.CharField(max_length=255, help_text="the evaluation data's file name")
-    eval_data_bytes = serializers.IntegerField(min_value=1, help_text="how many of the body's first bytes "
-                                               "are the evaluation data; the rest is the artifact")
+    metadata_bytes = serializers.IntegerField(
+        min_value=0, default=0, help_text="how many of the body's first bytes are the build's metadata: a JSON object "
+        "in UTF-8, at most SLIPWAY_MAX_METADATA_BYTES (64 KiB by default); 0: no metadata")
+    eval_data_bytes = serializers.IntegerField(min_value=1, help_text="how many bytes after the metadata are the "
+                                               "evaluation data; the rest of the body is the artifact")
+
+    def validate_metadata_bytes(self, value: int) -> int:
+        check_metadata_size(value)
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        # A query string has no room for 64 KiB of metadata (gunicorn refuses a request line over 4094 bytes).
+        if "metadata" in self.initial_data:
+            raise serializers.ValidationError({"metadata": [
+                "send metadata in the body, not in the query string: its first metadata_bytes bytes, then "
+                "eval_data's, then the artifact's"]})
+        return attrs
+
+
+class BodyMetadataSerializer(serializers.Serializer):
+    """A streamed build's metadata: the body's first metadata_bytes bytes."""
+
+    metadata = JSONObjectField()
 
 
 class PolicySerializer(serializers.ModelSerializer):

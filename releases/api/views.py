@@ -31,8 +31,9 @@ def token_name(request: Request) -> str | None:
 class BuildView(generics.GenericAPIView):
     """CI sends a model build: its artifact, evaluation data and commit. Starts a release.
 
-    POST: a multipart form. PUT: the fields in the query string and a raw body (eval_data's bytes,
-    then the artifact's), streamed to the store at the speed of the disk: the way for big builds."""
+    POST: a multipart form. PUT: the fields in the query string and a raw body (the metadata JSON's
+    bytes, eval_data's, then the artifact's), streamed to the store at the speed of the disk: the way
+    for big builds."""
 
     # CI posts with a token; a session's CSRF check would read the body before the handler is set.
     authentication_classes = [ApiTokenAuthentication]
@@ -54,16 +55,24 @@ class BuildView(generics.GenericAPIView):
 
     @extend_schema(parameters=[IDEMPOTENCY_HEADER, s.StreamedBuildSerializer],
                    request={"application/octet-stream": OpenApiTypes.BINARY},
+                   description="The body: `metadata_bytes` bytes of the build's metadata (a JSON object in "
+                               "UTF-8), then `eval_data_bytes` bytes of evaluation data, then the artifact's "
+                               "bytes. The fields go in the query string, metadata never (refused with 400).",
                    responses={201: s.BuildResponseSerializer, 200: s.BuildResponseSerializer})
     def put(self, request: Request) -> Response:
-        # The token, scope, role and fields are checked before a byte of the body is read.
+        # The token, scope, role and fields are checked before a byte of the body is read, the metadata
+        # before a byte of the files is stored.
         key = idempotency_key(request)
         fields = s.StreamedBuildSerializer(data=request.query_params)
         fields.is_valid(raise_exception=True)
         data = fields.validated_data
-        layout = StreamedBuild(data["artifact_name"], data["eval_data_name"], data["eval_data_bytes"])
-        with streamed_build(request._request, layout) as (artifact, eval_data):
-            return self._create(request, data, artifact, eval_data, key)
+        layout = StreamedBuild(data["artifact_name"], data["eval_data_name"], data["eval_data_bytes"],
+                               data["metadata_bytes"])
+        with streamed_build(request._request, layout) as body:
+            metadata = s.BodyMetadataSerializer(data={"metadata": body.metadata()})
+            metadata.is_valid(raise_exception=True)
+            artifact, eval_data = body.files()
+            return self._create(request, data | metadata.validated_data, artifact, eval_data, key)
 
     def _create(self, request: Request, data: dict, artifact: HashedUpload, eval_data: HashedUpload,
                 key: str | None) -> Response:

@@ -90,19 +90,49 @@ def test_a_chunked_body_is_cut_off_at_the_limit(connection):
         next(chunks)
 
 
-def test_no_chunk_spans_the_split_and_each_fills_its_buffer(connection):
-    """The bytes gunicorn read with the headers run past the split: its chunk ends there all the same,
-    and the chunks after it start their buffers afresh, whole (a file store writes them past the page cache)."""
+def test_no_chunk_spans_a_split_and_each_fills_its_buffer(connection):
+    """The bytes gunicorn read with the headers run past the splits: its chunks end there all the same,
+    and the chunks after them start their buffers afresh, whole (a file store writes them past the page cache)."""
     client, server = connection
-    split = 3000
+    splits = (1000, 3000)
     environ = gunicorn_environ(server, BODY[:5000], len(BODY))
     send(client, BODY[5000:])
     sizes, data = [], b""
-    for chunk in body_chunks(environ, len(BODY), split_at=split):
+    for chunk in body_chunks(environ, len(BODY), splits=splits):
         sizes.append(len(chunk))
         data += bytes(chunk)
     assert data == BODY
-    assert sizes == [split, CHUNK, CHUNK, CHUNK, len(BODY) - split - 3 * CHUNK]
+    assert sizes == [1000, 2000, CHUNK, CHUNK, CHUNK, len(BODY) - 3000 - 3 * CHUNK]
+
+
+def test_a_body_left_part_read_goes_back_to_gunicorn_to_discard(connection):
+    """The request is refused after its first chunk (its metadata): gunicorn gets the rest of the body to
+    discard, then finds the pipelined next request where it starts, never the body's bytes as a request."""
+    client, server = connection
+    environ = gunicorn_environ(server, BODY[:5000], len(BODY))
+    send(client, BODY[5000:] + NEXT_REQUEST)
+    chunks = body_chunks(environ, len(BODY), splits=(1000,))
+    assert bytes(next(chunks)) == BODY[:1000]
+    chunks.close()
+    body = environ["wsgi.input"]
+    assert (body.reader.length, body.failed) == (len(BODY) - 1000, False)
+    left = b""
+    while part := body.read(65536):
+        left += part
+    assert left == BODY[1000:]
+    assert server.recv(len(NEXT_REQUEST)) == NEXT_REQUEST
+
+
+def test_a_body_cut_off_mid_read_closes_the_connection(connection):
+    """Bytes taken off the socket were lost: where the next request starts is unknown, so gunicorn must close."""
+    client, server = connection
+    environ = gunicorn_environ(server, b"", len(BODY))
+    send(client, BODY[:CHUNK + 10], then_close=True)
+    chunks = body_chunks(environ, len(BODY))
+    next(chunks)
+    with pytest.raises(BodyIncomplete):
+        next(chunks)
+    assert environ["wsgi.input"].failed is True
 
 
 def test_a_chunk_stays_as_it_is_while_the_next_is_received(connection):
@@ -120,4 +150,4 @@ def test_a_chunk_stays_as_it_is_while_the_next_is_received(connection):
 
 def test_other_servers_split_too():
     environ = {"CONTENT_LENGTH": str(len(BODY)), "wsgi.input": io.BytesIO(BODY)}
-    assert [len(chunk) for chunk in body_chunks(environ, len(BODY), split_at=10)][:2] == [10, CHUNK]
+    assert [len(chunk) for chunk in body_chunks(environ, len(BODY), splits=(10, 20))][:3] == [10, 10, CHUNK]

@@ -1,7 +1,8 @@
-"""PUT /api/v1/builds/: a build as a raw body (eval_data's bytes, then the artifact's) with its fields in the
-query string; stored like a posted build, every bad input refused with nothing stored."""
+"""PUT /api/v1/builds/: a build as a raw body (its metadata JSON's bytes, eval_data's, then the artifact's) with
+its other fields in the query string; stored like a posted build, every bad input refused with nothing stored."""
 
 import hashlib
+import json
 import socket
 from urllib.parse import urlencode, urlsplit
 
@@ -21,15 +22,20 @@ URL = "/api/v1/builds/"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
-def put_url(eval_data: bytes, artifact_name: str = "model.onnx", **overrides: object) -> str:
+METADATA = b'{"dataset": "digits"}'
+
+
+def put_url(eval_data: bytes, artifact_name: str = "model.onnx", metadata: bytes = METADATA,
+            **overrides: object) -> str:
     fields = {"model": "digits", "version": "1.0.0", "git_commit": COMMIT, "task": "classification",
-              "metadata": '{"dataset": "digits"}', "artifact_name": artifact_name, "eval_data_name": "eval.npz",
+              "artifact_name": artifact_name, "eval_data_name": "eval.npz", "metadata_bytes": len(metadata),
               "eval_data_bytes": len(eval_data), **overrides}
     return f"{URL}?{urlencode({k: v for k, v in fields.items() if v is not None})}"
 
 
-def put(client, eval_data: bytes, artifact: bytes, **fields: object):
-    return client.generic("PUT", put_url(eval_data, **fields), eval_data + artifact,
+def put(client, eval_data: bytes, artifact: bytes, metadata: bytes = METADATA, **fields: object):
+    """The body: ``metadata``, then ``eval_data``, then ``artifact``."""
+    return client.generic("PUT", put_url(eval_data, metadata=metadata, **fields), metadata + eval_data + artifact,
                           content_type="application/octet-stream")
 
 
@@ -64,7 +70,7 @@ def test_an_onnx_build_is_stored_from_a_raw_body(ci):
 
 def test_a_language_model_tar_is_stored_from_a_raw_body(ci):
     tar = hf_tar(good_files())
-    response = put(ci, EVAL, tar, model="chat", task="language_model", metadata=None, artifact_name="chat.tar",
+    response = put(ci, EVAL, tar, model="chat", task="language_model", metadata=b"", artifact_name="chat.tar",
                    eval_data_name="eval.jsonl")
     assert response.status_code == 201, response.json()
     version = ModelVersion.objects.get()
@@ -78,7 +84,10 @@ def test_a_language_model_tar_is_stored_from_a_raw_body(ci):
      "a language-model build must be an uncompressed tar of a Hugging Face folder"),
     (b"npz", b"onnx", {"artifact_sha256": "0" * 64}, 400,
      f"the artifact arrived with sha256 {hashlib.sha256(b'onnx').hexdigest()}, not {'0' * 64} as sent"),
-    (b"npz", b"", {"eval_data_bytes": 10}, 400, "the body is 3 bytes, shorter than eval_data_bytes (10)"),
+    (b"npz", b"", {"eval_data_bytes": 10}, 400,
+     f"the body is {len(METADATA) + 3} bytes, shorter than metadata_bytes + eval_data_bytes ({len(METADATA)} + 10)"),
+    (b"", b"", {"metadata": b"{}", "metadata_bytes": 10, "eval_data_bytes": 1}, 400,
+     "the body is 2 bytes, shorter than metadata_bytes (10)"),
     (b"npz", b"onnx", {"eval_data_bytes": 0}, 400, "eval_data_bytes: Ensure this value is greater than or equal to 1."),
     (b"npz", b"onnx", {"git_commit": None}, 400, "git_commit: This field is required."),
 ])
@@ -87,6 +96,41 @@ def test_a_bad_raw_build_is_refused_with_the_reason_and_nothing_stored(ci, eval_
     response = put(ci, eval_data, artifact, **fields)
     assert response.status_code == status
     assert detail in response.json()["detail"], response.json()
+    assert_nothing_stored()
+
+
+def test_the_metadata_comes_first_in_the_body(ci):
+    """20 KB of metadata: more than a request line may hold under gunicorn (4094 bytes), well in its limit."""
+    metadata = {"notes": "n" * 20_000, "dataset": "digits", "name": "été"}
+    onnx, npz = digits_model().onnx_bytes, digits_eval_npz()
+    response = put(ci, npz, onnx, metadata=json.dumps(metadata, ensure_ascii=False).encode())
+    assert response.status_code == 201, response.json()
+    version = ModelVersion.objects.get()
+    assert version.metadata == metadata
+    assert (version.artifact.sha256, version.eval_data.sha256) == (hashlib.sha256(onnx).hexdigest(),
+                                                                   hashlib.sha256(npz).hexdigest())
+
+
+@pytest.mark.parametrize(("metadata", "detail"), [
+    (b'{"dataset": "digits"', "metadata: not valid JSON: Expecting ',' delimiter at position 20"),
+    (b'[1, 2]', "metadata: must be a JSON object, not an array"),
+    (b'"digits"', "metadata: must be a JSON object, not a string"),
+    (b'{"name": "\xe9t\xe9"}', "metadata: not UTF-8 text: invalid continuation byte at position 10"),
+], ids=["cut-json", "array", "string", "latin-1"])
+def test_bad_metadata_in_the_body_is_refused_with_what_is_wrong_and_nothing_stored(ci, metadata, detail):
+    response = put(ci, digits_eval_npz(), digits_model().onnx_bytes, metadata=metadata)
+    assert (response.status_code, response["Content-Type"]) == (400, "application/json")
+    assert response.json()["detail"] == detail
+    assert_nothing_stored()
+
+
+def test_metadata_in_the_query_string_is_refused(ci):
+    """One way to send it: the query string has no room for the 64 KiB metadata may take."""
+    response = ci.generic("PUT", put_url(b"npz", metadata=b"") + "&metadata=%7B%7D", b"npzonnx",
+                          content_type="application/octet-stream")
+    assert response.status_code == 400
+    assert response.json()["detail"] == ("metadata: send metadata in the body, not in the query string: its first "
+                                         "metadata_bytes bytes, then eval_data's, then the artifact's")
     assert_nothing_stored()
 
 
@@ -127,14 +171,20 @@ def answer_to_headers_only(base_url: str, path: str, headers: dict[str, str], me
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_server_answers_before_reading_a_byte_of_the_body(live_server, users, settings):
-    """Refusals come while the client has sent only its headers: no token, a token without the scope, a
-    declared length over the limit (the build's limit, and the endpoint's limit with form fields)."""
+    """Refusals come while the client has sent only its headers: no token, more metadata_bytes than metadata
+    may take, a token without the scope, a declared length over the limit (the build's limit, and the
+    endpoint's limit with form fields)."""
     settings.SLIPWAY_MAX_UPLOAD_BYTES = 10_000
     _, raw = ApiToken.issue(users["ci"], "ci", ["builds:write"])
     _, read_only = ApiToken.issue(users["ci"], "ro", ["releases:read"])
     path = put_url(b"x" * 100)
     declared = {"Content-Length": "10001", "Content-Type": "application/octet-stream"}
     assert answer_to_headers_only(live_server.url, path, declared)[0] == 401
+    too_much_metadata = put_url(b"x" * 100, metadata_bytes=settings.SLIPWAY_MAX_METADATA_BYTES + 1)
+    status, body = answer_to_headers_only(live_server.url, too_much_metadata,
+                                          {**declared, "Content-Length": "70000", "Authorization": f"Bearer {raw}"})
+    assert (status, json.loads(body)["detail"]) == (
+        400, f"metadata_bytes: metadata is larger than {settings.SLIPWAY_MAX_METADATA_BYTES} bytes")
     status, body = answer_to_headers_only(live_server.url, path, {**declared, "Authorization": f"Bearer {read_only}"})
     assert (status, b"lacks the 'builds:write' scope" in body) == (403, True)
     status, body = answer_to_headers_only(live_server.url, path, {**declared, "Authorization": f"Bearer {raw}"})
@@ -148,7 +198,7 @@ def test_the_server_answers_before_reading_a_byte_of_the_body(live_server, users
 
 def test_into_s3_a_raw_build_goes_up_in_parts_and_a_bad_one_leaves_nothing(ci, s3_store_settings):
     tar = hf_tar(good_files() | {"padding.txt": b"p" * (2 * PART_BYTES)})
-    fields = {"model": "chat", "task": "language_model", "metadata": None, "artifact_name": "chat.tar",
+    fields = {"model": "chat", "task": "language_model", "metadata": b"", "artifact_name": "chat.tar",
               "eval_data_name": "eval.jsonl"}
     store = get_store()
     assert put(ci, EVAL, tar[:len(tar) // 2], **fields).status_code == 400  # a cut tar: refused, nothing kept

@@ -39,9 +39,9 @@ def test_a_10_mb_metadata_field_gets_a_json_error(ci, settings):
 
 
 def test_metadata_over_its_limit_in_a_streamed_build_gets_a_json_error(ci, settings):
-    detail = refused(put(ci, digits_eval_npz(), digits_model().onnx_bytes, metadata="x" * (10 * 1024 * 1024)), 400,
+    detail = refused(put(ci, digits_eval_npz(), digits_model().onnx_bytes, metadata=b"x" * (10 * 1024 * 1024)), 400,
                      "invalid")
-    assert detail == f"metadata: metadata is larger than {settings.SLIPWAY_MAX_METADATA_BYTES} bytes"
+    assert detail == f"metadata_bytes: metadata is larger than {settings.SLIPWAY_MAX_METADATA_BYTES} bytes"
 
 
 def test_metadata_sent_as_a_file_is_told_so(ci):
