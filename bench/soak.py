@@ -8,7 +8,8 @@ back. The rest stop at their gate, as most builds of a busy day do.
 Printed at the end, with the load average: worker (and other children) crashes and restarts from
 the demo's supervisor (`demo-status.json`), releases stuck (not at rest --grace seconds after the
 last post) and lost (posted, but unknown to the server), dispatch latency (a stage's queued to
-started, p50/p95), and the RSS of the web and worker process groups at start and end.
+started, p50/p95), the RSS of the web and worker process groups at start and end and its growth per
+minute in the first and the second half of the run, and calls whose connection failed.
 Goal: 0 crashes, 0 stuck, 0 lost, memory flat.
 
     make demo &        # or: .venv/bin/python manage.py demo --port 8000
@@ -78,6 +79,7 @@ class Soak:
         self.eval_data = digits_eval_npz()
         self.posted: dict[int, int] = {}  # release id -> build number
         self.failed_posts: list[str] = []
+        self.transport_errors: list[str] = []  # other calls the connection failed (counted, never retried)
         self.decided: set[int] = set()
         self.decisions = {"approve": 0, "reject": 0}
         self.rollbacks = {"done": 0, "refused": 0}
@@ -104,30 +106,44 @@ class Soak:
             return
         self.posted[answer.json()["release"]["id"]] = n
 
+    def call(self, session: requests.Session, method: str, path: str, **kwargs: object) -> requests.Response | None:
+        """One API call; a connection that fails is counted in transport_errors (None), not retried."""
+        try:
+            return session.request(method, f"{self.url}{path}", timeout=30, **kwargs)  # type: ignore[arg-type]
+        except requests.RequestException as exc:
+            self.transport_errors.append(f"{method} {path}: {exc}")
+            return None
+
     def decide(self, approve_every: int, reject_every: int) -> None:
         """Approve or reject, once, the builds picked for it that wait at their first gate."""
-        answer = self.ci.get(f"{self.url}/api/v1/releases/", params={"model": MODEL, "status": "awaiting_approval",
-                                                                      "limit": 500}, timeout=30)
-        for release in answer.json().get("results", []) if answer.ok else []:
+        answer = self.call(self.ci, "GET", "/api/v1/releases/",
+                           params={"model": MODEL, "status": "awaiting_approval", "limit": 500})
+        for release in answer.json().get("results", []) if answer is not None and answer.ok else []:
             pk, n = release["id"], self.posted.get(release["id"])
             if n is None or pk in self.decided:
                 continue
             verb = "approve" if n % approve_every == 0 else "reject" if n % reject_every == 1 else None
-            if verb:
-                self.alice.post(f"{self.url}/api/v1/releases/{pk}/{verb}/", json={"comment": "soak"}, timeout=30)
+            if verb and self.call(self.alice, "POST", f"/api/v1/releases/{pk}/{verb}/",
+                                  json={"comment": "soak"}) is not None:
                 self.decided.add(pk)
                 self.decisions[verb] += 1
 
     def rollback(self) -> None:
-        answer = self.oncall.post(f"{self.url}/api/v1/environments/staging/rollback/",
-                                  json={"reason": "soak: on-call drill"}, timeout=30)
-        self.rollbacks["done" if answer.ok else "refused"] += 1
+        answer = self.call(self.oncall, "POST", "/api/v1/environments/staging/rollback/",
+                           json={"reason": "soak: on-call drill"})
+        if answer is not None:
+            self.rollbacks["done" if answer.ok else "refused"] += 1
 
     def releases(self) -> dict[int, dict | None]:
+        """Each posted release as the server has it now (None: unknown to it)."""
         found = {}
         for pk in self.posted:
-            answer = self.ci.get(f"{self.url}/api/v1/releases/{pk}/", timeout=30)
-            found[pk] = answer.json() if answer.ok else None
+            answer = None
+            for _ in range(3):  # a read may be retried: a dropped connection is not a lost release
+                answer = self.call(self.ci, "GET", f"/api/v1/releases/{pk}/")
+                if answer is not None:
+                    break
+            found[pk] = answer.json() if answer is not None and answer.ok else None
         return found
 
 
@@ -141,8 +157,22 @@ def dispatch_seconds(releases: list[dict]) -> list[float]:
     return took
 
 
-def percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else (values or [0])[0]
+
+
+def growth(samples: list[tuple[float, dict[str, float]]]) -> dict[str, list[float]]:
+    """Per process group, the RSS slope (MB/min, least squares) over the first and the second half of the
+    samples: a warm-up fills the first half; memory is flat when the second half's slope is near 0."""
+    half = len(samples) // 2
+    if half < 2:
+        return {}
+    slopes: dict[str, list[float]] = {}
+    for name in samples[0][1]:
+        for part in (samples[:half + 1], samples[half:]):
+            minutes, mb = [t for t, _ in part], [rss[name] for _, rss in part]
+            slopes.setdefault(name, []).append(round(statistics.linear_regression(minutes, mb).slope, 2))
+    return slopes
 
 
 def main() -> None:
@@ -160,6 +190,7 @@ def main() -> None:
     soak = Soak(args.url, data_dir)
     before, rss_before, load_before = children(data_dir), memory(data_dir), os.getloadavg()[0]
     run, started, n = time.strftime("%H%M%S"), time.monotonic(), 0
+    samples: list[tuple[float, dict[str, float]]] = [(0.0, rss_before)]  # (minutes in, RSS per group)
     print(f"soak for {args.minutes:g} min: a build every {args.every:g} s against {args.url} "
           f"(load average {load_before:.2f}); RSS at start (MB): {rss_before}", flush=True)
     try:
@@ -170,8 +201,9 @@ def main() -> None:
             if n % args.rollback_every == 0:
                 soak.rollback()
             if n % 30 == 0:
+                samples.append(((time.monotonic() - started) / 60, memory(data_dir)))
                 print(f"{time.strftime('%H:%M:%S')} {n} builds posted, load average {os.getloadavg()[0]:.2f}, "
-                      f"RSS (MB) {memory(data_dir)}", flush=True)
+                      f"RSS (MB) {samples[-1][1]}", flush=True)
             time.sleep(max(0.0, started + n * args.every - time.monotonic()))
         settle = time.monotonic() + args.grace
         while time.monotonic() < settle:
@@ -199,7 +231,8 @@ def main() -> None:
         "dispatch_p50_s": round(percentile(waits, 50), 3), "dispatch_p95_s": round(percentile(waits, 95), 3),
         "stages_dispatched": len(waits), "rollbacks": soak.rollbacks, "decisions": soak.decisions,
         "rss_mb_start": rss_before,
-        "rss_mb_end": rss_after, "load_average_start": round(load_before, 2),
+        "rss_mb_end": rss_after, "rss_mb_per_min": growth(samples), "transport_errors": len(soak.transport_errors),
+        "load_average_start": round(load_before, 2),
         "load_average_end": round(os.getloadavg()[0], 2),
     }
     print(f"builds posted: {n} in {figures['minutes']} min; at the end: {statuses}")
@@ -208,7 +241,9 @@ def main() -> None:
     print(f"dispatch latency (queued -> started) over {len(waits)} stages: p50 {figures['dispatch_p50_s']} s, "
           f"p95 {figures['dispatch_p95_s']} s")
     print(f"decisions at the first gate: {soak.decisions}; rollbacks of staging: {soak.rollbacks}")
-    print(f"RSS (MB) start {rss_before} -> end {rss_after}; load average {figures['load_average_start']} -> "
+    print(f"calls whose connection failed (not retried): {len(soak.transport_errors)} {soak.transport_errors[:3]}")
+    print(f"RSS (MB) start {rss_before} -> end {rss_after}; growth (MB/min, first half / second half of the run) "
+          f"{figures['rss_mb_per_min']}; load average {figures['load_average_start']} -> "
           f"{figures['load_average_end']} ({os.cpu_count()} cores)")
     print(json.dumps(figures))
 
