@@ -28,19 +28,33 @@ import os
 import sys
 import time
 import urllib.parse
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from slipway import cli_output
 
 TERMINAL = {"released", "rolled_back", "rejected", "failed", "cancelled"}
 OK, API_ERROR, ENDED_OTHERWISE, TIMED_OUT = 0, 1, 3, 4  # 2: bad arguments (argparse)
+# A kept-alive connection that the server closes just as a request goes out on it (gunicorn closes one
+# idle for 2 s) ends that request with "connection reset". Reads are sent again on a new connection
+# (urllib3's Retry, for GET and HEAD only); a push is sent again whole with its Idempotency-Key, so the
+# server answers with the build it may already have (PUSH_ATTEMPTS); other changes are never repeated.
+READS_RETRIED = Retry(total=3, backoff_factor=0.2, allowed_methods=frozenset({"GET", "HEAD"}), status=0,
+                      raise_on_status=False)
+PUSH_ATTEMPTS = 3
 
 
 class ApiError(Exception):
     pass
+
+
+class Unreachable(ApiError):
+    """The request got no answer: the connection could not be made, or broke."""
 
 
 class WaitTimedOut(Exception):
@@ -77,13 +91,15 @@ class Client:
         self.url = url.rstrip("/")
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {token}"
+        for scheme in ("http://", "https://"):
+            self.session.mount(scheme, HTTPAdapter(max_retries=READS_RETRIED))
         self.timeout = timeout
 
     def call(self, method: str, path: str, **kwargs) -> dict:
         try:
             answer = self.session.request(method, f"{self.url}/api/v1/{path}", timeout=self.timeout, **kwargs)
         except requests.RequestException as exc:
-            raise ApiError(f"cannot reach {self.url}: {exc}") from None
+            raise Unreachable(f"cannot reach {self.url}: {exc}") from None
         body = answer.json() if answer.headers.get("Content-Type", "").startswith("application/json") else {}
         if answer.status_code >= 400:
             raise ApiError(f"HTTP {answer.status_code}: {body.get('detail', answer.text[:300])}")
@@ -134,11 +150,20 @@ def push(client: Client, args: argparse.Namespace) -> dict:
               "ci_run_url": args.ci_run_url or "", "task": args.task or "", "artifact_name": args.artifact.name,
               "eval_data_name": args.eval_data.name, "metadata_bytes": len(metadata),
               "eval_data_bytes": args.eval_data.stat().st_size}
-    headers = {"Content-Type": "application/octet-stream"}
-    if args.idempotency_key:
-        headers["Idempotency-Key"] = args.idempotency_key
-    return client.call("PUT", "builds/", params=fields, data=BuildBody(args.eval_data, args.artifact, metadata),
-                       headers=headers)
+    headers = {"Content-Type": "application/octet-stream", "Idempotency-Key": args.idempotency_key or uuid.uuid4().hex}
+    body = BuildBody(args.eval_data, args.artifact, metadata)  # read afresh by each attempt
+
+    def send() -> dict:
+        return client.call("PUT", "builds/", params=fields, data=body, headers=headers)
+
+    for attempt in range(1, PUSH_ATTEMPTS):
+        try:
+            return send()
+        except Unreachable as exc:
+            print(f"slipway: {exc}; sending the build again (attempt {attempt + 1} of {PUSH_ATTEMPTS}, same "
+                  "Idempotency-Key)", file=sys.stderr)
+            time.sleep(0.5 * attempt)
+    return send()
 
 
 def wait(client: Client, release_id: int, until: set[str], timeout: float) -> dict:
@@ -179,8 +204,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("eval_data", type=Path)
     for name in ("--model", "--version", "--git-commit"):
         s.add_argument(name, required=True)
-    for name in ("--ci-run-url", "--metadata", "--task", "--idempotency-key"):
+    for name in ("--ci-run-url", "--metadata", "--task"):
         s.add_argument(name)
+    s.add_argument("--idempotency-key", help="the same key returns the build made the first time (default: a "
+                   "new one for each push, which it sends again if the connection breaks)")
     s.add_argument("--wait", metavar="STATUS", help="then wait until the release reaches this status")
     s = sub.add_parser("wait", help="wait until a release reaches a status (or ends)")
     s.add_argument("release", type=int)
