@@ -5,6 +5,8 @@ shipping/proxy.py), or through its own rule of the environment's HTTPRoute on a 
 Only the service's own backend or rule changes: no other model is touched.
 """
 
+import hashlib
+import hmac
 from dataclasses import asdict
 
 from django.conf import settings
@@ -38,8 +40,16 @@ def target_for(environment: Environment) -> Target:
     if environment.target == "kubernetes":
         return kubernetes_target()
     if environment.target == "docker":
-        return DockerTarget(memory=settings.SLIPWAY_CONTAINER_MEMORY, cpus=settings.SLIPWAY_CONTAINER_CPUS)
+        return DockerTarget(memory=settings.SLIPWAY_CONTAINER_MEMORY, cpus=settings.SLIPWAY_CONTAINER_CPUS,
+                            owner=instance_owner())
     return LocalTarget(log_dir=settings.SLIPWAY_SERVING_DIR / "logs")
+
+
+def instance_owner() -> str:
+    """This installation's mark on the containers it starts (DockerTarget's owner label): derived from its
+    secret key, so it is never stored, and two installations sharing one Docker Engine never take each
+    other's containers for their own."""
+    return hmac.new(settings.SECRET_KEY.encode(), b"slipway-instance-owner", hashlib.sha256).hexdigest()[:16]
 
 
 def instance_of(deployment: Deployment) -> Instance:

@@ -9,7 +9,8 @@
 - a deployment taken out of service whose instance no worker confirmed stopped within
   SLIPWAY_STAGE_RESEND_AFTER_S of its stop being sent (the broker lost it, or the stop failed): its stop
   is sent again, until a worker confirms the instance gone.
-(workers/shadowing.py's `resend_starts` does the same for shadow servers' starts, beside this sweep.)
+(workers/shadowing.py's `resend_starts` does the same for shadow servers' starts, beside this sweep; and
+workers/orphans.py stops the servers no record references, older than `over_time_limit`, on a deploy worker.)
 Runs every SLIPWAY_SWEEP_EVERY_S seconds on Celery beat; safe to run from several processes at once.
 """
 

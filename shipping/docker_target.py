@@ -7,6 +7,11 @@ Engine cannot make a bridge network, the container shares the host's network and
 own loopback port (``network`` records which). They run as a non-root user on a read-only root
 filesystem with a tmpfs for the private copy of the model, no capabilities, and memory and CPU
 limits.
+
+Each container carries labels of what it serves (environment, release, host, port) and, when the target
+is given one, its owner: the installation that started it. `started` lists that owner's containers only,
+so the reaper of servers no record references never touches a container another installation (or
+anything else) started on the same Engine.
 """
 
 from __future__ import annotations
@@ -15,14 +20,15 @@ import logging
 import re
 
 import docker
-from docker.errors import APIError, ImageNotFound, NotFound
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from shipping.image import LABEL_PREFIX, SERVING_USER
-from shipping.targets import Instance, InstanceSpec, Target, TargetError
+from shipping.targets import Instance, InstanceSpec, Started, Target, TargetError
 
 log = logging.getLogger(__name__)
 CONTAINER_PORT = 8000
 NETWORK_PREFIX = "slipway-net-"
+OWNER_LABEL = f"{LABEL_PREFIX}owner"
 
 
 class DockerTarget(Target):
@@ -34,8 +40,10 @@ class DockerTarget(Target):
         memory: str = "1g",
         cpus: float = 1.0,
         tmpfs_size: str | None = None,
+        owner: str = "",
     ) -> None:
         self.client = client or docker.from_env()
+        self.owner = owner  # the OWNER_LABEL of the containers it starts; none: it lists none as its own
         # The tmpfs holds the private copy of the model while it loads; it counts against the memory limit.
         self.memory, self.cpus, self.tmpfs_size = memory, cpus, tmpfs_size or memory
 
@@ -72,7 +80,9 @@ class DockerTarget(Target):
                 labels={
                     f"{LABEL_PREFIX}environment": spec.environment,
                     f"{LABEL_PREFIX}instance-release-id": spec.release_id,
+                    f"{LABEL_PREFIX}host": spec.host,
                     f"{LABEL_PREFIX}port": str(spec.port),
+                    **({OWNER_LABEL: self.owner} if self.owner else {}),
                 },
             )
         except ImageNotFound:
@@ -103,6 +113,23 @@ class DockerTarget(Target):
         for network in networks:
             if network.startswith(NETWORK_PREFIX):
                 self._remove_bridge(network)
+
+    def started(self) -> list[Started]:
+        """This owner's containers, running or not (a crashed one still holds its network), with when each
+        was created."""
+        if not self.owner:
+            return []
+        try:
+            found = self.client.api.containers(all=True, filters={"label": f"{OWNER_LABEL}={self.owner}"})
+        except DockerException as error:
+            raise TargetError(f"Docker did not list the containers of {self.owner}: {error}") from error
+        return [Started(self._instance(container["Id"], container["Labels"]), float(container["Created"]))
+                for container in found]
+
+    def _instance(self, container_id: str, labels: dict[str, str]) -> Instance:
+        return Instance(self.kind, container_id, labels[f"{LABEL_PREFIX}instance-release-id"],
+                        labels[f"{LABEL_PREFIX}environment"], labels[f"{LABEL_PREFIX}host"],
+                        int(labels[f"{LABEL_PREFIX}port"]))
 
     def _bridge(self, name: str) -> str | None:
         """A bridge network for one container, or None where the Engine cannot make one."""

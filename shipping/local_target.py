@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import serving
-from shipping.targets import Instance, InstanceSpec, Target, TargetError
+from shipping.targets import Instance, InstanceSpec, Started, Target, TargetError
 
 SERVING_ROOT = Path(serving.__file__).resolve().parents[1]  # the folder `python -m serving` runs from
 
@@ -103,7 +103,7 @@ class LocalTarget(Target):
         _children[process.pid] = process
         instance = Instance(self.kind, str(process.pid), spec.release_id, spec.environment, spec.host, spec.port)
         self.pid_dir.mkdir(parents=True, exist_ok=True)
-        (self.pid_dir / f"{process.pid}.json").write_text(json.dumps(asdict(instance)))
+        _registration(self.pid_dir, instance).write_text(json.dumps(asdict(instance)))
         return instance
 
     def is_alive(self, instance: Instance) -> bool:
@@ -125,7 +125,7 @@ class LocalTarget(Target):
         return ours and not zombie
 
     def stop(self, instance: Instance, timeout: float = 30.0) -> None:
-        (self.pid_dir / f"{instance.handle}.json").unlink(missing_ok=True)
+        _registration(self.pid_dir, instance).unlink(missing_ok=True)
         if not self.is_alive(instance):
             _children.pop(int(instance.handle), None)
             return
@@ -139,12 +139,28 @@ class LocalTarget(Target):
         if pid in _children:
             _children.pop(pid).wait()
 
+    def started(self) -> list[Started]:
+        """The running instances registered in the pid folder, started when they were registered."""
+        found = []
+        for instance in registered(self.pid_dir):
+            try:
+                at = _registration(self.pid_dir, instance).stat().st_mtime
+            except FileNotFoundError:  # stopped meanwhile
+                continue
+            if self.is_alive(instance):
+                found.append(Started(instance, at))
+        return found
+
     def logs(self, instance: Instance, lines: int = 40) -> str:
         try:
             with self.log_path(instance).open(errors="replace") as log:
                 return "".join(deque(log, maxlen=lines))
         except FileNotFoundError:
             return "(no log)"
+
+
+def _registration(pid_dir: Path, instance: Instance) -> Path:
+    return pid_dir / f"{instance.handle}.json"
 
 
 def registered(pid_dir: Path) -> list[Instance]:

@@ -57,6 +57,14 @@ class Instance:
         return f"http://{self.host}:{self.port}"
 
 
+@dataclass(frozen=True)
+class Started:
+    """An instance a target runs, and when it was started (seconds since the epoch)."""
+
+    instance: Instance
+    at: float
+
+
 class Target(ABC):
     kind: str
 
@@ -73,6 +81,11 @@ class Target(ABC):
 
     @abstractmethod
     def logs(self, instance: Instance, lines: int = 40) -> str: ...
+
+    def started(self) -> list[Started]:
+        """Every instance this target started that is still there, whatever records it (the reaper of servers
+        no record references reads it). A target that cannot tell its own from others' lists none."""
+        return []
 
     def wait_ready(self, instance: Instance, timeout: float = 60.0) -> None:
         """Return once /readyz answers 200 as this release; raise HealthCheckFailed otherwise.

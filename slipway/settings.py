@@ -228,8 +228,14 @@ SLIPWAY_STAGE_MAX_ATTEMPTS = env.int("SLIPWAY_STAGE_MAX_ATTEMPTS", default=3)
 # A shadow run's server start that no worker carried out is sent again (after SLIPWAY_STAGE_RESEND_AFTER_S)
 # until this many were sent; then the run ends, with that reason.
 SLIPWAY_SHADOW_START_MAX_ATTEMPTS = env.int("SLIPWAY_SHADOW_START_MAX_ATTEMPTS", default=3)
+_SWEEP_EVERY_S = env.float("SLIPWAY_SWEEP_EVERY_S", default=30.0)
 CELERY_BEAT_SCHEDULE = {"sweep": {"task": "workers.tasks.sweep", "options": {"queue": "cpu"},
-                                  "schedule": env.float("SLIPWAY_SWEEP_EVERY_S", default=30.0)}}
+                                  "schedule": _SWEEP_EVERY_S}}
+# Model servers that no record references (a worker died between starting one and recording it) are stopped
+# once older than the stage time limit, by a deploy worker: on the machine where they run (workers/orphans.py).
+# One a busy deploy worker did not take before the next is due is dropped.
+CELERY_BEAT_SCHEDULE["orphans"] = {"task": "workers.tasks.reap_orphans", "schedule": _SWEEP_EVERY_S,
+                                   "options": {"queue": "deploy", "expires": _SWEEP_EVERY_S}}
 CELERY_BEAT_SCHEDULE["uploads"] = {"task": "workers.tasks.sweep_uploads", "options": {"queue": "cpu"},
                                    "schedule": env.float("SLIPWAY_STAGING_SWEEP_EVERY_S", default=600.0)}
 # HAProxy and the local model servers in service are started again when they died.

@@ -45,6 +45,15 @@ def sweep() -> dict[str, int]:
     return run_sweep() | resend_starts(resend_before(timezone.now()))
 
 
+@shared_task(name="workers.tasks.reap_orphans")
+def reap_orphans() -> dict[str, int]:
+    """Stop the model servers no record references, older than any launch (workers/orphans.py; beat sends it
+    to the deploy queue, whose workers run the servers, every SLIPWAY_SWEEP_EVERY_S)."""
+    from workers.orphans import reap
+
+    return reap()
+
+
 @shared_task(name="workers.tasks.sweep_uploads")
 def sweep_uploads() -> int:
     from releases.uploads import sweep_staging

@@ -4,6 +4,7 @@ The base image is made with debootstrap the first time (about 2 minutes, then ca
 engine); the dependencies image is built once per set of wheels.
 """
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import pytest
 import requests
 from docker.errors import DockerException, NotFound
 
+from releases import routing
+from releases.models import Environment
 from serving import oip
 from serving.integrity import file_sha256
 from shipping import proxy
@@ -146,6 +149,31 @@ def test_a_model_that_does_not_load_fails_the_health_check(
     ):
         target.launch(spec, timeout=60)
     assert client.containers.list(all=True, filters={"label": "io.slipway.instance-release-id=r5"}) == []
+
+
+def test_a_target_lists_as_started_the_containers_of_its_owner_only(client: docker.DockerClient, build: object,
+                                                                     settings) -> None:
+    """What the reaper of servers no record references reads: never a container another owner started."""
+    image = build("r7", seed=7)
+    ours, theirs = DockerTarget(client, owner="test-ours"), DockerTarget(client, owner="test-theirs")
+    before = int(time.time())
+    mine = ours.start(InstanceSpec("r7", "staging", ports.allocate(), image=image.tag))
+    other = theirs.start(InstanceSpec("r7", "production", ports.allocate(), image=image.tag))
+    try:
+        started = ours.started()
+        assert [s.instance for s in started] == [mine]
+        assert before <= started[0].at <= time.time()
+        assert [s.instance for s in theirs.started()] == [other]
+        assert DockerTarget(client).started() == []  # no owner: it takes no container for its own
+    finally:
+        ours.stop(mine, timeout=5)
+        theirs.stop(other, timeout=5)
+    assert ours.started() == theirs.started() == []
+    # An installation's targets carry its owner, derived from its secret key: another installation's differs.
+    owner = routing.target_for(Environment(name="staging", target="docker")).owner
+    assert owner == routing.instance_owner() and len(owner) == 16
+    settings.SECRET_KEY = "another installation's secret key"
+    assert routing.instance_owner() != owner
 
 
 def test_a_language_model_image_boots_and_streams_a_completion_to_the_openai_client(
