@@ -49,24 +49,27 @@ def children(data_dir: Path) -> dict:
     return json.loads((data_dir / "demo-status.json").read_text())["children"]
 
 
-def group_rss_mb(pgid: int | None) -> float:
-    """Resident memory of every process in the group (gunicorn's or Celery's workers included)."""
+def group_rss_mb(pgid: int | None, command: bytes = b"") -> float:
+    """Resident memory of the processes in the group (gunicorn's or Celery's workers included) whose
+    command line holds ``command``: the worker's figure leaves out the short-lived processes its stages
+    run (a memory measurement, ~90 MB for a second), which made it jump between samples."""
     if pgid is None:
         return 0.0
     total = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid or command not in (stat.parent / "cmdline").read_bytes():  # pgrp
+                continue
         except OSError:
             continue
-        if int(fields[2]) == pgid:  # pgrp
-            total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")  # rss, in pages
+        total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")  # rss, in pages
     return round(total / 1e6, 1)
 
 
 def memory(data_dir: Path) -> dict[str, float]:
     status = children(data_dir)
-    return {name: group_rss_mb(status[name]["pid"]) for name in ("web", "worker")}
+    return {"web": group_rss_mb(status["web"]["pid"]), "worker": group_rss_mb(status["worker"]["pid"], b"celery")}
 
 
 class Soak:
